@@ -1,0 +1,34 @@
+//! August's system of record: the PostgreSQL schema every other stage stands on.
+//!
+//! This crate owns what it takes to reach and shape that database, and nothing that moves
+//! data out of it:
+//! - [`settings`]: connection settings, validated once at start-up, with secrets that never
+//!   reach a log line;
+//! - [`pool`]: single connections and the shared pool;
+//! - [`migrate`]: the embedded `migrations/*.sql` files and the runner behind `august migrate`;
+//! - [`upsert`]: the one write pattern the ingest code uses, built so that replaying a payload
+//!   changes nothing: no row version, no audit row, no change on the replication stream;
+//! - [`catalog`]: the tables by role (mirrors, operational, published, audit);
+//! - [`actor`]: the names written into `change_log.actor` by each writer;
+//! - [`error`]: errors that say whether trying again can help.
+#![forbid(missing_docs)]
+
+pub mod actor;
+pub mod catalog;
+pub mod error;
+pub mod migrate;
+pub mod pool;
+pub mod secret;
+pub mod settings;
+pub mod upsert;
+
+pub use actor::{set_actor, Actor};
+pub use error::{DbError, ErrorKind, SettingError};
+pub use migrate::{migrate, MigrateError, Migration, MigrationReport};
+pub use pool::{connect, connect_pool, PgPool};
+pub use secret::Secret;
+pub use settings::{DbSettings, PoolSettings};
+pub use upsert::{Upsert, UpsertOutcome};
+
+/// The publication the replication consumer reads; created by the migrations.
+pub const PUBLICATION: &str = "august_cdc";

@@ -1,0 +1,23 @@
+//! The system of record on a real PostgreSQL: audit trail, no-op writes, constraints,
+//! retention, publication and the migrations runner.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod audit;
+mod constraints;
+mod migrations;
+mod noop_writes;
+
+use august_testkit::TestDb;
+use tokio_postgres::Client;
+
+/// `SELECT count(*)` as a number.
+pub async fn count(client: &Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// A fresh database and a client on it.
+pub async fn db(hint: &str) -> (TestDb, Client) {
+    let db = august_testkit::fresh_db(hint).await;
+    let client = db.client().await;
+    (db, client)
+}

@@ -1,0 +1,3 @@
+//! One module per `august` subcommand: each turns settings into a running stage.
+
+pub mod migrate;

@@ -1,0 +1,91 @@
+//! `august`: the command line that wires August's stages together.
+//!
+//! Exit codes: 0 done, 1 failed while running, 2 a setting (or the command line) is wrong —
+//! reported as one line naming the setting.
+
+mod commands;
+mod settings;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::settings::Sources;
+
+/// Keeps a psychiatric clinic's clinical data flowing: DrChrono and Deep Cura into Postgres,
+/// Postgres through a dataflow into Coda.
+#[derive(Debug, Parser)]
+#[command(name = "august", version, about)]
+struct Cli {
+    /// TOML file with settings; environment variables override it.
+    #[arg(long, global = true, env = "AUGUST_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply pending database migrations (safe to run repeatedly and concurrently).
+    Migrate,
+    /// Print every setting (environment variable, config file key, default) as a table.
+    Settings,
+}
+
+/// A failure that is the operator's to fix in the settings (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("config error: {0}")]
+pub struct ConfigError(#[from] pub august_schema::SettingError);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Settings = cli.command {
+        print!("{}", settings::markdown_table());
+        return ExitCode::SUCCESS;
+    }
+    let sources = match Sources::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(sources) => sources,
+        Err(e) => return report(ConfigError(e).into()),
+    };
+    if let Err(e) = init_logging(&sources) {
+        return report(e);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return report(anyhow::anyhow!("cannot start the async runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Migrate => commands::migrate::run(&sources).await,
+            Command::Settings => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(e),
+    }
+}
+
+/// Prints the error as one line and picks the exit code.
+fn report(error: anyhow::Error) -> ExitCode {
+    if error.downcast_ref::<ConfigError>().is_some() {
+        eprintln!("august: {error}");
+        return ExitCode::from(2);
+    }
+    eprintln!("august: error: {error:#}");
+    ExitCode::FAILURE
+}
+
+fn init_logging(sources: &Sources) -> anyhow::Result<()> {
+    let (filter, json) = sources.log().map_err(ConfigError)?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .map_err(|_| ConfigError(august_schema::SettingError::new("AUGUST_LOG", "is not a valid log filter")))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! Test support: a real PostgreSQL for every test, with nothing running beforehand.
+//!
+//! The first test of a test binary that asks for a database starts one private cluster for
+//! the whole run ([`cluster`]): `initdb` in a temporary folder, `wal_level = logical`, a free
+//! loopback port, run as the `postgres` OS user when the tests run as root (Postgres refuses
+//! to run as root). The migrations are applied once to a template database, and each test
+//! gets its own copy of it ([`fresh_db`]), so tests never see each other's rows.
+//!
+//! Clean-up does not depend on the test process ending well: a small guardian shell, started
+//! beside the cluster, blocks reading a pipe whose other end only this process holds. When
+//! the process exits for any reason (even `kill -9`), the pipe closes and the guardian stops
+//! the cluster and removes its folder.
+//!
+//! With `AUGUST_TEST_DATABASE_URL` set, tests use that server instead (it must allow
+//! `CREATE DATABASE`; replication tests need `wal_level = logical` there too).
+#![forbid(missing_docs)]
+
+mod cluster;
+mod database;
+
+pub use cluster::{cluster, Cluster};
+pub use database::{empty_db, fresh_db, TestDb};
