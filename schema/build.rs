@@ -17,7 +17,10 @@ fn main() {
     names.sort();
     let mut out = String::from("/// Every migration file, in the order it is applied.\npub static EMBEDDED: &[Migration] = &[\n");
     for name in &names {
-        let path = dir.join(name).canonicalize().expect("migration path resolves");
+        let path = dir
+            .join(name)
+            .canonicalize()
+            .expect("migration path resolves");
         println!("cargo:rerun-if-changed={}", path.display());
         out.push_str(&format!(
             "    Migration {{ name: {name:?}, sql: include_str!({path:?}) }},\n",
@@ -25,6 +28,7 @@ fn main() {
         ));
     }
     out.push_str("];\n");
-    let dest = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("migrations.rs");
+    let dest =
+        PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("migrations.rs");
     fs::write(dest, out).expect("OUT_DIR is writable");
 }

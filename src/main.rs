@@ -4,6 +4,7 @@
 //! reported as one line naming the setting.
 
 mod commands;
+mod embedded;
 mod settings;
 
 use std::path::PathBuf;
@@ -21,6 +22,10 @@ struct Cli {
     /// TOML file with settings; environment variables override it.
     #[arg(long, global = true, env = "AUGUST_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Use a private PostgreSQL run from the installed server binaries, kept in DIR and reused
+    /// on the next run, instead of the configured database. Needs no setup.
+    #[arg(long, global = true, value_name = "DIR", num_args = 0..=1, default_missing_value = ".august/pg")]
+    embedded: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,26 +49,38 @@ fn main() -> ExitCode {
         print!("{}", settings::markdown_table());
         return ExitCode::SUCCESS;
     }
-    let sources = match Sources::load(cli.config.as_deref(), std::env::vars()) {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return report(anyhow::anyhow!("cannot start the async runtime: {e}")),
+    };
+    let (server, env) = match &cli.embedded {
+        None => (None, std::env::vars().collect()),
+        Some(dir) => match runtime.block_on(embedded::start(dir)) {
+            Ok((server, env)) => (Some(server), env),
+            Err(e) => return report(e),
+        },
+    };
+    let sources = match Sources::load(cli.config.as_deref(), env) {
         Ok(sources) => sources,
         Err(e) => return report(ConfigError(e).into()),
     };
     if let Err(e) = init_logging(&sources) {
         return report(e);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => return report(anyhow::anyhow!("cannot start the async runtime: {e}")),
-    };
     let result = runtime.block_on(async {
         match cli.command {
             Command::Migrate => commands::migrate::run(&sources).await,
             Command::Settings => Ok(()),
         }
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => report(e),
+    let stopped = server.map(|s| s.stop()).transpose();
+    match (result, stopped) {
+        (Err(e), _) => report(e),
+        (Ok(()), Err(e)) => report(e.into()),
+        (Ok(()), Ok(_)) => ExitCode::SUCCESS,
     }
 }
 
@@ -79,9 +96,15 @@ fn report(error: anyhow::Error) -> ExitCode {
 
 fn init_logging(sources: &Sources) -> anyhow::Result<()> {
     let (filter, json) = sources.log().map_err(ConfigError)?;
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .map_err(|_| ConfigError(august_schema::SettingError::new("AUGUST_LOG", "is not a valid log filter")))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).map_err(|_| {
+        ConfigError(august_schema::SettingError::new(
+            "AUGUST_LOG",
+            "is not a valid log filter",
+        ))
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

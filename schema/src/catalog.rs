@@ -50,5 +50,9 @@ pub const AUDIT: &[&str] = &["sync_log", "change_log", "access_log", "processed_
 /// Every table whose changes go through the audit trigger: the mirrors, `deepcura_notes` and
 /// the operational tables.
 pub fn tracked() -> impl Iterator<Item = &'static str> {
-    DRCHRONO_MIRRORS.iter().chain(&["deepcura_notes"]).chain(OPERATIONAL).copied()
+    DRCHRONO_MIRRORS
+        .iter()
+        .chain(&["deepcura_notes"])
+        .chain(OPERATIONAL)
+        .copied()
 }

@@ -8,6 +8,7 @@
 //! - [`migrate`]: the embedded `migrations/*.sql` files and the runner behind `august migrate`;
 //! - [`upsert`]: the one write pattern the ingest code uses, built so that replaying a payload
 //!   changes nothing: no row version, no audit row, no change on the replication stream;
+//! - [`embedded`]: a private server from the installed binaries, for zero-setup runs and tests;
 //! - [`catalog`]: the tables by role (mirrors, operational, published, audit);
 //! - [`actor`]: the names written into `change_log.actor` by each writer;
 //! - [`error`]: errors that say whether trying again can help.
@@ -15,6 +16,7 @@
 
 pub mod actor;
 pub mod catalog;
+pub mod embedded;
 pub mod error;
 pub mod migrate;
 pub mod pool;

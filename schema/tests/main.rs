@@ -4,6 +4,7 @@
 
 mod audit;
 mod constraints;
+mod embedded;
 mod migrations;
 mod noop_writes;
 

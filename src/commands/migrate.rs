@@ -12,13 +12,19 @@ pub async fn run(sources: &Sources) -> anyhow::Result<()> {
         Ok(client) => client,
         // Wrong password, no such database, no such user: the setting is at fault.
         Err(e) if e.kind() == ErrorKind::Permanent => {
-            return Err(ConfigError(SettingError::new(settings.setting_name(), e.to_string())).into())
+            return Err(
+                ConfigError(SettingError::new(settings.setting_name(), e.to_string())).into(),
+            )
         }
         Err(e) => return Err(e.into()),
     };
     let report = migrate(&mut client, Migration::embedded()).await?;
     if report.applied.is_empty() {
-        println!("migrations: database {} is up to date ({} applied before)", settings.describe(), report.already_applied);
+        println!(
+            "migrations: database {} is up to date ({} applied before)",
+            settings.describe(),
+            report.already_applied
+        );
     } else {
         println!(
             "migrations: applied {} to {} ({}); {} applied before",

@@ -1,0 +1,31 @@
+//! The `august` binary as an operator meets it: real process, real Postgres.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod migrate_command;
+mod settings_errors;
+
+use std::process::{Command, Output};
+
+/// Runs `august` with exactly these environment variables (nothing inherited that could
+/// point it at another database).
+pub fn august(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_august"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+/// Standard error as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Standard output as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

@@ -1,0 +1,87 @@
+//! A wrong or missing setting: one line naming it, exit code 2, no secret shown.
+
+use crate::{august, stderr};
+
+fn assert_config_error(out: &std::process::Output, setting: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(setting), "names {setting}: {err}");
+}
+
+#[test]
+fn a_malformed_database_url_exits_2_naming_it_without_the_password() {
+    let out = august(
+        &["migrate"],
+        &[(
+            "DATABASE_URL",
+            "postgres://august:hunter2@db:notaport/clinical",
+        )],
+    );
+    assert_config_error(&out, "DATABASE_URL");
+    assert!(!stderr(&out).contains("hunter2"));
+}
+
+#[test]
+fn no_database_setting_exits_2_naming_database_url() {
+    assert_config_error(&august(&["migrate"], &[]), "DATABASE_URL");
+}
+
+#[tokio::test]
+async fn a_database_that_does_not_exist_exits_2_naming_the_setting() {
+    let url = august_testkit::cluster().url("no_such_database_here");
+    assert_config_error(
+        &august(&["migrate"], &[("DATABASE_URL", &url)]),
+        "DATABASE_URL",
+    );
+}
+
+#[test]
+fn a_bad_number_exits_2_naming_it() {
+    let out = august(
+        &["migrate"],
+        &[
+            ("DATABASE_URL", "postgres://u@h/d"),
+            ("DB_CONNECT_TIMEOUT_SECS", "soon"),
+        ],
+    );
+    assert_config_error(&out, "DB_CONNECT_TIMEOUT_SECS");
+}
+
+#[test]
+fn a_malformed_config_file_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("august.toml");
+    std::fs::write(&file, "[database\nurl = ").unwrap();
+    assert_config_error(
+        &august(&["--config", file.to_str().unwrap(), "migrate"], &[]),
+        "--config",
+    );
+}
+
+#[test]
+fn a_bad_log_format_exits_2_naming_it() {
+    let out = august(
+        &["migrate"],
+        &[
+            ("DATABASE_URL", "postgres://u@h/d"),
+            ("AUGUST_LOG_FORMAT", "xml"),
+        ],
+    );
+    assert_config_error(&out, "AUGUST_LOG_FORMAT");
+}
+
+#[test]
+fn settings_prints_every_setting() {
+    let out = august(&["settings"], &[]);
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    for name in [
+        "DATABASE_URL",
+        "DB_HOST",
+        "DB_PASSWORD",
+        "AUGUST_LOG_FORMAT",
+    ] {
+        assert!(table.contains(name), "{name}");
+    }
+}
