@@ -15,12 +15,10 @@ fn main() {
         .filter(|name| name.ends_with(".sql"))
         .collect();
     names.sort();
-    let mut out = String::from("/// Every migration file, in the order it is applied.\npub static EMBEDDED: &[Migration] = &[\n");
+    let mut out =
+        String::from("/// Every migration file, in the order it is applied.\npub static EMBEDDED: &[Migration] = &[\n");
     for name in &names {
-        let path = dir
-            .join(name)
-            .canonicalize()
-            .expect("migration path resolves");
+        let path = dir.join(name).canonicalize().expect("migration path resolves");
         println!("cargo:rerun-if-changed={}", path.display());
         out.push_str(&format!(
             "    Migration {{ name: {name:?}, sql: include_str!({path:?}) }},\n",
@@ -28,7 +26,6 @@ fn main() {
         ));
     }
     out.push_str("];\n");
-    let dest =
-        PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("migrations.rs");
+    let dest = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("migrations.rs");
     fs::write(dest, out).expect("OUT_DIR is writable");
 }

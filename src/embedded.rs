@@ -21,19 +21,11 @@ pub async fn start(dir: &Path) -> anyhow::Result<(EmbeddedPostgres, Vec<(String,
         .context("look up the embedded database")?
         .is_some();
     if !exists {
-        admin
-            .batch_execute(&format!("CREATE DATABASE {DATABASE}"))
-            .await
-            .context("create the embedded database")?;
+        admin.batch_execute(&format!("CREATE DATABASE {DATABASE}")).await.context("create the embedded database")?;
     }
-    eprintln!(
-        "august: using the embedded PostgreSQL in {} (port {})",
-        dir.display(),
-        server.port()
-    );
-    let mut env: Vec<(String, String)> = std::env::vars()
-        .filter(|(key, _)| key != "DATABASE_URL" && !key.starts_with("DB_"))
-        .collect();
+    eprintln!("august: using the embedded PostgreSQL in {} (port {})", dir.display(), server.port());
+    let mut env: Vec<(String, String)> =
+        std::env::vars().filter(|(key, _)| key != "DATABASE_URL" && !key.starts_with("DB_")).collect();
     env.push(("DATABASE_URL".to_string(), server.url(DATABASE)));
     Ok((server, env))
 }

@@ -49,10 +49,7 @@ fn main() -> ExitCode {
         print!("{}", settings::markdown_table());
         return ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => return report(anyhow::anyhow!("cannot start the async runtime: {e}")),
     };
@@ -96,15 +93,9 @@ fn report(error: anyhow::Error) -> ExitCode {
 
 fn init_logging(sources: &Sources) -> anyhow::Result<()> {
     let (filter, json) = sources.log().map_err(ConfigError)?;
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter).map_err(|_| {
-        ConfigError(august_schema::SettingError::new(
-            "AUGUST_LOG",
-            "is not a valid log filter",
-        ))
-    })?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .map_err(|_| ConfigError(august_schema::SettingError::new("AUGUST_LOG", "is not a valid log filter")))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

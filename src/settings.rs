@@ -26,27 +26,52 @@ pub struct Setting {
 
 macro_rules! setting {
     ($env:literal, $key:literal, $default:expr, $doc:literal) => {
-        Setting {
-            env: $env,
-            file_key: $key,
-            default: $default,
-            doc: $doc,
-        }
+        Setting { env: $env, file_key: $key, default: $default, doc: $doc }
     };
 }
 
 /// Every setting August reads.
 pub const SETTINGS: &[Setting] = &[
-    setting!("DATABASE_URL", "database.url", None, "Postgres connection string (`postgres://user:password@host:port/db`). Use this or the `DB_*` parts."),
-    setting!("DB_HOST", "database.host", None, "Postgres host name, IP or unix-socket folder (when `DATABASE_URL` is not set)."),
+    setting!(
+        "DATABASE_URL",
+        "database.url",
+        None,
+        "Postgres connection string (`postgres://user:password@host:port/db`). Use this or the `DB_*` parts."
+    ),
+    setting!(
+        "DB_HOST",
+        "database.host",
+        None,
+        "Postgres host name, IP or unix-socket folder (when `DATABASE_URL` is not set)."
+    ),
     setting!("DB_PORT", "database.port", Some("5432"), "Postgres port."),
     setting!("DB_NAME", "database.name", None, "Database name."),
     setting!("DB_USER", "database.user", None, "Database user."),
-    setting!("DB_PASSWORD", "database.password", None, "Database password (secret). May also complete a `DATABASE_URL` that has none."),
+    setting!(
+        "DB_PASSWORD",
+        "database.password",
+        None,
+        "Database password (secret). May also complete a `DATABASE_URL` that has none."
+    ),
     setting!("DB_POOL_MAX_SIZE", "database.pool_max_size", Some("10"), "Most pooled connections."),
-    setting!("DB_POOL_IDLE_SECS", "database.pool_idle_secs", Some("30"), "Seconds before an idle pooled connection is closed."),
-    setting!("DB_CONNECT_TIMEOUT_SECS", "database.connect_timeout_secs", Some("2"), "Seconds to wait for a new connection."),
-    setting!("AUGUST_LOG", "log.filter", Some("info,tokio_postgres=warn"), "Log filter (`tracing` syntax, e.g. `info,august_cdc=debug`)."),
+    setting!(
+        "DB_POOL_IDLE_SECS",
+        "database.pool_idle_secs",
+        Some("30"),
+        "Seconds before an idle pooled connection is closed."
+    ),
+    setting!(
+        "DB_CONNECT_TIMEOUT_SECS",
+        "database.connect_timeout_secs",
+        Some("2"),
+        "Seconds to wait for a new connection."
+    ),
+    setting!(
+        "AUGUST_LOG",
+        "log.filter",
+        Some("info,tokio_postgres=warn"),
+        "Log filter (`tracing` syntax, e.g. `info,august_cdc=debug`)."
+    ),
     setting!("AUGUST_LOG_FORMAT", "log.format", Some("text"), "`text` for people, `json` for Cloud Logging."),
 ];
 
@@ -85,73 +110,49 @@ impl Sources {
         let mut file = HashMap::new();
         if let Some(path) = config_file {
             let name = || format!("--config {}", path.display());
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| SettingError::new(name(), format!("cannot read: {e}")))?;
-            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-                SettingError::new(name(), format!("not valid TOML: {}", e.message()))
-            })?;
-            flatten("", &table, &mut file).map_err(|key| {
-                SettingError::new(
-                    name(),
-                    format!("`{key}` must be a string, number or boolean"),
-                )
-            })?;
-            if let Some(unknown) = file
-                .keys()
-                .find(|key| !SETTINGS.iter().any(|s| s.file_key == key.as_str()))
-            {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| SettingError::new(name(), format!("cannot read: {e}")))?;
+            let table: toml::Table = text
+                .parse()
+                .map_err(|e: toml::de::Error| SettingError::new(name(), format!("not valid TOML: {}", e.message())))?;
+            flatten("", &table, &mut file)
+                .map_err(|key| SettingError::new(name(), format!("`{key}` must be a string, number or boolean")))?;
+            if let Some(unknown) = file.keys().find(|key| !SETTINGS.iter().any(|s| s.file_key == key.as_str())) {
                 return Err(SettingError::new(
                     format!("{unknown} (in {})", path.display()),
                     "is not a setting August knows",
                 ));
             }
         }
-        Ok(Self {
-            env: env.into_iter().collect(),
-            file,
-            file_path: config_file.map(Path::to_path_buf),
-        })
+        Ok(Self { env: env.into_iter().collect(), file, file_path: config_file.map(Path::to_path_buf) })
     }
 
     fn get(&self, env: &'static str) -> Option<(String, Origin)> {
-        let setting = SETTINGS
-            .iter()
-            .find(|s| s.env == env)
-            .expect("every looked-up setting is declared");
+        let setting = SETTINGS.iter().find(|s| s.env == env).expect("every looked-up setting is declared");
         if let Some(value) = self.env.get(env).filter(|v| !v.is_empty()) {
             return Some((value.clone(), Origin::Env(env)));
         }
         if let (Some(value), Some(path)) = (self.file.get(setting.file_key), &self.file_path) {
             return Some((value.clone(), Origin::File(setting.file_key, path.clone())));
         }
-        setting
-            .default
-            .map(|d| (d.to_string(), Origin::Default(env)))
+        setting.default.map(|d| (d.to_string(), Origin::Default(env)))
     }
 
     fn is_set(&self, env: &'static str) -> bool {
         matches!(self.get(env), Some((_, Origin::Env(_) | Origin::File(..))))
     }
 
-    fn parse<T: std::str::FromStr>(
-        &self,
-        env: &'static str,
-        what: &str,
-    ) -> Result<Option<T>, SettingError> {
+    fn parse<T: std::str::FromStr>(&self, env: &'static str, what: &str) -> Result<Option<T>, SettingError> {
         match self.get(env) {
             None => Ok(None),
-            Some((value, origin)) => value
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| SettingError::new(origin.name(), format!("must be {what}"))),
+            Some((value, origin)) => {
+                value.trim().parse().map(Some).map_err(|_| SettingError::new(origin.name(), format!("must be {what}")))
+            }
         }
     }
 
     fn required(&self, env: &'static str) -> Result<String, SettingError> {
-        self.get(env)
-            .map(|(v, _)| v)
-            .ok_or_else(|| SettingError::new(env, "is not set"))
+        self.get(env).map(|(v, _)| v).ok_or_else(|| SettingError::new(env, "is not set"))
     }
 
     /// The database settings, checked: either `DATABASE_URL` or `DB_HOST`+`DB_NAME`+`DB_USER`.
@@ -160,45 +161,32 @@ impl Sources {
             max_size: self
                 .parse("DB_POOL_MAX_SIZE", "a whole number from 1 to 1000")?
                 .filter(|n| (1..=1000).contains(n))
-                .ok_or_else(|| {
-                    SettingError::new("DB_POOL_MAX_SIZE", "must be a whole number from 1 to 1000")
-                })?,
+                .ok_or_else(|| SettingError::new("DB_POOL_MAX_SIZE", "must be a whole number from 1 to 1000"))?,
             idle_timeout: Duration::from_secs(
-                self.parse("DB_POOL_IDLE_SECS", "a whole number of seconds")?
-                    .unwrap_or(30),
+                self.parse("DB_POOL_IDLE_SECS", "a whole number of seconds")?.unwrap_or(30),
             ),
             connect_timeout: Duration::from_secs(
                 self.parse::<u64>("DB_CONNECT_TIMEOUT_SECS", "a whole number of seconds")?
                     .filter(|s| *s > 0)
-                    .ok_or_else(|| {
-                        SettingError::new("DB_CONNECT_TIMEOUT_SECS", "must be at least 1")
-                    })?,
+                    .ok_or_else(|| SettingError::new("DB_CONNECT_TIMEOUT_SECS", "must be at least 1"))?,
             ),
         };
         let password = self.get("DB_PASSWORD").map(|(v, _)| Secret::new(v));
         let target = if let Some((url, origin)) = self.get("DATABASE_URL") {
-            if let Some(part) = ["DB_HOST", "DB_NAME", "DB_USER"]
-                .into_iter()
-                .find(|p| self.is_set(p))
-            {
+            if let Some(part) = ["DB_HOST", "DB_NAME", "DB_USER"].into_iter().find(|p| self.is_set(p)) {
                 return Err(SettingError::new(
                     origin.name(),
                     format!("is set together with {part}: set one or the other"),
                 ));
             }
-            ConnectTarget::Url {
-                setting: origin.name(),
-                url: Secret::new(url),
-            }
+            ConnectTarget::Url { setting: origin.name(), url: Secret::new(url) }
         } else if self.is_set("DB_HOST") || self.is_set("DB_NAME") || self.is_set("DB_USER") {
             ConnectTarget::Parts {
                 host: self.required("DB_HOST")?,
                 port: self
                     .parse("DB_PORT", "a port number (1-65535)")?
                     .filter(|p| *p > 0)
-                    .ok_or_else(|| {
-                        SettingError::new("DB_PORT", "must be a port number (1-65535)")
-                    })?,
+                    .ok_or_else(|| SettingError::new("DB_PORT", "must be a port number (1-65535)"))?,
                 dbname: self.required("DB_NAME")?,
                 user: self.required("DB_USER")?,
                 password: password.clone(),
@@ -209,11 +197,7 @@ impl Sources {
                 "is not set (set DATABASE_URL, or DB_HOST, DB_NAME and DB_USER)",
             ));
         };
-        let settings = DbSettings {
-            target,
-            pool,
-            application_name: "august".to_string(),
-        };
+        let settings = DbSettings { target, pool, application_name: "august".to_string() };
         let mut config = settings.pg_config()?;
         if config.get_password().is_none() {
             if let Some(password) = password {
@@ -226,9 +210,7 @@ impl Sources {
     /// The log filter and whether to log JSON.
     pub fn log(&self) -> Result<(String, bool), SettingError> {
         let (filter, _) = self.get("AUGUST_LOG").expect("AUGUST_LOG has a default");
-        let (format, origin) = self
-            .get("AUGUST_LOG_FORMAT")
-            .expect("AUGUST_LOG_FORMAT has a default");
+        let (format, origin) = self.get("AUGUST_LOG_FORMAT").expect("AUGUST_LOG_FORMAT has a default");
         let json = match format.as_str() {
             "text" => false,
             "json" => true,
@@ -240,32 +222,17 @@ impl Sources {
 
 /// The settings as a Markdown table, as printed by `august settings` and kept in the README.
 pub fn markdown_table() -> String {
-    let mut out =
-        String::from("| Variable | Config file key | Default | Meaning |\n|---|---|---|---|\n");
+    let mut out = String::from("| Variable | Config file key | Default | Meaning |\n|---|---|---|---|\n");
     for s in SETTINGS {
-        let default = s
-            .default
-            .map(|d| format!("`{d}`"))
-            .unwrap_or_else(|| "—".to_string());
-        out.push_str(&format!(
-            "| `{}` | `{}` | {default} | {} |\n",
-            s.env, s.file_key, s.doc
-        ));
+        let default = s.default.map(|d| format!("`{d}`")).unwrap_or_else(|| "—".to_string());
+        out.push_str(&format!("| `{}` | `{}` | {default} | {} |\n", s.env, s.file_key, s.doc));
     }
     out
 }
 
-fn flatten(
-    prefix: &str,
-    table: &toml::Table,
-    out: &mut HashMap<String, String>,
-) -> Result<(), String> {
+fn flatten(prefix: &str, table: &toml::Table, out: &mut HashMap<String, String>) -> Result<(), String> {
     for (key, value) in table {
-        let full = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
+        let full = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
         match value {
             toml::Value::Table(inner) => flatten(&full, inner, out)?,
             toml::Value::String(s) => drop(out.insert(full, s.clone())),
@@ -283,18 +250,12 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn nothing_set_names_database_url() {
-        let err = Sources::load(None, env(&[]))
-            .unwrap()
-            .database()
-            .unwrap_err();
+        let err = Sources::load(None, env(&[])).unwrap().database().unwrap_err();
         assert_eq!(err.setting, "DATABASE_URL");
     }
 
@@ -302,12 +263,7 @@ mod tests {
     fn the_seed_parts_build_a_connection() {
         let sources = Sources::load(
             None,
-            env(&[
-                ("DB_HOST", "10.0.0.3"),
-                ("DB_NAME", "clinical"),
-                ("DB_USER", "august"),
-                ("DB_PASSWORD", "pw"),
-            ]),
+            env(&[("DB_HOST", "10.0.0.3"), ("DB_NAME", "clinical"), ("DB_USER", "august"), ("DB_PASSWORD", "pw")]),
         )
         .unwrap();
         let (settings, config) = sources.database().unwrap();
@@ -318,37 +274,25 @@ mod tests {
 
     #[test]
     fn a_missing_part_is_named() {
-        let err = Sources::load(None, env(&[("DB_HOST", "h"), ("DB_USER", "u")]))
-            .unwrap()
-            .database()
-            .unwrap_err();
+        let err = Sources::load(None, env(&[("DB_HOST", "h"), ("DB_USER", "u")])).unwrap().database().unwrap_err();
         assert_eq!(err.setting, "DB_NAME");
     }
 
     #[test]
     fn url_and_parts_together_are_refused() {
-        let err = Sources::load(
-            None,
-            env(&[("DATABASE_URL", "postgres://u@h/d"), ("DB_HOST", "h")]),
-        )
-        .unwrap()
-        .database()
-        .unwrap_err();
+        let err = Sources::load(None, env(&[("DATABASE_URL", "postgres://u@h/d"), ("DB_HOST", "h")]))
+            .unwrap()
+            .database()
+            .unwrap_err();
         assert!(err.to_string().contains("DB_HOST"), "{err}");
     }
 
     #[test]
     fn a_bad_number_is_named() {
-        let err = Sources::load(
-            None,
-            env(&[
-                ("DATABASE_URL", "postgres://u@h/d"),
-                ("DB_POOL_MAX_SIZE", "ten"),
-            ]),
-        )
-        .unwrap()
-        .database()
-        .unwrap_err();
+        let err = Sources::load(None, env(&[("DATABASE_URL", "postgres://u@h/d"), ("DB_POOL_MAX_SIZE", "ten")]))
+            .unwrap()
+            .database()
+            .unwrap_err();
         assert_eq!(err.setting, "DB_POOL_MAX_SIZE");
     }
 
@@ -356,7 +300,11 @@ mod tests {
     fn the_file_is_read_and_the_environment_wins() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("august.toml");
-        std::fs::write(&path, "[database]\nurl = \"postgres://u@filehost/d\"\npool_max_size = 4\n[log]\nformat = \"json\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "[database]\nurl = \"postgres://u@filehost/d\"\npool_max_size = 4\n[log]\nformat = \"json\"\n",
+        )
+        .unwrap();
         let sources = Sources::load(Some(&path), env(&[("AUGUST_LOG_FORMAT", "text")])).unwrap();
         let (settings, _) = sources.database().unwrap();
         assert_eq!(settings.describe(), "filehost:5432/d as u");

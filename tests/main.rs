@@ -10,10 +10,7 @@ use std::process::{Command, Output};
 /// point it at another database).
 pub fn august(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_august"));
-    command
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    command.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     for (key, value) in env {
         command.env(key, value);
     }

@@ -9,29 +9,17 @@ async fn migrate_creates_every_table_then_reports_the_database_up_to_date() {
     let db = august_testkit::empty_db("cli_migrate").await;
     let first = august(&["migrate"], &[("DATABASE_URL", db.url())]);
     assert!(first.status.success(), "{}", stderr(&first));
-    assert!(
-        stdout(&first).contains(&format!("applied {}", Migration::embedded().len())),
-        "{}",
-        stdout(&first)
-    );
+    assert!(stdout(&first).contains(&format!("applied {}", Migration::embedded().len())), "{}", stdout(&first));
 
     let client = db.client().await;
     for table in catalog::tracked().chain(catalog::AUDIT.iter().copied()) {
-        let exists: bool = client
-            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
-            .await
-            .unwrap()
-            .get(0);
+        let exists: bool = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&table]).await.unwrap().get(0);
         assert!(exists, "{table}");
     }
 
     let second = august(&["migrate"], &[("DATABASE_URL", db.url())]);
     assert!(second.status.success(), "{}", stderr(&second));
-    assert!(
-        stdout(&second).contains("is up to date"),
-        "{}",
-        stdout(&second)
-    );
+    assert!(stdout(&second).contains("is up to date"), "{}", stdout(&second));
 }
 
 #[tokio::test]
@@ -39,16 +27,16 @@ async fn migrate_refuses_an_edited_migration_by_name() {
     let db = august_testkit::fresh_db("cli_migrate_edited").await;
     let client = db.client().await;
     client
-        .execute("UPDATE schema_migrations SET checksum = 'not-what-was-applied' WHERE name = '0003_deepcura_notes.sql'", &[])
+        .execute(
+            "UPDATE schema_migrations SET checksum = 'not-what-was-applied' WHERE name = '0003_deepcura_notes.sql'",
+            &[],
+        )
         .await
         .unwrap();
     let out = august(&["migrate"], &[("DATABASE_URL", db.url())]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(
-        err.contains("0003_deepcura_notes.sql") && err.contains("edited"),
-        "{err}"
-    );
+    assert!(err.contains("0003_deepcura_notes.sql") && err.contains("edited"), "{err}");
 }
 
 #[tokio::test]
@@ -80,25 +68,9 @@ fn embedded_runs_with_no_setup_and_keeps_its_data() {
     let pg = pg.to_str().unwrap();
     let first = august(&["--embedded", pg, "migrate"], &[]);
     assert!(first.status.success(), "{}", stderr(&first));
-    assert!(
-        stdout(&first).contains(&format!("applied {}", Migration::embedded().len())),
-        "{}",
-        stdout(&first)
-    );
-    let second = august(
-        &["--embedded", pg, "migrate"],
-        &[("DATABASE_URL", "postgres://ignored@nowhere/x")],
-    );
+    assert!(stdout(&first).contains(&format!("applied {}", Migration::embedded().len())), "{}", stdout(&first));
+    let second = august(&["--embedded", pg, "migrate"], &[("DATABASE_URL", "postgres://ignored@nowhere/x")]);
     assert!(second.status.success(), "{}", stderr(&second));
-    assert!(
-        stdout(&second).contains("is up to date"),
-        "the data survived the first run: {}",
-        stdout(&second)
-    );
-    assert!(
-        !std::path::Path::new(pg)
-            .join("data/postmaster.pid")
-            .exists(),
-        "the server was stopped on exit"
-    );
+    assert!(stdout(&second).contains("is up to date"), "the data survived the first run: {}", stdout(&second));
+    assert!(!std::path::Path::new(pg).join("data/postmaster.pid").exists(), "the server was stopped on exit");
 }

@@ -11,13 +11,7 @@ fn assert_config_error(out: &std::process::Output, setting: &str) {
 
 #[test]
 fn a_malformed_database_url_exits_2_naming_it_without_the_password() {
-    let out = august(
-        &["migrate"],
-        &[(
-            "DATABASE_URL",
-            "postgres://august:hunter2@db:notaport/clinical",
-        )],
-    );
+    let out = august(&["migrate"], &[("DATABASE_URL", "postgres://august:hunter2@db:notaport/clinical")]);
     assert_config_error(&out, "DATABASE_URL");
     assert!(!stderr(&out).contains("hunter2"));
 }
@@ -30,21 +24,12 @@ fn no_database_setting_exits_2_naming_database_url() {
 #[tokio::test]
 async fn a_database_that_does_not_exist_exits_2_naming_the_setting() {
     let url = august_testkit::cluster().url("no_such_database_here");
-    assert_config_error(
-        &august(&["migrate"], &[("DATABASE_URL", &url)]),
-        "DATABASE_URL",
-    );
+    assert_config_error(&august(&["migrate"], &[("DATABASE_URL", &url)]), "DATABASE_URL");
 }
 
 #[test]
 fn a_bad_number_exits_2_naming_it() {
-    let out = august(
-        &["migrate"],
-        &[
-            ("DATABASE_URL", "postgres://u@h/d"),
-            ("DB_CONNECT_TIMEOUT_SECS", "soon"),
-        ],
-    );
+    let out = august(&["migrate"], &[("DATABASE_URL", "postgres://u@h/d"), ("DB_CONNECT_TIMEOUT_SECS", "soon")]);
     assert_config_error(&out, "DB_CONNECT_TIMEOUT_SECS");
 }
 
@@ -53,21 +38,12 @@ fn a_malformed_config_file_exits_2_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("august.toml");
     std::fs::write(&file, "[database\nurl = ").unwrap();
-    assert_config_error(
-        &august(&["--config", file.to_str().unwrap(), "migrate"], &[]),
-        "--config",
-    );
+    assert_config_error(&august(&["--config", file.to_str().unwrap(), "migrate"], &[]), "--config");
 }
 
 #[test]
 fn a_bad_log_format_exits_2_naming_it() {
-    let out = august(
-        &["migrate"],
-        &[
-            ("DATABASE_URL", "postgres://u@h/d"),
-            ("AUGUST_LOG_FORMAT", "xml"),
-        ],
-    );
+    let out = august(&["migrate"], &[("DATABASE_URL", "postgres://u@h/d"), ("AUGUST_LOG_FORMAT", "xml")]);
     assert_config_error(&out, "AUGUST_LOG_FORMAT");
 }
 
@@ -76,12 +52,7 @@ fn settings_prints_every_setting() {
     let out = august(&["settings"], &[]);
     assert!(out.status.success());
     let table = String::from_utf8_lossy(&out.stdout);
-    for name in [
-        "DATABASE_URL",
-        "DB_HOST",
-        "DB_PASSWORD",
-        "AUGUST_LOG_FORMAT",
-    ] {
+    for name in ["DATABASE_URL", "DB_HOST", "DB_PASSWORD", "AUGUST_LOG_FORMAT"] {
         assert!(table.contains(name), "{name}");
     }
 }

@@ -39,11 +39,8 @@ impl Actor {
 /// Outside a transaction block Postgres would forget it at once, so call this on a
 /// `Transaction`.
 pub async fn set_actor(tx: &impl GenericClient, actor: Actor) -> Result<(), DbError> {
-    tx.execute(
-        "SELECT set_config('app.actor', $1, true)",
-        &[&actor.as_str()],
-    )
-    .await
-    .map(|_| ())
-    .map_err(|e| DbError::new("set app.actor", e))
+    tx.execute("SELECT set_config('app.actor', $1, true)", &[&actor.as_str()])
+        .await
+        .map(|_| ())
+        .map_err(|e| DbError::new("set app.actor", e))
 }

@@ -25,34 +25,17 @@ pub const OPERATIONAL: &[&str] = &[
     "staff_roles",
 ];
 
-/// Tables in the `august_cdc` publication (all with `REPLICA IDENTITY FULL`).
-pub const PUBLISHED: &[&str] = &[
-    "providers",
-    "patients",
-    "appointments",
-    "clinical_notes",
-    "medications",
-    "problems",
-    "allergies",
-    "insurance_records",
-    "line_items",
-    "deepcura_notes",
-    "intake_checklists",
-    "post_appointment_tasks",
-    "prior_authorizations",
-    "questionnaire_responses",
-    "consent_records",
-];
-
 /// The audit trail.
 pub const AUDIT: &[&str] = &["sync_log", "change_log", "access_log", "processed_messages"];
 
 /// Every table whose changes go through the audit trigger: the mirrors, `deepcura_notes` and
 /// the operational tables.
 pub fn tracked() -> impl Iterator<Item = &'static str> {
-    DRCHRONO_MIRRORS
-        .iter()
-        .chain(&["deepcura_notes"])
-        .chain(OPERATIONAL)
-        .copied()
+    DRCHRONO_MIRRORS.iter().chain(&["deepcura_notes"]).chain(OPERATIONAL).copied()
+}
+
+/// Tables in the `august_cdc` publication (all with `REPLICA IDENTITY FULL`): every tracked
+/// table except `staff_roles`, which is access control, not clinic data.
+pub fn published() -> impl Iterator<Item = &'static str> {
+    tracked().filter(|table| *table != "staff_roles")
 }

@@ -65,28 +65,15 @@ impl EmbeddedPostgres {
     /// be allowed to remove `root` (a fresh temporary folder is).
     pub fn start(root: &Path, throw_away: bool) -> Result<Self, EmbeddedError> {
         let bin_dir = find_bin_dir()?;
-        fs::create_dir_all(root)
-            .map_err(|e| fail(format!("cannot create {}: {e}", root.display())))?;
-        let root = root
-            .canonicalize()
-            .map_err(|e| fail(format!("{}: {e}", root.display())))?;
-        let running_as_root = fs::metadata("/proc/self")
-            .map(|m| m.uid() == 0)
-            .unwrap_or(false);
-        let run_as = if running_as_root {
-            Some(postgres_user_ids()?)
-        } else {
-            None
-        };
+        fs::create_dir_all(root).map_err(|e| fail(format!("cannot create {}: {e}", root.display())))?;
+        let root = root.canonicalize().map_err(|e| fail(format!("{}: {e}", root.display())))?;
+        let running_as_root = fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
+        let run_as = if running_as_root { Some(postgres_user_ids()?) } else { None };
         if let Some((uid, gid)) = run_as {
             std::os::unix::fs::chown(&root, Some(uid), Some(gid))
                 .map_err(|e| fail(format!("chown {}: {e}", root.display())))?;
         }
-        let layout = Layout {
-            bin_dir,
-            root,
-            run_as,
-        };
+        let layout = Layout { bin_dir, root, run_as };
         // Checked before the guardian exists: it would stop another process's server.
         if layout
             .pg_ctl(&["status"])
@@ -106,11 +93,7 @@ impl EmbeddedPostgres {
             layout.init(throw_away)?;
         }
         let port = layout.start_on_free_port()?;
-        Ok(Self {
-            layout,
-            port,
-            _guardian: Mutex::new(guardian),
-        })
+        Ok(Self { layout, port, _guardian: Mutex::new(guardian) })
     }
 
     /// Loopback address the server listens on.
@@ -135,14 +118,12 @@ impl EmbeddedPostgres {
 
     /// Restarts the server (`pg_ctl restart -m fast`), dropping every connection.
     pub fn restart(&self) -> Result<(), EmbeddedError> {
-        self.layout
-            .run_pg_ctl(&["restart", "-m", "fast", "-w", "-t", "60"])
+        self.layout.run_pg_ctl(&["restart", "-m", "fast", "-w", "-t", "60"])
     }
 
     /// Stops the server (`pg_ctl stop -m fast`); the data stays for the next start.
     pub fn stop(&self) -> Result<(), EmbeddedError> {
-        self.layout
-            .run_pg_ctl(&["stop", "-m", "fast", "-w", "-t", "60"])
+        self.layout.run_pg_ctl(&["stop", "-m", "fast", "-w", "-t", "60"])
     }
 }
 
@@ -152,38 +133,19 @@ impl Layout {
             .command("initdb")
             .arg("-D")
             .arg(self.root.join("data"))
-            .args([
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ])
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"])
             .output()
             .map_err(|e| fail(format!("initdb: {e}")))?;
         if !out.status.success() {
-            return Err(fail(format!(
-                "initdb failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+            return Err(fail(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
         }
         let mut conf = fs::OpenOptions::new()
             .append(true)
             .open(self.root.join("data/postgresql.conf"))
             .map_err(|e| fail(format!("postgresql.conf: {e}")))?;
-        let speed = if throw_away {
-            "fsync = off\nfull_page_writes = off\n"
-        } else {
-            ""
-        };
-        write!(
-            conf,
-            "{SERVER_SETTINGS}unix_socket_directories = '{}'\n{speed}",
-            self.root.display()
-        )
-        .map_err(|e| fail(e.to_string()))
+        let speed = if throw_away { "fsync = off\nfull_page_writes = off\n" } else { "" };
+        write!(conf, "{SERVER_SETTINGS}unix_socket_directories = '{}'\n{speed}", self.root.display())
+            .map_err(|e| fail(e.to_string()))
     }
 
     fn start_on_free_port(&self) -> Result<u16, EmbeddedError> {
@@ -203,18 +165,11 @@ impl Layout {
         }
         let log = fs::read_to_string(self.root.join("postgres.log")).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(5).collect();
-        Err(fail(format!(
-            "the server did not start; last log lines: {}",
-            tail.join(" | ")
-        )))
+        Err(fail(format!("the server did not start; last log lines: {}", tail.join(" | "))))
     }
 
     fn run_pg_ctl(&self, args: &[&str]) -> Result<(), EmbeddedError> {
-        let status = self
-            .pg_ctl(args)
-            .stdout(Stdio::null())
-            .status()
-            .map_err(|e| fail(format!("pg_ctl: {e}")))?;
+        let status = self.pg_ctl(args).stdout(Stdio::null()).status().map_err(|e| fail(format!("pg_ctl: {e}")))?;
         if status.success() {
             Ok(())
         } else {
@@ -267,22 +222,14 @@ fn find_bin_dir() -> Result<PathBuf, EmbeddedError> {
         return if has_initdb(&dir) {
             Ok(dir)
         } else {
-            Err(fail(format!(
-                "AUGUST_PG_BIN={} has no initdb",
-                dir.display()
-            )))
+            Err(fail(format!("AUGUST_PG_BIN={} has no initdb", dir.display())))
         };
     }
     let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
         .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            Some((
-                e.file_name().to_str()?.parse::<u32>().ok()?,
-                e.path().join("bin"),
-            ))
-        })
+        .filter_map(|e| Some((e.file_name().to_str()?.parse::<u32>().ok()?, e.path().join("bin"))))
         .filter(|(_, bin)| has_initdb(bin))
         .collect();
     versions.sort();
@@ -296,23 +243,16 @@ fn find_bin_dir() -> Result<PathBuf, EmbeddedError> {
 }
 
 fn postgres_user_ids() -> Result<(u32, u32), EmbeddedError> {
-    let passwd =
-        fs::read_to_string("/etc/passwd").map_err(|e| fail(format!("/etc/passwd: {e}")))?;
+    let passwd = fs::read_to_string("/etc/passwd").map_err(|e| fail(format!("/etc/passwd: {e}")))?;
     passwd
         .lines()
         .map(|line| line.split(':').collect::<Vec<_>>())
         .find(|fields| fields.first() == Some(&"postgres") && fields.len() > 3)
         .and_then(|fields| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))
-        .ok_or_else(|| {
-            fail("running as root, and there is no `postgres` OS user to run the server as")
-        })
+        .ok_or_else(|| fail("running as root, and there is no `postgres` OS user to run the server as"))
 }
 
 fn free_port() -> Result<u16, EmbeddedError> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| fail(format!("no free port: {e}")))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| fail(e.to_string()))
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| fail(format!("no free port: {e}")))?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| fail(e.to_string()))
 }

@@ -29,10 +29,7 @@ pub struct SettingError {
 impl SettingError {
     /// A problem with `setting`.
     pub fn new(setting: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            setting: setting.into(),
-            message: message.into(),
-        }
+        Self { setting: setting.into(), message: message.into() }
     }
 }
 
@@ -47,10 +44,7 @@ pub struct DbError {
 impl DbError {
     /// Wraps a client error with a short description of the operation (no values).
     pub fn new(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
-        Self {
-            context: context.into(),
-            source,
-        }
+        Self { context: context.into(), source }
     }
 
     /// Whether trying again may help.
@@ -74,8 +68,8 @@ impl DbError {
 
 fn classify(code: &SqlState) -> ErrorKind {
     let class = &code.code()[..2];
-    let retryable = matches!(class, "08" | "53" | "57" | "40" | "55")
-        && *code != SqlState::INVALID_AUTHORIZATION_SPECIFICATION;
+    let retryable =
+        matches!(class, "08" | "53" | "57" | "40" | "55") && *code != SqlState::INVALID_AUTHORIZATION_SPECIFICATION;
     if retryable {
         ErrorKind::Retryable
     } else {
@@ -115,28 +109,16 @@ mod tests {
 
     #[test]
     fn connection_and_concurrency_states_are_retryable() {
-        assert_eq!(
-            classify(&SqlState::CONNECTION_FAILURE),
-            ErrorKind::Retryable
-        );
+        assert_eq!(classify(&SqlState::CONNECTION_FAILURE), ErrorKind::Retryable);
         assert_eq!(classify(&SqlState::ADMIN_SHUTDOWN), ErrorKind::Retryable);
-        assert_eq!(
-            classify(&SqlState::T_R_SERIALIZATION_FAILURE),
-            ErrorKind::Retryable
-        );
-        assert_eq!(
-            classify(&SqlState::TOO_MANY_CONNECTIONS),
-            ErrorKind::Retryable
-        );
+        assert_eq!(classify(&SqlState::T_R_SERIALIZATION_FAILURE), ErrorKind::Retryable);
+        assert_eq!(classify(&SqlState::TOO_MANY_CONNECTIONS), ErrorKind::Retryable);
     }
 
     #[test]
     fn credentials_data_and_missing_objects_are_permanent() {
         assert_eq!(classify(&SqlState::INVALID_PASSWORD), ErrorKind::Permanent);
-        assert_eq!(
-            classify(&SqlState::INVALID_CATALOG_NAME),
-            ErrorKind::Permanent
-        );
+        assert_eq!(classify(&SqlState::INVALID_CATALOG_NAME), ErrorKind::Permanent);
         assert_eq!(classify(&SqlState::CHECK_VIOLATION), ErrorKind::Permanent);
         assert_eq!(classify(&SqlState::UNDEFINED_TABLE), ErrorKind::Permanent);
     }

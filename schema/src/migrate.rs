@@ -90,28 +90,20 @@ pub enum MigrateError {
 const LOCK_KEY: i64 = 0x6175_6775_7374_6d67; // "augustmg"
 
 /// Applies the pending `migrations`, in order. Safe to run concurrently and repeatedly.
-pub async fn migrate(
-    client: &mut Client,
-    migrations: &[Migration],
-) -> Result<MigrationReport, MigrateError> {
+pub async fn migrate(client: &mut Client, migrations: &[Migration]) -> Result<MigrationReport, MigrateError> {
     check_names(migrations)?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
         .await
         .map_err(|e| DbError::new("take the migrations lock", e))?;
     let result = migrate_locked(client, migrations).await;
-    let unlocked = client
-        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
-        .await;
+    let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY]).await;
     let report = result?;
     unlocked.map_err(|e| DbError::new("release the migrations lock", e))?;
     Ok(report)
 }
 
-async fn migrate_locked(
-    client: &mut Client,
-    migrations: &[Migration],
-) -> Result<MigrationReport, MigrateError> {
+async fn migrate_locked(client: &mut Client, migrations: &[Migration]) -> Result<MigrationReport, MigrateError> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -140,26 +132,16 @@ async fn migrate_locked(
         if let Some(recorded) = applied.get(migration.name) {
             let now = migration.checksum();
             if *recorded != now {
-                return Err(MigrateError::Edited {
-                    name: migration.name.to_string(),
-                    applied: recorded.clone(),
-                    now,
-                });
+                return Err(MigrateError::Edited { name: migration.name.to_string(), applied: recorded.clone(), now });
             }
         }
     }
 
-    let mut report = MigrationReport {
-        applied: Vec::new(),
-        already_applied: applied.len(),
-    };
+    let mut report = MigrationReport { applied: Vec::new(), already_applied: applied.len() };
     for migration in migrations.iter().filter(|m| !applied.contains_key(m.name)) {
         apply(client, migration)
             .await
-            .map_err(|source| MigrateError::Failed {
-                name: migration.name.to_string(),
-                source,
-            })?;
+            .map_err(|source| MigrateError::Failed { name: migration.name.to_string(), source })?;
         tracing::info!(migration = migration.name, "applied migration");
         report.applied.push(migration.name);
     }
@@ -168,14 +150,9 @@ async fn migrate_locked(
 
 async fn apply(client: &mut Client, migration: &Migration) -> Result<(), DbError> {
     let started = Instant::now();
-    let tx = client
-        .transaction()
-        .await
-        .map_err(|e| DbError::new("begin", e))?;
+    let tx = client.transaction().await.map_err(|e| DbError::new("begin", e))?;
     set_actor(&tx, Actor::Migrate).await?;
-    tx.batch_execute(migration.sql)
-        .await
-        .map_err(|e| DbError::new("run the file", e))?;
+    tx.batch_execute(migration.sql).await.map_err(|e| DbError::new("run the file", e))?;
     let elapsed_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
     tx.execute(
         "INSERT INTO schema_migrations (name, checksum, execution_ms) VALUES ($1, $2, $3)",
@@ -194,14 +171,10 @@ fn check_names(migrations: &[Migration]) -> Result<(), MigrateError> {
             && name.ends_with(".sql")
             && name[..4].bytes().all(|b| b.is_ascii_digit())
             && name.as_bytes()[4] == b'_'
-            && name[5..name.len() - 4]
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            && name[5..name.len() - 4].bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         let in_order = previous.is_none_or(|p| p[..4] < name[..4]);
         if !well_formed || !in_order {
-            return Err(MigrateError::BadName {
-                name: name.to_string(),
-            });
+            return Err(MigrateError::BadName { name: name.to_string() });
         }
         previous = Some(name);
     }
@@ -220,39 +193,18 @@ mod tests {
 
     #[test]
     fn misnamed_or_reordered_files_are_refused() {
-        let good = Migration {
-            name: "0002_b.sql",
-            sql: "",
-        };
-        let bad = Migration {
-            name: "2_b.sql",
-            sql: "",
-        };
-        let earlier = Migration {
-            name: "0001_a.sql",
-            sql: "",
-        };
-        assert!(matches!(
-            check_names(&[bad]),
-            Err(MigrateError::BadName { .. })
-        ));
-        assert!(matches!(
-            check_names(&[good, earlier]),
-            Err(MigrateError::BadName { .. })
-        ));
+        let good = Migration { name: "0002_b.sql", sql: "" };
+        let bad = Migration { name: "2_b.sql", sql: "" };
+        let earlier = Migration { name: "0001_a.sql", sql: "" };
+        assert!(matches!(check_names(&[bad]), Err(MigrateError::BadName { .. })));
+        assert!(matches!(check_names(&[good, earlier]), Err(MigrateError::BadName { .. })));
         assert!(check_names(&[earlier, good]).is_ok());
     }
 
     #[test]
     fn checksum_changes_with_the_text() {
-        let a = Migration {
-            name: "0001_a.sql",
-            sql: "SELECT 1;",
-        };
-        let b = Migration {
-            name: "0001_a.sql",
-            sql: "SELECT 2;",
-        };
+        let a = Migration { name: "0001_a.sql", sql: "SELECT 1;" };
+        let b = Migration { name: "0001_a.sql", sql: "SELECT 2;" };
         assert_ne!(a.checksum(), b.checksum());
         assert_eq!(a.checksum().len(), 64);
     }

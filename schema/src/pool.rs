@@ -14,12 +14,10 @@ pub type PgPool = bb8::Pool<PostgresConnectionManager<NoTls>>;
 /// Opens one connection and drives it on a background task. The task ends when the client
 /// is dropped.
 pub async fn connect(config: &tokio_postgres::Config) -> Result<Client, DbError> {
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
-        DbError::new(
-            format!("connect to {}", crate::settings::describe_config(config)),
-            e,
-        )
-    })?;
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| DbError::new(format!("connect to {}", crate::settings::describe_config(config)), e))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %DbError::new("connection", e), "postgres connection closed");
@@ -30,10 +28,7 @@ pub async fn connect(config: &tokio_postgres::Config) -> Result<Client, DbError>
 
 /// Builds the pool after proving one connection works. `config` comes from
 /// [`crate::DbSettings::pg_config`], checked at start-up.
-pub async fn connect_pool(
-    limits: &PoolSettings,
-    config: tokio_postgres::Config,
-) -> Result<PgPool, DbError> {
+pub async fn connect_pool(limits: &PoolSettings, config: tokio_postgres::Config) -> Result<PgPool, DbError> {
     // Proves the credentials and the database now, with a classified error.
     drop(connect(&config).await?);
     let manager = PostgresConnectionManager::new(config, NoTls);

@@ -47,11 +47,7 @@ pub struct PoolSettings {
 
 impl Default for PoolSettings {
     fn default() -> Self {
-        Self {
-            max_size: 10,
-            idle_timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(2),
-        }
+        Self { max_size: 10, idle_timeout: Duration::from_secs(30), connect_timeout: Duration::from_secs(2) }
     }
 }
 
@@ -70,10 +66,7 @@ impl DbSettings {
     /// Settings from one connection string, naming `setting` in any error about it.
     pub fn from_url(setting: &str, url: impl Into<String>) -> Self {
         Self {
-            target: ConnectTarget::Url {
-                setting: setting.to_string(),
-                url: Secret::new(url.into()),
-            },
+            target: ConnectTarget::Url { setting: setting.to_string(), url: Secret::new(url.into()) },
             pool: PoolSettings::default(),
             application_name: "august".to_string(),
         }
@@ -84,13 +77,7 @@ impl DbSettings {
     pub fn pg_config(&self) -> Result<tokio_postgres::Config, SettingError> {
         let mut config = match &self.target {
             ConnectTarget::Url { setting, url } => parse_url(setting, url.expose())?,
-            ConnectTarget::Parts {
-                host,
-                port,
-                dbname,
-                user,
-                password,
-            } => {
+            ConnectTarget::Parts { host, port, dbname, user, password } => {
                 let mut config = tokio_postgres::Config::new();
                 if host.trim().is_empty() {
                     return Err(SettingError::new("DB_HOST", "is empty"));
@@ -112,10 +99,7 @@ impl DbSettings {
             return Err(SettingError::new("DB_POOL_MAX_SIZE", "must be at least 1"));
         }
         if self.pool.connect_timeout.is_zero() {
-            return Err(SettingError::new(
-                "DB_CONNECT_TIMEOUT_SECS",
-                "must be more than 0",
-            ));
+            return Err(SettingError::new("DB_CONNECT_TIMEOUT_SECS", "must be more than 0"));
         }
         config.connect_timeout(self.pool.connect_timeout);
         config.application_name(&self.application_name);
@@ -192,9 +176,7 @@ mod tests {
 
     #[test]
     fn a_url_without_host_is_refused() {
-        let err = DbSettings::from_url("DATABASE_URL", "dbname=x user=y")
-            .pg_config()
-            .unwrap_err();
+        let err = DbSettings::from_url("DATABASE_URL", "dbname=x user=y").pg_config().unwrap_err();
         assert!(err.to_string().contains("no host"), "{err}");
     }
 

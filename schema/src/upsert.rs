@@ -51,39 +51,15 @@ impl Upsert {
     /// column that must not move backwards (e.g. `drchrono_updated_at`).
     ///
     /// Parameters are bound in the order of `columns`.
-    pub fn new(
-        table: &str,
-        conflict: &[&str],
-        columns: &[&str],
-        stale_guard: Option<&str>,
-    ) -> Self {
+    pub fn new(table: &str, conflict: &[&str], columns: &[&str], stale_guard: Option<&str>) -> Self {
         let quoted = |c: &&str| quote_ident(c);
         let column_list = columns.iter().map(quoted).collect::<Vec<_>>().join(", ");
-        let placeholders = (1..=columns.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let placeholders = (1..=columns.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
         let conflict_list = conflict.iter().map(quoted).collect::<Vec<_>>().join(", ");
-        let updated: Vec<&str> = columns
-            .iter()
-            .copied()
-            .filter(|c| !conflict.contains(c))
-            .collect();
-        let set = updated
-            .iter()
-            .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let current = updated
-            .iter()
-            .map(|c| format!("cur.{}", quote_ident(c)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let incoming = updated
-            .iter()
-            .map(|c| format!("EXCLUDED.{}", quote_ident(c)))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let updated: Vec<&str> = columns.iter().copied().filter(|c| !conflict.contains(c)).collect();
+        let set = updated.iter().map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c))).collect::<Vec<_>>().join(", ");
+        let current = updated.iter().map(|c| format!("cur.{}", quote_ident(c))).collect::<Vec<_>>().join(", ");
+        let incoming = updated.iter().map(|c| format!("EXCLUDED.{}", quote_ident(c))).collect::<Vec<_>>().join(", ");
         let mut sql = format!(
             "INSERT INTO {table} AS cur ({column_list}) VALUES ({placeholders}) ON CONFLICT ({conflict_list}) ",
             table = quote_ident(table)
@@ -91,21 +67,14 @@ impl Upsert {
         if updated.is_empty() {
             sql.push_str("DO NOTHING");
         } else {
-            sql.push_str(&format!(
-                "DO UPDATE SET {set} WHERE ROW({current}) IS DISTINCT FROM ROW({incoming})"
-            ));
+            sql.push_str(&format!("DO UPDATE SET {set} WHERE ROW({current}) IS DISTINCT FROM ROW({incoming})"));
             if let Some(guard) = stale_guard {
                 let g = quote_ident(guard);
-                sql.push_str(&format!(
-                    " AND (cur.{g} IS NULL OR EXCLUDED.{g} IS NULL OR EXCLUDED.{g} >= cur.{g})"
-                ));
+                sql.push_str(&format!(" AND (cur.{g} IS NULL OR EXCLUDED.{g} IS NULL OR EXCLUDED.{g} >= cur.{g})"));
             }
         }
         sql.push_str(" RETURNING (xmax = 0) AS inserted");
-        Self {
-            sql,
-            columns: columns.len(),
-        }
+        Self { sql, columns: columns.len() }
     }
 
     /// The statement's text.
@@ -121,10 +90,7 @@ impl Upsert {
         values: &[&(dyn ToSql + Sync)],
     ) -> Result<UpsertOutcome, DbError> {
         debug_assert_eq!(values.len(), self.columns, "one value per column");
-        let row = client
-            .query_opt(self.sql.as_str(), values)
-            .await
-            .map_err(|e| DbError::new("upsert", e))?;
+        let row = client.query_opt(self.sql.as_str(), values).await.map_err(|e| DbError::new("upsert", e))?;
         Ok(match row {
             None => UpsertOutcome::Unchanged,
             Some(row) if row.get::<_, bool>(0) => UpsertOutcome::Inserted,
@@ -151,16 +117,13 @@ mod tests {
             Some("drchrono_updated_at"),
         );
         let sql = up.sql();
-        assert!(sql.contains("ON CONFLICT (\"drchrono_id\") DO UPDATE SET \"first_name\" = EXCLUDED.\"first_name\""), "{sql}");
-        assert!(sql.contains("WHERE ROW(cur.\"first_name\", cur.\"drchrono_updated_at\") IS DISTINCT FROM ROW(EXCLUDED.\"first_name\", EXCLUDED.\"drchrono_updated_at\")"), "{sql}");
         assert!(
-            sql.contains("EXCLUDED.\"drchrono_updated_at\" >= cur.\"drchrono_updated_at\""),
+            sql.contains("ON CONFLICT (\"drchrono_id\") DO UPDATE SET \"first_name\" = EXCLUDED.\"first_name\""),
             "{sql}"
         );
-        assert!(
-            !sql.contains("SET \"drchrono_id\""),
-            "the key is never rewritten: {sql}"
-        );
+        assert!(sql.contains("WHERE ROW(cur.\"first_name\", cur.\"drchrono_updated_at\") IS DISTINCT FROM ROW(EXCLUDED.\"first_name\", EXCLUDED.\"drchrono_updated_at\")"), "{sql}");
+        assert!(sql.contains("EXCLUDED.\"drchrono_updated_at\" >= cur.\"drchrono_updated_at\""), "{sql}");
+        assert!(!sql.contains("SET \"drchrono_id\""), "the key is never rewritten: {sql}");
     }
 
     #[test]

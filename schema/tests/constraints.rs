@@ -26,16 +26,8 @@ async fn insert_score(
 async fn questionnaire_scores_out_of_range_are_rejected() {
     let (_db, client) = db("questionnaire_ranges").await;
     for (instrument, max) in [("PHQ-9", 27), ("GAD-7", 21), ("ASRS", 72), ("Y-BOCS", 40)] {
-        assert_eq!(
-            insert_score(&client, instrument, 0, None).await,
-            Ok(()),
-            "{instrument} 0"
-        );
-        assert_eq!(
-            insert_score(&client, instrument, max, None).await,
-            Ok(()),
-            "{instrument} {max}"
-        );
+        assert_eq!(insert_score(&client, instrument, 0, None).await, Ok(()), "{instrument} 0");
+        assert_eq!(insert_score(&client, instrument, max, None).await, Ok(()), "{instrument} {max}");
         assert_eq!(
             insert_score(&client, instrument, max + 1, None).await,
             Err(SqlState::CHECK_VIOLATION),
@@ -48,11 +40,7 @@ async fn questionnaire_scores_out_of_range_are_rejected() {
             "{instrument} -1"
         );
     }
-    assert_eq!(
-        insert_score(&client, "BDI-II", 10, None).await,
-        Err(SqlState::CHECK_VIOLATION),
-        "unknown instrument"
-    );
+    assert_eq!(insert_score(&client, "BDI-II", 10, None).await, Err(SqlState::CHECK_VIOLATION), "unknown instrument");
 }
 
 #[tokio::test]
@@ -62,97 +50,43 @@ async fn questionnaire_item_scores_must_match_the_instrument_and_the_total() {
     let ok = serde_json::json!([3, 3, 3, 3, 3, 3, 3, 3, 3]);
     assert_eq!(insert_score(&client, "PHQ-9", 27, items(ok)).await, Ok(()));
     let cases = [
-        (
-            "sum differs from total",
-            26,
-            serde_json::json!([3, 3, 3, 3, 3, 3, 3, 3, 3]),
-        ),
-        (
-            "item above 3",
-            13,
-            serde_json::json!([4, 1, 1, 1, 1, 1, 1, 1, 2]),
-        ),
-        (
-            "eight items",
-            8,
-            serde_json::json!([1, 1, 1, 1, 1, 1, 1, 1]),
-        ),
-        (
-            "a string item",
-            9,
-            serde_json::json!(["x", 1, 1, 1, 1, 1, 1, 1, 1]),
-        ),
-        (
-            "a fractional item",
-            9,
-            serde_json::json!([1.5, 0.5, 1, 1, 1, 1, 1, 1, 1]),
-        ),
+        ("sum differs from total", 26, serde_json::json!([3, 3, 3, 3, 3, 3, 3, 3, 3])),
+        ("item above 3", 13, serde_json::json!([4, 1, 1, 1, 1, 1, 1, 1, 2])),
+        ("eight items", 8, serde_json::json!([1, 1, 1, 1, 1, 1, 1, 1])),
+        ("a string item", 9, serde_json::json!(["x", 1, 1, 1, 1, 1, 1, 1, 1])),
+        ("a fractional item", 9, serde_json::json!([1.5, 0.5, 1, 1, 1, 1, 1, 1, 1])),
         ("not an array", 9, serde_json::json!({"q1": 9})),
     ];
     for (what, total, value) in cases {
-        assert_eq!(
-            insert_score(&client, "PHQ-9", total, items(value)).await,
-            Err(SqlState::CHECK_VIOLATION),
-            "{what}"
-        );
+        assert_eq!(insert_score(&client, "PHQ-9", total, items(value)).await, Err(SqlState::CHECK_VIOLATION), "{what}");
     }
     let ybocs = serde_json::json!([4, 4, 4, 4, 4, 4, 4, 4, 4, 4]);
-    assert_eq!(
-        insert_score(&client, "Y-BOCS", 40, items(ybocs)).await,
-        Ok(())
-    );
+    assert_eq!(insert_score(&client, "Y-BOCS", 40, items(ybocs)).await, Ok(()));
 }
 
 #[tokio::test]
 async fn workflow_states_are_consistent() {
     let (_db, client) = db("workflow_checks").await;
-    let err = client
-        .execute(
-            "INSERT INTO intake_checklists (appointment_id, status) VALUES ('A-1', 'complete')",
-            &[],
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err.code(),
-        Some(&SqlState::CHECK_VIOLATION),
-        "complete needs completed_at"
-    );
-    let err = client
-        .execute(
+    let refused = [
+        ("complete needs completed_at", "INSERT INTO intake_checklists (appointment_id, status) VALUES ('A-1', 'complete')"),
+        (
+            "approved needs an auth number",
             "INSERT INTO prior_authorizations (patient_id, item_type, item_name, status) VALUES (1, 'medication', 'x', 'approved')",
-            &[],
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err.code(),
-        Some(&SqlState::CHECK_VIOLATION),
-        "approved needs an auth number"
-    );
-    let err = client
-        .execute(
+        ),
+        (
+            "risk level is low, moderate or high",
             "INSERT INTO deepcura_notes (id, drchrono_patient_id, session_date, raw_payload, risk_assessment)
              VALUES (gen_random_uuid(), 1, '2026-01-01', '{}', '{\"level\": \"extreme\"}')",
-            &[],
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err.code(),
-        Some(&SqlState::CHECK_VIOLATION),
-        "risk level is low, moderate or high"
-    );
-    let err = client
-        .execute(
-            "INSERT INTO staff_roles (email, role) VALUES ('Someone@Clinic.example', 'admin')",
-            &[],
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err.code(),
-        Some(&SqlState::CHECK_VIOLATION),
-        "staff emails are stored lower-case"
-    );
+        ),
+        (
+            "a link needs its method",
+            "INSERT INTO deepcura_notes (id, drchrono_patient_id, session_date, raw_payload, clinical_note_id)
+             VALUES (gen_random_uuid(), 1, '2026-01-01', '{}', 'A-1')",
+        ),
+        ("staff emails are stored lower-case", "INSERT INTO staff_roles (email, role) VALUES ('Someone@Clinic.example', 'admin')"),
+    ];
+    for (why, statement) in refused {
+        let err = client.execute(statement, &[]).await.unwrap_err();
+        assert_eq!(err.code(), Some(&SqlState::CHECK_VIOLATION), "{why}");
+    }
 }

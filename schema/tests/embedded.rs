@@ -25,13 +25,7 @@ fn embedded_helper_process() {
 /// Starts the helper, waits for its server, kills it with SIGKILL; returns the port it used.
 fn start_and_kill(root: &Path, throw_away: bool) -> u16 {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "embedded::embedded_helper_process",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "embedded::embedded_helper_process", "--ignored", "--nocapture", "--test-threads=1"])
         .env(HELPER_ROOT, root)
         .env(HELPER_THROW_AWAY, if throw_away { "yes" } else { "no" })
         .stdout(Stdio::piped())
@@ -42,16 +36,9 @@ fn start_and_kill(root: &Path, throw_away: bool) -> u16 {
     let port = stdout
         .lines()
         .map_while(Result::ok)
-        .find_map(|line| {
-            line.split("READY ")
-                .nth(1)
-                .map(|p| p.trim().parse::<u16>().unwrap())
-        })
+        .find_map(|line| line.split("READY ").nth(1).map(|p| p.trim().parse::<u16>().unwrap()))
         .expect("the helper reports its server");
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
-        "server is up"
-    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(), "server is up");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     port
@@ -69,17 +56,10 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 fn a_throw_away_server_is_stopped_and_removed_when_its_process_is_killed() {
     // As the test harness does: the folder itself is a temporary one in /tmp, which the
     // server's user may remove.
-    let root = tempfile::Builder::new()
-        .prefix("august-pg-kill-")
-        .tempdir()
-        .unwrap()
-        .keep();
+    let root = tempfile::Builder::new().prefix("august-pg-kill-").tempdir().unwrap().keep();
     let port = start_and_kill(&root, true);
     wait_until("the folder is removed", || !root.exists());
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "nothing listens any more"
-    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "nothing listens any more");
 }
 
 #[tokio::test]
@@ -87,16 +67,12 @@ async fn a_persistent_server_is_stopped_on_kill_and_its_data_kept_for_the_next_s
     let parent = tempfile::tempdir().unwrap();
     let root = parent.path().join("pg");
     let port = start_and_kill(&root, false);
-    wait_until("the server has stopped", || {
-        !root.join("data/postmaster.pid").exists()
-    });
+    wait_until("the server has stopped", || !root.join("data/postmaster.pid").exists());
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
     assert!(root.join("data/PG_VERSION").exists(), "data kept");
 
     let server = EmbeddedPostgres::start(&root, false).unwrap();
-    let client = august_schema::connect(&server.url("postgres").parse().unwrap())
-        .await
-        .unwrap();
+    let client = august_schema::connect(&server.url("postgres").parse().unwrap()).await.unwrap();
     let n: i32 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);
     assert_eq!(n, 1);
     drop(client);

@@ -16,6 +16,15 @@ pub async fn count(client: &Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).await.unwrap().get(0)
 }
 
+/// The first column of every row, as text.
+pub async fn column_strings(
+    client: &Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Vec<String> {
+    client.query(sql, params).await.unwrap().iter().map(|r| r.get(0)).collect()
+}
+
 /// A fresh database and a client on it.
 pub async fn db(hint: &str) -> (TestDb, Client) {
     let db = august_testkit::fresh_db(hint).await;

@@ -4,18 +4,12 @@ use std::collections::BTreeSet;
 
 use august_schema::{catalog, migrate, MigrateError, Migration};
 
-use crate::{count, db};
+use crate::{column_strings, count, db};
 
 async fn tables(client: &tokio_postgres::Client) -> BTreeSet<String> {
-    client
-        .query(
-            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
-            &[],
-        )
+    column_strings(client, "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'", &[])
         .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
+        .into_iter()
         .collect()
 }
 
@@ -28,9 +22,7 @@ async fn migrating_an_empty_database_creates_every_table_and_a_second_run_change
     assert_eq!(report.already_applied, 0);
 
     let present = tables(&client).await;
-    let expected = catalog::tracked()
-        .chain(catalog::AUDIT.iter().copied())
-        .chain(["schema_migrations"]);
+    let expected = catalog::tracked().chain(catalog::AUDIT.iter().copied()).chain(["schema_migrations"]);
     for table in expected {
         assert!(present.contains(table), "{table} missing; have {present:?}");
     }
@@ -47,22 +39,10 @@ async fn an_edited_applied_migration_is_refused_by_name() {
     let (_db, mut client) = db("migrate_edited").await;
     let edited: Vec<Migration> = Migration::embedded()
         .iter()
-        .map(|m| {
-            if m.name.starts_with("0002_") {
-                Migration {
-                    name: m.name,
-                    sql: "-- edited afterwards",
-                }
-            } else {
-                *m
-            }
-        })
+        .map(|m| if m.name.starts_with("0002_") { Migration { name: m.name, sql: "-- edited afterwards" } } else { *m })
         .collect();
     let err = migrate(&mut client, &edited).await.unwrap_err();
-    assert!(
-        matches!(&err, MigrateError::Edited { name, .. } if name == "0002_drchrono_mirrors.sql"),
-        "{err}"
-    );
+    assert!(matches!(&err, MigrateError::Edited { name, .. } if name == "0002_drchrono_mirrors.sql"), "{err}");
     assert!(err.to_string().contains("0002_drchrono_mirrors.sql"));
 }
 
@@ -70,16 +50,14 @@ async fn an_edited_applied_migration_is_refused_by_name() {
 async fn a_migration_unknown_to_this_build_is_refused_by_name() {
     let (_db, mut client) = db("migrate_unknown").await;
     client
-        .execute("INSERT INTO schema_migrations (name, checksum, execution_ms) VALUES ('9999_from_the_future.sql', 'x', 0)", &[])
+        .execute(
+            "INSERT INTO schema_migrations (name, checksum, execution_ms) VALUES ('9999_from_the_future.sql', 'x', 0)",
+            &[],
+        )
         .await
         .unwrap();
-    let err = migrate(&mut client, Migration::embedded())
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("9999_from_the_future.sql"),
-        "{err}"
-    );
+    let err = migrate(&mut client, Migration::embedded()).await.unwrap_err();
+    assert!(err.to_string().contains("9999_from_the_future.sql"), "{err}");
 }
 
 #[tokio::test]
@@ -87,45 +65,24 @@ async fn a_failing_migration_is_rolled_back_and_named() {
     let db = august_testkit::empty_db("migrate_failing").await;
     let mut client = db.client().await;
     let broken = [
-        Migration {
-            name: "0001_ok.sql",
-            sql: "CREATE TABLE first_ok (id int);",
-        },
-        Migration {
-            name: "0002_broken.sql",
-            sql: "CREATE TABLE half_done (id int); SELECT no_such_function();",
-        },
+        Migration { name: "0001_ok.sql", sql: "CREATE TABLE first_ok (id int);" },
+        Migration { name: "0002_broken.sql", sql: "CREATE TABLE half_done (id int); SELECT no_such_function();" },
     ];
     let err = migrate(&mut client, &broken).await.unwrap_err();
-    assert!(
-        matches!(&err, MigrateError::Failed { name, .. } if name == "0002_broken.sql"),
-        "{err}"
-    );
+    assert!(matches!(&err, MigrateError::Failed { name, .. } if name == "0002_broken.sql"), "{err}");
     let present = tables(&client).await;
     assert!(present.contains("first_ok"));
-    assert!(
-        !present.contains("half_done"),
-        "the failing file left nothing behind"
-    );
-    assert_eq!(
-        count(&client, "SELECT count(*) FROM schema_migrations").await,
-        1
-    );
+    assert!(!present.contains("half_done"), "the failing file left nothing behind");
+    assert_eq!(count(&client, "SELECT count(*) FROM schema_migrations").await, 1);
 }
 
 #[tokio::test]
 async fn concurrent_runs_apply_each_file_once() {
     let db = august_testkit::empty_db("migrate_concurrent").await;
     let (mut a, mut b) = (db.client().await, db.client().await);
-    let (ra, rb) = tokio::join!(
-        migrate(&mut a, Migration::embedded()),
-        migrate(&mut b, Migration::embedded())
-    );
+    let (ra, rb) = tokio::join!(migrate(&mut a, Migration::embedded()), migrate(&mut b, Migration::embedded()));
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
-    assert_eq!(
-        ra.applied.len() + rb.applied.len(),
-        Migration::embedded().len()
-    );
+    assert_eq!(ra.applied.len() + rb.applied.len(), Migration::embedded().len());
     let n = i64::try_from(Migration::embedded().len()).unwrap();
     assert_eq!(count(&a, "SELECT count(*) FROM schema_migrations").await, n);
 }
@@ -133,33 +90,22 @@ async fn concurrent_runs_apply_each_file_once() {
 #[tokio::test]
 async fn the_publication_covers_the_published_tables_with_full_replica_identity() {
     let (_db, client) = db("publication").await;
-    let published: BTreeSet<String> = client
-        .query(
-            "SELECT tablename::text FROM pg_publication_tables WHERE pubname = 'august_cdc'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let expected: BTreeSet<String> = catalog::PUBLISHED.iter().map(|s| s.to_string()).collect();
+    let published: BTreeSet<String> =
+        column_strings(&client, "SELECT tablename::text FROM pg_publication_tables WHERE pubname = 'august_cdc'", &[])
+            .await
+            .into_iter()
+            .collect();
+    let expected: BTreeSet<String> = catalog::published().map(str::to_string).collect();
     assert_eq!(published, expected);
-    for table in catalog::PUBLISHED {
+    for table in catalog::published() {
         let identity: i8 = client
-            .query_one(
-                "SELECT relreplident::\"char\" FROM pg_class WHERE oid = $1::text::regclass",
-                &[table],
-            )
+            .query_one("SELECT relreplident::\"char\" FROM pg_class WHERE oid = $1::text::regclass", &[&table])
             .await
             .unwrap()
             .get(0);
         assert_eq!(identity as u8, b'f', "{table} has REPLICA IDENTITY FULL");
     }
     for table in catalog::AUDIT {
-        assert!(
-            !published.contains(*table),
-            "{table} must not feed the dataflow"
-        );
+        assert!(!published.contains(*table), "{table} must not feed the dataflow");
     }
 }

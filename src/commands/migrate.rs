@@ -12,9 +12,7 @@ pub async fn run(sources: &Sources) -> anyhow::Result<()> {
         Ok(client) => client,
         // Wrong password, no such database, no such user: the setting is at fault.
         Err(e) if e.kind() == ErrorKind::Permanent => {
-            return Err(
-                ConfigError(SettingError::new(settings.setting_name(), e.to_string())).into(),
-            )
+            return Err(ConfigError(SettingError::new(settings.setting_name(), e.to_string())).into())
         }
         Err(e) => return Err(e.into()),
     };

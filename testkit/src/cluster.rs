@@ -34,8 +34,7 @@ pub fn cluster() -> &'static Cluster {
             Ok(url) if !url.trim().is_empty() => external(&url)?,
             _ => private()?,
         };
-        create_template(&cluster)
-            .map_err(|e| format!("cannot prepare the template database: {e}"))?;
+        create_template(&cluster).map_err(|e| format!("cannot prepare the template database: {e}"))?;
         Ok(cluster)
     });
     match cluster {
@@ -63,10 +62,7 @@ impl Cluster {
     /// Restarts the server (`pg_ctl restart -m fast`), dropping every connection. Panics for
     /// an external server, which tests must not restart.
     pub fn restart(&self) {
-        let embedded = self
-            .embedded
-            .as_ref()
-            .expect("only the private test cluster can be restarted");
+        let embedded = self.embedded.as_ref().expect("only the private test cluster can be restarted");
         embedded.restart().unwrap_or_else(|e| panic!("{e}"));
     }
 
@@ -76,11 +72,8 @@ impl Cluster {
 }
 
 fn private() -> Result<Cluster, String> {
-    let root = tempfile::Builder::new()
-        .prefix("august-pg-")
-        .tempdir()
-        .map_err(|e| format!("temporary folder: {e}"))?
-        .keep();
+    let root =
+        tempfile::Builder::new().prefix("august-pg-").tempdir().map_err(|e| format!("temporary folder: {e}"))?.keep();
     let embedded = EmbeddedPostgres::start(&root, true)
         .map_err(|e| format!("cannot start a private PostgreSQL for the tests: {e}"))?;
     Ok(Cluster {
@@ -94,9 +87,8 @@ fn private() -> Result<Cluster, String> {
 }
 
 fn external(url: &str) -> Result<Cluster, String> {
-    let config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|_| "AUGUST_TEST_DATABASE_URL is not a valid connection string".to_string())?;
+    let config: tokio_postgres::Config =
+        url.parse().map_err(|_| "AUGUST_TEST_DATABASE_URL is not a valid connection string".to_string())?;
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
@@ -106,9 +98,7 @@ fn external(url: &str) -> Result<Cluster, String> {
         host,
         port: config.get_ports().first().copied().unwrap_or(5432),
         user: config.get_user().unwrap_or("postgres").to_string(),
-        password: config
-            .get_password()
-            .map(|p| String::from_utf8_lossy(p).into_owned()),
+        password: config.get_password().map(|p| String::from_utf8_lossy(p).into_owned()),
         template: format!("august_template_{}", std::process::id()),
         embedded: None,
     })
@@ -121,25 +111,14 @@ fn create_template(cluster: &Cluster) -> Result<(), String> {
     let template = cluster.template.clone();
     let url = cluster.url(&template);
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         runtime.block_on(async move {
             let admin = connect(&admin).await?;
-            for statement in [
-                format!("DROP DATABASE IF EXISTS {template}"),
-                format!("CREATE DATABASE {template}"),
-            ] {
-                admin
-                    .batch_execute(&statement)
-                    .await
-                    .map_err(|e| DbError::new(statement, e).to_string())?;
+            for statement in [format!("DROP DATABASE IF EXISTS {template}"), format!("CREATE DATABASE {template}")] {
+                admin.batch_execute(&statement).await.map_err(|e| DbError::new(statement, e).to_string())?;
             }
             let mut client = connect(&url).await?;
-            migrate(&mut client, Migration::embedded())
-                .await
-                .map_err(|e| e.to_string())?;
+            migrate(&mut client, Migration::embedded()).await.map_err(|e| e.to_string())?;
             Ok(())
         })
     })
@@ -149,7 +128,5 @@ fn create_template(cluster: &Cluster) -> Result<(), String> {
 
 pub(crate) async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
     let config: tokio_postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
-    august_schema::connect(&config)
-        .await
-        .map_err(|e| e.to_string())
+    august_schema::connect(&config).await.map_err(|e| e.to_string())
 }

@@ -24,33 +24,16 @@ pub async fn fresh_db(hint: &str) -> TestDb {
 
 async fn create(hint: &str, template: &str) -> TestDb {
     let cluster = cluster();
-    let clean: String = hint
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let mut name = format!(
-        "t{}_{}_{clean}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
+    let clean: String =
+        hint.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    let mut name = format!("t{}_{}_{clean}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
     name.truncate(63);
-    let admin = connect(&cluster.url("postgres"))
-        .await
-        .unwrap_or_else(|e| panic!("connect to the test server: {e}"));
+    let admin = connect(&cluster.url("postgres")).await.unwrap_or_else(|e| panic!("connect to the test server: {e}"));
     admin
         .batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE {template}"))
         .await
         .unwrap_or_else(|e| panic!("create test database {name}: {e}"));
-    TestDb {
-        url: cluster.url(&name),
-        name,
-    }
+    TestDb { url: cluster.url(&name), name }
 }
 
 impl TestDb {
@@ -71,9 +54,7 @@ impl TestDb {
 
     /// A new connection, driven on the current runtime.
     pub async fn client(&self) -> tokio_postgres::Client {
-        connect(&self.url)
-            .await
-            .unwrap_or_else(|e| panic!("connect to {}: {e}", self.name))
+        connect(&self.url).await.unwrap_or_else(|e| panic!("connect to {}: {e}", self.name))
     }
 }
 
