@@ -44,6 +44,19 @@ pub fn cluster() -> &'static Cluster {
 }
 
 impl Cluster {
+    /// A private cluster of the caller's own, for tests that restart or reconfigure the
+    /// server and so must not share it. Stopped and removed when the process ends.
+    pub fn start_private() -> &'static Cluster {
+        let cluster = private().unwrap_or_else(|e| panic!("{e}"));
+        create_template(&cluster).unwrap_or_else(|e| panic!("cannot prepare the template database: {e}"));
+        Box::leak(Box::new(cluster))
+    }
+
+    /// A fresh, migrated database on this server (see [`crate::fresh_db`]).
+    pub async fn fresh_db(&'static self, hint: &str) -> crate::TestDb {
+        crate::database::create_on(self, hint, &self.template).await
+    }
+
     /// A `postgres://` URL for database `dbname` on this server.
     pub fn url(&self, dbname: &str) -> String {
         let auth = match &self.password {

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use august_schema::DbSettings;
 
-use crate::cluster::{cluster, connect};
+use crate::cluster::{cluster, connect, Cluster};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -14,16 +14,17 @@ pub struct TestDb {
     /// The database's name.
     pub name: String,
     url: String,
+    cluster: &'static Cluster,
 }
 
 /// Creates a database for one test. `hint` (usually the test's name) makes the database easy
 /// to find in the server's logs.
 pub async fn fresh_db(hint: &str) -> TestDb {
-    create(hint, &cluster().template).await
+    let cluster = cluster();
+    create_on(cluster, hint, &cluster.template).await
 }
 
-async fn create(hint: &str, template: &str) -> TestDb {
-    let cluster = cluster();
+pub(crate) async fn create_on(cluster: &'static Cluster, hint: &str, template: &str) -> TestDb {
     let clean: String =
         hint.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
     let mut name = format!("t{}_{}_{clean}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
@@ -33,7 +34,7 @@ async fn create(hint: &str, template: &str) -> TestDb {
         .batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE {template}"))
         .await
         .unwrap_or_else(|e| panic!("create test database {name}: {e}"));
-    TestDb { url: cluster.url(&name), name }
+    TestDb { url: cluster.url(&name), name, cluster }
 }
 
 impl TestDb {
@@ -62,7 +63,7 @@ impl Drop for TestDb {
     /// A private cluster is thrown away whole; on an external server the database (and any
     /// replication slot left on it) is dropped, best effort, on a thread of its own.
     fn drop(&mut self) {
-        let cluster = cluster();
+        let cluster = self.cluster;
         if cluster.is_private() {
             return;
         }
@@ -88,5 +89,5 @@ impl Drop for TestDb {
 
 /// Creates an empty database (no migrations), for testing the migrations themselves.
 pub async fn empty_db(hint: &str) -> TestDb {
-    create(hint, "template0").await
+    create_on(cluster(), hint, "template0").await
 }

@@ -1,0 +1,130 @@
+//! The delivery rules, message by message.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::relation::{Column, ReplicaIdentity};
+
+fn relation() -> Arc<Relation> {
+    let column = |name: &str, type_oid, is_key| Column { name: name.into(), type_oid, type_modifier: -1, is_key };
+    Arc::new(Relation {
+        oid: 1,
+        schema: "public".into(),
+        name: "notes".into(),
+        replica_identity: ReplicaIdentity::Full,
+        columns: vec![column("id", 23, true), column("body", 25, false)],
+    })
+}
+
+fn begin(lsn: u64) -> Message<'static> {
+    Message::Begin { final_lsn: Lsn(lsn), commit_time: 0, xid: 7 }
+}
+
+fn commit(lsn: u64) -> Message<'static> {
+    Message::Commit { commit_lsn: Lsn(lsn), end_lsn: Lsn(lsn + 8), commit_time: 0 }
+}
+
+fn insert(id: &'static str) -> Message<'static> {
+    Message::Insert { relation: 1, new: vec![Datum::Text(id), Datum::Text("x")] }
+}
+
+fn feed(delivery: &mut Delivery, messages: Vec<Message<'static>>) -> Vec<Event> {
+    let mut out = Vec::new();
+    for message in messages {
+        delivery.on_message(message, &mut out).unwrap();
+    }
+    out
+}
+
+fn inserted_ids(events: &[Event]) -> Vec<Value> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Change(c) => Some(c.key()[0].clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn transactions_before_the_snapshot_are_dropped() {
+    let mut delivery = Delivery::new(Lsn(100), &[relation()], None);
+    let out = feed(&mut delivery, vec![begin(90), insert("1"), commit(90), begin(100), insert("2"), commit(100)]);
+    assert_eq!(inserted_ids(&out), [Value::Int(2)], "commit below the snapshot LSN is in the copy; at it is not");
+    assert!(matches!(out[0], Event::Begin { commit_lsn: Lsn(100), .. }));
+    assert!(matches!(out.last(), Some(Event::Commit { commit_lsn: Lsn(100), .. })));
+    assert_eq!(delivery.progress(), Lsn(101));
+}
+
+#[test]
+fn after_a_reconnect_resent_transactions_are_dropped_and_the_open_one_resumes() {
+    let mut delivery = Delivery::new(Lsn(0), &[relation()], None);
+    let mut out = feed(&mut delivery, vec![begin(10), insert("1"), commit(10), begin(20), insert("2"), insert("3")]);
+    delivery.on_reconnect();
+    // The server resends from before both transactions.
+    out.extend(feed(
+        &mut delivery,
+        vec![begin(10), insert("1"), commit(10), begin(20), insert("2"), insert("3"), insert("4"), commit(20)],
+    ));
+    assert_eq!(inserted_ids(&out), [Value::Int(1), Value::Int(2), Value::Int(3), Value::Int(4)]);
+    let begins = out.iter().filter(|e| matches!(e, Event::Begin { .. })).count();
+    let commits = out.iter().filter(|e| matches!(e, Event::Commit { .. })).count();
+    assert_eq!((begins, commits), (2, 2), "each transaction framed once");
+}
+
+#[test]
+fn no_progress_while_an_interrupted_transaction_waits_to_be_resent() {
+    let mut delivery = Delivery::new(Lsn(0), &[relation()], None);
+    let mut out = feed(&mut delivery, vec![begin(50), insert("1")]);
+    delivery.on_reconnect();
+    delivery.on_keepalive(Lsn(40), &mut out);
+    assert!(!out.iter().any(|e| matches!(e, Event::Progress(_))), "progress would close the open transaction's time");
+    out.extend(feed(&mut delivery, vec![begin(50), insert("1"), commit(50)]));
+    delivery.on_keepalive(Lsn(80), &mut out);
+    assert_eq!(out.last(), Some(&Event::Progress(Lsn(80))));
+}
+
+#[test]
+fn an_empty_transaction_is_progress_only() {
+    let mut delivery = Delivery::new(Lsn(0), &[relation()], None);
+    let heartbeat = Message::LogicalMessage { transactional: true, prefix: "august.heartbeat", content: b"now" };
+    let out = feed(&mut delivery, vec![begin(30), heartbeat, commit(30)]);
+    assert_eq!(out, [Event::Progress(Lsn(31))]);
+}
+
+#[test]
+fn an_unchanged_toast_value_comes_from_the_old_row() {
+    let mut delivery = Delivery::new(Lsn(0), &[relation()], None);
+    let update = Message::Update {
+        relation: 1,
+        old: Some((OldTuple::Full, vec![Datum::Text("1"), Datum::Text("long body")])),
+        new: vec![Datum::Text("1"), Datum::UnchangedToast],
+    };
+    let out = feed(&mut delivery, vec![begin(5), update, commit(5)]);
+    let Event::Change(Change { kind: ChangeKind::Update { new, .. }, .. }) = &out[1] else { panic!("{out:?}") };
+    assert_eq!(new.0[1], Value::Text("long body".into()));
+
+    let orphan = Message::Update { relation: 1, old: None, new: vec![Datum::Text("1"), Datum::UnchangedToast] };
+    let mut sink = Vec::new();
+    delivery.on_message(begin(6), &mut sink).unwrap();
+    assert!(delivery.on_message(orphan, &mut sink).is_err(), "never NULL, never dropped: an error");
+}
+
+#[test]
+fn full_identity_relations_keep_their_catalog_keys() {
+    let mut delivery = Delivery::new(Lsn(0), &[relation()], None);
+    let mut resent = (*relation()).clone();
+    resent.columns.iter_mut().for_each(|c| c.is_key = true); // as pgoutput flags FULL tables
+    resent.columns.push(Column { name: "added".into(), type_oid: 25, type_modifier: -1, is_key: true });
+    delivery.on_relation(resent, None);
+    let out = feed(
+        &mut delivery,
+        vec![
+            begin(5),
+            Message::Insert { relation: 1, new: vec![Datum::Text("9"), Datum::Null, Datum::Null] },
+            commit(5),
+        ],
+    );
+    let Event::Change(change) = &out[1] else { panic!() };
+    assert_eq!(change.key(), [Value::Int(9)]);
+}

@@ -1,0 +1,317 @@
+//! Column values, decoded from Postgres' text output into typed values.
+//!
+//! pgoutput (text mode) and the snapshot copy both hand us each value as the type's text
+//! output, in a session pinned to `DateStyle=ISO`, `TimeZone=UTC` and `extra_float_digits=3`,
+//! so one decoder serves both. Numbers that must not lose precision (`numeric`, floats) stay
+//! decimal text; JSON stays its canonical text (so values are totally ordered and hashable,
+//! as the dataflow needs). A value of a type we do not model, or one a typed parser rejects
+//! (`infinity`, BC dates), is kept as its exact text rather than failing or guessing.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Postgres type OIDs August decodes.
+pub mod oid {
+    /// `bool`
+    pub const BOOL: u32 = 16;
+    /// `bytea`
+    pub const BYTEA: u32 = 17;
+    /// `int8`
+    pub const INT8: u32 = 20;
+    /// `int2`
+    pub const INT2: u32 = 21;
+    /// `int4`
+    pub const INT4: u32 = 23;
+    /// `text`
+    pub const TEXT: u32 = 25;
+    /// `oid`
+    pub const OID: u32 = 26;
+    /// `json`
+    pub const JSON: u32 = 114;
+    /// `float4`
+    pub const FLOAT4: u32 = 700;
+    /// `float8`
+    pub const FLOAT8: u32 = 701;
+    /// `bpchar`
+    pub const BPCHAR: u32 = 1042;
+    /// `varchar`
+    pub const VARCHAR: u32 = 1043;
+    /// `date`
+    pub const DATE: u32 = 1082;
+    /// `time`
+    pub const TIME: u32 = 1083;
+    /// `timestamp`
+    pub const TIMESTAMP: u32 = 1114;
+    /// `timestamptz`
+    pub const TIMESTAMPTZ: u32 = 1184;
+    /// `numeric`
+    pub const NUMERIC: u32 = 1700;
+    /// `uuid`
+    pub const UUID: u32 = 2950;
+    /// `jsonb`
+    pub const JSONB: u32 = 3802;
+}
+
+/// One column's value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// `bool`.
+    Bool(bool),
+    /// `int2`, `int4`, `int8`, `oid`.
+    Int(i64),
+    /// `numeric`, `float4`, `float8`: the exact decimal text.
+    Numeric(String),
+    /// `text`, `varchar`, `bpchar`, and any type August does not model (its text output).
+    Text(String),
+    /// `bytea`.
+    Bytes(Vec<u8>),
+    /// `uuid`.
+    Uuid(Uuid),
+    /// `date`.
+    Date(NaiveDate),
+    /// `time`.
+    Time(NaiveTime),
+    /// `timestamp` (no zone).
+    Timestamp(NaiveDateTime),
+    /// `timestamptz`, in UTC.
+    TimestampTz(DateTime<Utc>),
+    /// `json`/`jsonb`: the canonical text.
+    Json(String),
+    /// Any array, elements decoded by the element type (nested for multi-dimensional arrays).
+    Array(Vec<Value>),
+}
+
+/// The element type of an array type, if `type_oid` is one August decodes.
+pub fn array_element(type_oid: u32) -> Option<u32> {
+    Some(match type_oid {
+        1000 => oid::BOOL,
+        1001 => oid::BYTEA,
+        1005 => oid::INT2,
+        1007 => oid::INT4,
+        1009 => oid::TEXT,
+        1014 => oid::BPCHAR,
+        1015 => oid::VARCHAR,
+        1016 => oid::INT8,
+        1021 => oid::FLOAT4,
+        1022 => oid::FLOAT8,
+        1028 => oid::OID,
+        1115 => oid::TIMESTAMP,
+        1182 => oid::DATE,
+        1183 => oid::TIME,
+        1185 => oid::TIMESTAMPTZ,
+        1231 => oid::NUMERIC,
+        2951 => oid::UUID,
+        199 => oid::JSON,
+        3807 => oid::JSONB,
+        _ => return None,
+    })
+}
+
+impl Value {
+    /// Decodes the text output of a value of type `type_oid`. Never fails: what cannot be
+    /// typed is kept as text.
+    pub fn decode(type_oid: u32, text: &str) -> Value {
+        if let Some(element) = array_element(type_oid) {
+            return match parse_array(text, element) {
+                Some(value) => value,
+                None => Value::Text(text.to_string()),
+            };
+        }
+        let typed = match type_oid {
+            oid::BOOL => match text {
+                "t" => Some(Value::Bool(true)),
+                "f" => Some(Value::Bool(false)),
+                _ => None,
+            },
+            oid::INT2 | oid::INT4 | oid::INT8 | oid::OID => text.parse().ok().map(Value::Int),
+            oid::NUMERIC | oid::FLOAT4 | oid::FLOAT8 => Some(Value::Numeric(text.to_string())),
+            oid::BYTEA => text.strip_prefix("\\x").and_then(|h| hex::decode(h).ok()).map(Value::Bytes),
+            oid::UUID => Uuid::parse_str(text).ok().map(Value::Uuid),
+            oid::DATE => NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().map(Value::Date),
+            oid::TIME => NaiveTime::parse_from_str(text, "%H:%M:%S%.f").ok().map(Value::Time),
+            oid::TIMESTAMP => NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").ok().map(Value::Timestamp),
+            oid::TIMESTAMPTZ => parse_timestamptz(text).map(Value::TimestampTz),
+            oid::JSON | oid::JSONB => Some(Value::Json(text.to_string())),
+            _ => None,
+        };
+        typed.unwrap_or_else(|| Value::Text(text.to_string()))
+    }
+
+    /// Whether this is SQL NULL.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The value as JSON: scalars as JSON scalars, arrays as arrays, JSON as its document.
+    /// Dates and times are ISO 8601 strings; exact decimals are JSON numbers when they fit
+    /// one, else strings.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => J::from(*i),
+            Value::Numeric(n) => numeric_to_json(n),
+            Value::Text(s) => J::String(s.clone()),
+            Value::Bytes(b) => J::String(format!("\\x{}", hex::encode(b))),
+            Value::Uuid(u) => J::String(u.to_string()),
+            Value::Date(d) => J::String(d.to_string()),
+            Value::Time(t) => J::String(t.to_string()),
+            Value::Timestamp(t) => J::String(t.format("%Y-%m-%dT%H:%M:%S%.f").to_string()),
+            Value::TimestampTz(t) => J::String(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+            Value::Json(text) => serde_json::from_str(text).unwrap_or_else(|_| J::String(text.clone())),
+            Value::Array(items) => J::Array(items.iter().map(Value::to_json).collect()),
+        }
+    }
+}
+
+/// A JSON number when an f64 holds the decimal exactly enough (15 significant digits),
+/// otherwise the decimal as a string, so no digit is silently lost.
+fn numeric_to_json(text: &str) -> serde_json::Value {
+    let significant = text.trim_start_matches(['-', '0', '.']).bytes().filter(u8::is_ascii_digit).count();
+    match text.parse::<f64>() {
+        Ok(f) if significant <= 15 && f.is_finite() => serde_json::Number::from_f64(f)
+            .map(|n| {
+                if f.fract() == 0.0 && f.abs() < 1e15 {
+                    serde_json::Value::from(f as i64)
+                } else {
+                    serde_json::Value::Number(n)
+                }
+            })
+            .unwrap_or_else(|| serde_json::Value::String(text.to_string())),
+        _ => serde_json::Value::String(text.to_string()),
+    }
+}
+
+fn parse_timestamptz(text: &str) -> Option<DateTime<Utc>> {
+    // ISO output with TimeZone=UTC: `2026-01-02 03:04:05.678+00` (offset may carry minutes).
+    let padded;
+    let text = match text.rfind(['+', '-']) {
+        Some(at) if at > 10 && text.len() - at == 3 => {
+            padded = format!("{text}:00");
+            padded.as_str()
+        }
+        _ => text,
+    };
+    DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%:z").ok().map(|t| t.with_timezone(&Utc))
+}
+
+/// Parses an array literal (`{1,2,NULL}`, `{"a b","c\"d"}`, `{{1,2},{3,4}}`). `None` when the
+/// text is not one we understand (e.g. explicit bounds `[0:1]={…}`), so the caller keeps the
+/// text.
+fn parse_array(text: &str, element: u32) -> Option<Value> {
+    let mut chars = text.chars().peekable();
+    let value = parse_array_level(&mut chars, element)?;
+    chars.next().is_none().then_some(value)
+}
+
+fn parse_array_level(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, element: u32) -> Option<Value> {
+    if chars.next()? != '{' {
+        return None;
+    }
+    let mut items = Vec::new();
+    if chars.peek() == Some(&'}') {
+        chars.next();
+        return Some(Value::Array(items));
+    }
+    loop {
+        match chars.peek()? {
+            '{' => items.push(parse_array_level(chars, element)?),
+            '"' => {
+                chars.next();
+                let mut item = String::new();
+                loop {
+                    match chars.next()? {
+                        '\\' => item.push(chars.next()?),
+                        '"' => break,
+                        c => item.push(c),
+                    }
+                }
+                items.push(Value::decode(element, &item));
+            }
+            _ => {
+                let mut item = String::new();
+                while let Some(&c) = chars.peek() {
+                    if c == ',' || c == '}' {
+                        break;
+                    }
+                    item.push(c);
+                    chars.next();
+                }
+                let item = item.trim();
+                items.push(if item.eq_ignore_ascii_case("NULL") { Value::Null } else { Value::decode(element, item) });
+            }
+        }
+        match chars.next()? {
+            ',' => continue,
+            '}' => return Some(Value::Array(items)),
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scalars_decode_to_their_types() {
+        assert_eq!(Value::decode(oid::BOOL, "t"), Value::Bool(true));
+        assert_eq!(Value::decode(oid::INT8, "-9223372036854775808"), Value::Int(i64::MIN));
+        assert_eq!(
+            Value::decode(oid::NUMERIC, "12345678901234567890.000000001"),
+            Value::Numeric("12345678901234567890.000000001".into())
+        );
+        assert_eq!(Value::decode(oid::DATE, "2026-02-28"), Value::Date(NaiveDate::from_ymd_opt(2026, 2, 28).unwrap()));
+        let ts = Value::decode(oid::TIMESTAMPTZ, "2026-01-02 03:04:05.5+00");
+        assert_eq!(ts.to_json(), serde_json::json!("2026-01-02T03:04:05.500Z"));
+        let ts = Value::decode(oid::TIMESTAMPTZ, "2026-01-02 03:04:05+05:30");
+        assert_eq!(ts.to_json(), serde_json::json!("2026-01-01T21:34:05Z"));
+        assert_eq!(Value::decode(oid::BYTEA, "\\x00ff"), Value::Bytes(vec![0, 255]));
+    }
+
+    #[test]
+    fn what_cannot_be_typed_keeps_its_text() {
+        assert_eq!(Value::decode(oid::TIMESTAMP, "infinity"), Value::Text("infinity".into()));
+        assert_eq!(Value::decode(oid::INT4, "x"), Value::Text("x".into()));
+        assert_eq!(Value::decode(1186, "1 day"), Value::Text("1 day".into()), "interval is not modelled");
+    }
+
+    #[test]
+    fn arrays_with_quotes_nulls_and_nesting() {
+        assert_eq!(
+            Value::decode(1009, r#"{plain,"with space","quo\"te",NULL,"NULL"}"#),
+            Value::Array(vec![
+                Value::Text("plain".into()),
+                Value::Text("with space".into()),
+                Value::Text("quo\"te".into()),
+                Value::Null,
+                Value::Text("NULL".into()),
+            ])
+        );
+        assert_eq!(
+            Value::decode(1007, "{{1,2},{3,4}}"),
+            Value::Array(vec![
+                Value::Array(vec![Value::Int(1), Value::Int(2)]),
+                Value::Array(vec![Value::Int(3), Value::Int(4)])
+            ])
+        );
+        assert_eq!(Value::decode(1007, "{}"), Value::Array(vec![]));
+        assert_eq!(Value::decode(1007, "[0:1]={1,2}"), Value::Text("[0:1]={1,2}".into()));
+    }
+
+    #[test]
+    fn json_values_become_documents() {
+        assert_eq!(Value::decode(oid::JSONB, r#"{"a": [1, 2]}"#).to_json(), serde_json::json!({"a": [1, 2]}));
+        assert_eq!(Value::Numeric("1.50".into()).to_json(), serde_json::json!(1.5));
+        assert_eq!(Value::Numeric("120.00".into()).to_json(), serde_json::json!(120));
+        assert_eq!(
+            Value::Numeric("12345678901234567890.1".into()).to_json(),
+            serde_json::json!("12345678901234567890.1")
+        );
+        assert_eq!(Value::Numeric("NaN".into()).to_json(), serde_json::json!("NaN"));
+    }
+}
