@@ -36,6 +36,9 @@ enum Command {
     Migrate,
     /// Print every setting (environment variable, config file key, default) as a table.
     Settings,
+    /// Print committed changes as JSON lines (one per row change), like a decoded
+    /// pg_recvlogical. Values are PHI; --keys-only prints ids alone.
+    Tail(commands::tail::TailArgs),
 }
 
 /// A failure that is the operator's to fix in the settings (exit code 2).
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Migrate => commands::migrate::run(&sources).await,
             Command::Settings => Ok(()),
+            Command::Tail(args) => commands::tail::run(&sources, args).await,
         }
     });
     let stopped = server.map(|s| s.stop()).transpose();
@@ -89,6 +93,22 @@ fn report(error: anyhow::Error) -> ExitCode {
     }
     eprintln!("august: error: {error:#}");
     ExitCode::FAILURE
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what Cloud Run and `kill` send).
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
 }
 
 fn init_logging(sources: &Sources) -> anyhow::Result<()> {

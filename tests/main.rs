@@ -3,6 +3,7 @@
 
 mod migrate_command;
 mod settings_errors;
+mod tail_command;
 
 use std::process::{Command, Output};
 

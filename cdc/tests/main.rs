@@ -5,6 +5,7 @@
 mod durability;
 mod faults;
 mod handoff;
+mod metrics;
 mod mirror;
 mod types;
 

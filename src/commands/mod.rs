@@ -1,3 +1,4 @@
 //! One module per `august` subcommand: each turns settings into a running stage.
 
 pub mod migrate;
+pub mod tail;

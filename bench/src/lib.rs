@@ -1,0 +1,54 @@
+//! Shared set-up for the benchmarks: a throw-away embedded Postgres with August's schema, and
+//! small measuring helpers. Each benchmark is a binary in `src/bin/` that prints its figures
+//! and the ratio against a baseline measured in the same run.
+#![forbid(missing_docs)]
+
+use std::time::Duration;
+
+use august_schema::embedded::EmbeddedPostgres;
+use august_schema::{migrate, Migration};
+
+/// A benchmark's database server and the migrated database on it.
+#[derive(Debug)]
+pub struct BenchDb {
+    /// The server.
+    pub server: EmbeddedPostgres,
+    /// Connection settings for the benchmark database.
+    pub config: tokio_postgres::Config,
+    /// Its URL.
+    pub url: String,
+    _root: tempfile::TempDir,
+}
+
+impl BenchDb {
+    /// Starts a throw-away server and creates a migrated database `bench` on it.
+    pub async fn start() -> Result<Self, Box<dyn std::error::Error>> {
+        let root = tempfile::Builder::new().prefix("august-bench-").tempdir()?;
+        let server = EmbeddedPostgres::start(&root.path().join("pg"), true)?;
+        let admin = august_schema::connect(&server.url("postgres").parse()?).await?;
+        admin.batch_execute("CREATE DATABASE bench").await?;
+        let url = server.url("bench");
+        let config: tokio_postgres::Config = url.parse()?;
+        let mut client = august_schema::connect(&config).await?;
+        migrate(&mut client, Migration::embedded()).await?;
+        Ok(Self { server, config, url, _root: root })
+    }
+
+    /// A new connection to the benchmark database.
+    pub async fn client(&self) -> Result<tokio_postgres::Client, Box<dyn std::error::Error>> {
+        Ok(august_schema::connect(&self.config).await?)
+    }
+}
+
+/// Rate per second.
+pub fn rate(count: u64, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+/// This process's peak resident memory, in MiB (from `/proc/self/status`).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
