@@ -2,5 +2,29 @@
 //! links Deep Cura notes to clinical notes and keeps the denormalised rows of the staff's Coda
 //! docs, emitting only what changed.
 //!
-//! The views arrive with their issue.
+//! * **Input** ([`input`]): change events become upserts of each published table, keyed by
+//!   its natural key and timestamped by commit LSN (the snapshot enters at time 0 and the copy's
+//!   end moves the frontier to the snapshot LSN). Rows are projected onto fixed column lists
+//!   ([`tables`]); soft-deleted rows become deletes.
+//! * **Views** ([`views`]), one file each, each keyed by one column: `deepcura_links`,
+//!   `clinical_notes`, `scheduling_ops`, `patient_intake`, `prior_auths`,
+//!   `post_appointment_tasks`, `deepcura_review`, and every published table by its own name.
+//!   `august views [--json]` lists them with their columns.
+//! * **Output** ([`output`]): per closed LSN, consolidated updates (key → row, or delete), then
+//!   the frontier, which the sinks turn into durable LSNs for `cdc`.
+//! * **Scale** ([`engine`]): N worker threads with keyed exchange, or several processes.
+//! * **Reference** ([`reference`]): the same views from scratch, for checking.
 #![forbid(missing_docs)]
+
+pub mod engine;
+pub mod graph;
+pub mod input;
+pub mod join;
+pub mod output;
+pub mod reference;
+pub mod tables;
+pub mod views;
+
+pub use engine::{spawn, Dataflow, DataflowConfig, DataflowError};
+pub use output::{Output, ViewUpdate};
+pub use views::{ViewRow, ViewSpec};

@@ -1,0 +1,139 @@
+//! Running the graph: timely worker threads, in this process or across several.
+//!
+//! Worker 0 of process 0 owns the change stream: it applies events from a bounded channel
+//! (backpressure reaches the replication consumer) and steps the dataflow, parking for at most
+//! a millisecond when idle. Every other worker closes its inputs at once, so the frontier is
+//! worker 0's, and only computes its share of the keyed exchange. Worker 0 also gathers the
+//! output.
+//!
+//! Multi-process: run the same command on every host with `--process i --processes n
+//! --hostfile F` (F lists `host:port` per process, one per line); process 0 reads the stream
+//! and writes the sinks, the others only compute.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use august_cdc::Event;
+use timely::communication::WorkerGuards;
+use tokio::sync::mpsc::error::TryRecvError;
+
+use crate::graph::{self, TableInput};
+use crate::input::Driver;
+use crate::output;
+use crate::tables::TABLES;
+
+/// How the dataflow runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataflowConfig {
+    /// Worker threads in this process.
+    pub workers: usize,
+    /// This process's index and every process's `host:port`, for multi-process runs.
+    pub cluster: Option<(usize, Vec<String>)>,
+}
+
+impl Default for DataflowConfig {
+    fn default() -> Self {
+        Self { workers: 1, cluster: None }
+    }
+}
+
+/// Why the dataflow could not start or ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum DataflowError {
+    /// Timely refused the configuration (e.g. a peer could not be reached).
+    #[error("cannot start the dataflow: {0}")]
+    Start(String),
+    /// A worker thread panicked.
+    #[error("a dataflow worker failed: {0}")]
+    Worker(String),
+}
+
+/// A running dataflow.
+pub struct Dataflow {
+    guards: WorkerGuards<()>,
+}
+
+impl std::fmt::Debug for Dataflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataflow").finish_non_exhaustive()
+    }
+}
+
+impl Dataflow {
+    /// Waits for every worker to finish (after the event channel closes).
+    pub fn join(self) -> Result<(), DataflowError> {
+        for result in self.guards.join() {
+            result.map_err(DataflowError::Worker)?;
+        }
+        Ok(())
+    }
+}
+
+/// Starts the workers. `events` feeds worker 0 (close it to stop the dataflow); `out` receives
+/// the output.
+pub fn spawn(
+    config: &DataflowConfig,
+    events: tokio::sync::mpsc::Receiver<Event>,
+    out: output::Sender,
+) -> Result<Dataflow, DataflowError> {
+    let communication = match &config.cluster {
+        None if config.workers <= 1 => timely::CommunicationConfig::Thread,
+        None => timely::CommunicationConfig::Process(config.workers),
+        Some((process, addresses)) => timely::CommunicationConfig::Cluster {
+            threads: config.workers.max(1),
+            process: *process,
+            addresses: addresses.clone(),
+            report: false,
+            zerocopy: false,
+        },
+    };
+    let timely_config = timely::Config { communication, worker: timely::WorkerConfig::default() };
+    let events = Arc::new(Mutex::new(Some(events)));
+    let out = Arc::new(Mutex::new(Some(out)));
+    let guards = timely::execute(timely_config, move |worker| {
+        let lead = worker.index() == 0;
+        let events = if lead { events.lock().ok().and_then(|mut e| e.take()) } else { None };
+        let out = if lead { out.lock().ok().and_then(|mut o| o.take()) } else { None };
+        let mut inputs: Vec<TableInput> = TABLES.iter().map(|_| TableInput::new()).collect();
+        let probe = worker.dataflow::<u64, _, _>(|scope| graph::build(scope, &mut inputs, out));
+        match events {
+            Some(events) => lead_worker(worker, Driver::new(inputs), events, &probe),
+            None => {
+                drop(inputs);
+                while worker.step_or_park(None) {}
+            }
+        }
+    })
+    .map_err(DataflowError::Start)?;
+    Ok(Dataflow { guards })
+}
+
+fn lead_worker(
+    worker: &mut timely::worker::Worker,
+    mut driver: Driver,
+    mut events: tokio::sync::mpsc::Receiver<Event>,
+    probe: &timely::dataflow::ProbeHandle<u64>,
+) {
+    loop {
+        let mut applied = 0;
+        loop {
+            match events.try_recv() {
+                Ok(event) => {
+                    driver.apply(event);
+                    applied += 1;
+                    if applied >= 1024 {
+                        break; // let the dataflow work between batches
+                    }
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    drop(driver);
+                    while worker.step() {}
+                    return;
+                }
+            }
+        }
+        let busy = probe.less_than(&driver.time());
+        worker.step_or_park(if busy || applied > 0 { Some(Duration::ZERO) } else { Some(Duration::from_millis(1)) });
+    }
+}

@@ -1,0 +1,85 @@
+//! The graph: one upsert input per published table, arranged by natural key; the views built
+//! on them; every view's rows gathered into one stream for the output.
+
+use august_cdc::{Row, Value};
+use differential_dataflow::operators::arrange::upsert::arrange_from_upsert;
+use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
+use differential_dataflow::AsCollection;
+use timely::dataflow::operators::Input;
+use timely::dataflow::{InputHandle, ProbeHandle};
+
+use crate::join::Coll;
+use crate::output::{self, Output};
+use crate::tables::{table_index, TABLES};
+use crate::views::{self, Cols, NAMED};
+
+/// One upsert: a row's natural key, its new value (`None`: gone), and the LSN it took effect.
+pub type Upsert = (Vec<Value>, Option<Row>, u64);
+
+/// The input of one table.
+pub type TableInput = InputHandle<u64, timely::container::CapacityContainerBuilder<Vec<Upsert>>>;
+
+/// The live rows of every published table.
+pub struct Base<'s> {
+    tables: Vec<Coll<'s, Row>>,
+}
+
+impl<'s> Base<'s> {
+    /// The live rows of table `name`.
+    pub fn rows(&self, name: &str) -> Coll<'s, Row> {
+        self.tables[table_index(name).unwrap_or_else(|| panic!("{name} is not a published table"))].clone()
+    }
+
+    /// The live rows of table `name`, keyed by `column`.
+    pub fn keyed(&self, name: &str, column: &'static str) -> Coll<'s, (Value, Row)> {
+        let cols = Cols::of(name);
+        self.rows(name).map(move |row| (cols.get(&row, column).clone(), row))
+    }
+}
+
+/// Builds the graph in `scope` from the table inputs; the view output goes to `out` (on the
+/// worker that has it). Returns a probe on the output.
+pub fn build<'s>(
+    scope: timely::dataflow::Scope<'s, u64>,
+    inputs: &mut [TableInput],
+    out: Option<output::Sender>,
+) -> ProbeHandle<u64> {
+    let tables = TABLES
+        .iter()
+        .zip(inputs.iter_mut())
+        .map(|(table, input)| {
+            let stream = scope.input_from(input);
+            arrange_from_upsert::<ValBuilder<Vec<Value>, Row, u64, isize>, ValSpine<Vec<Value>, Row, u64, isize>, _, _>(
+                stream, table.name,
+            )
+            .as_collection(|_key, row| row.clone())
+        })
+        .collect();
+    let base = Base { tables };
+
+    let links = views::deepcura_links::build(&base);
+    let mut all: Vec<Coll<'s, (Value, views::ViewRow)>> = vec![
+        links.clone().map(|(key, link)| (key, link.row())),
+        views::clinical_notes::build(&base, &links),
+        views::scheduling_ops::build(&base, &links),
+        views::patient_intake::build(&base),
+        views::prior_auths::build(&base),
+        views::post_appointment_tasks::build(&base),
+        views::deepcura_review::build(&base, &links),
+    ];
+    debug_assert_eq!(all.len(), NAMED.len());
+    all.extend(views::passthrough_tables().map(|table| views::passthrough::build(&base, table)));
+
+    let tagged = all
+        .into_iter()
+        .enumerate()
+        .map(|(index, view)| view.map(move |(key, row)| (index as u16, key, row)))
+        .reduce(|a, b| a.concat(b))
+        .expect("there are views");
+    let (probe, tagged) = tagged.probe();
+    output::sink(tagged.inner.as_collection(), out);
+    probe
+}
+
+/// What the graph emits.
+pub type GraphOutput = Output;

@@ -1,0 +1,52 @@
+//! `deepcura_review`: Deep Cura notes no clinical note could be found for, or more than one
+//! could, for a person to link by hand.
+//!
+//! Columns: `note_id` (key), `patient_id`, `patient_name`, `session_date`,
+//! `drchrono_appt_id`, `provider_npi`, `reason` (`no_match` | `ambiguous`), `candidate_count`.
+
+use august_cdc::{Row, Value};
+
+use super::deepcura_links::Link;
+use super::scheduling_ops::patient_contact;
+use super::{ViewRow, ViewSpec};
+use crate::graph::Base;
+use crate::join::{left_join, Coll};
+
+/// The view's name, key and columns.
+pub const SPEC: ViewSpec = ViewSpec {
+    name: "deepcura_review",
+    key: "note_id",
+    columns: &[
+        "note_id",
+        "patient_id",
+        "patient_name",
+        "session_date",
+        "drchrono_appt_id",
+        "provider_npi",
+        "reason",
+        "candidate_count",
+    ],
+};
+
+/// One row of the view, for an unlinked note.
+pub fn shape(link: &Link, patient: Option<&Row>) -> (Value, ViewRow) {
+    let [name, ..] = patient_contact(patient);
+    let row = vec![
+        link.note_id.clone(),
+        link.patient_id.clone(),
+        name,
+        link.session_date.clone(),
+        link.appt_id.clone(),
+        link.provider_npi.clone(),
+        Value::Text(link.status.clone()),
+        Value::Int(link.candidates),
+    ];
+    (link.note_id.clone(), row)
+}
+
+/// Builds the view.
+pub fn build<'s>(base: &Base<'s>, links: &Coll<'s, (Value, Link)>) -> Coll<'s, (Value, ViewRow)> {
+    let unlinked = links.clone().flat_map(|(_, l)| (!l.is_linked()).then_some(l));
+    left_join(unlinked, |l| l.patient_id.clone(), base.keyed("patients", "drchrono_id"))
+        .map(|(link, patient)| shape(&link, patient.as_ref()))
+}

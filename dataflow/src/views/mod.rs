@@ -1,0 +1,217 @@
+//! The views: what the staff's Coda docs show, each a collection of rows keyed by one column.
+//!
+//! Every named view lives in its own file, which documents its columns and holds its row
+//! shaping, shared by the incremental dataflow and the from-scratch reference
+//! ([`crate::reference`]). Every published table is also a view of its own name, passed through
+//! (soft-deleted rows are absent), unless a named view has that name (`clinical_notes`).
+//! Values are scalars: lists become comma-separated text.
+
+use august_cdc::{Row, Value};
+use chrono::NaiveDateTime;
+
+use crate::tables::{TableSpec, TABLES};
+
+pub mod clinical_notes;
+pub mod deepcura_links;
+pub mod deepcura_review;
+pub mod passthrough;
+pub mod patient_intake;
+pub mod post_appointment_tasks;
+pub mod prior_auths;
+pub mod scheduling_ops;
+
+/// A view's row: values in the order of its columns.
+pub type ViewRow = Vec<Value>;
+
+/// A view: name, key column and columns.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ViewSpec {
+    /// Its name (what the Coda mapping's `view` names).
+    pub name: &'static str,
+    /// The column that identifies a row (the Coda table's key column).
+    pub key: &'static str,
+    /// Every column, key first.
+    pub columns: &'static [&'static str],
+}
+
+/// The named views, in output order.
+pub const NAMED: &[ViewSpec] = &[
+    deepcura_links::SPEC,
+    clinical_notes::SPEC,
+    scheduling_ops::SPEC,
+    patient_intake::SPEC,
+    prior_auths::SPEC,
+    post_appointment_tasks::SPEC,
+    deepcura_review::SPEC,
+];
+
+/// The published tables passed through as views of their own name: all but those whose name a
+/// named view already has (`clinical_notes`: the named view shows everything staff need of it).
+pub fn passthrough_tables() -> impl Iterator<Item = &'static TableSpec> {
+    TABLES.iter().filter(|t| !NAMED.iter().any(|v| v.name == t.name))
+}
+
+/// Every view: the named ones, then the pass-through tables.
+pub fn all() -> Vec<ViewSpec> {
+    NAMED
+        .iter()
+        .cloned()
+        .chain(passthrough_tables().map(|t| ViewSpec { name: t.name, key: t.view_key, columns: t.columns }))
+        .collect()
+}
+
+/// The view called `name`.
+pub fn find(name: &str) -> Option<ViewSpec> {
+    all().into_iter().find(|v| v.name == name)
+}
+
+/// Reads columns of a table's rows by name, positions looked up once.
+#[derive(Debug, Clone, Copy)]
+pub struct Cols(&'static TableSpec);
+
+impl Cols {
+    /// Column reader for the table called `name`.
+    pub fn of(name: &str) -> Self {
+        Cols(crate::tables::table(name).unwrap_or_else(|| panic!("{name} is not a published table")))
+    }
+
+    /// The value of `column` in `row`.
+    pub fn get<'r>(&self, row: &'r Row, column: &str) -> &'r Value {
+        &row.0[self.0.col(column)]
+    }
+}
+
+/// `first last`, or NULL when both are missing.
+pub fn person_name(first: &Value, last: &Value) -> Value {
+    let parts: Vec<&str> = [first, last].into_iter().filter_map(text).filter(|s| !s.trim().is_empty()).collect();
+    if parts.is_empty() {
+        Value::Null
+    } else {
+        Value::Text(parts.join(" "))
+    }
+}
+
+/// The text of a text value.
+pub fn text(value: &Value) -> Option<&str> {
+    match value {
+        Value::Text(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The first value that is not NULL.
+pub fn first_present(values: &[&Value]) -> Value {
+    values.iter().find(|v| !v.is_null()).map_or(Value::Null, |v| (*v).clone())
+}
+
+/// The calendar date of a timestamp (DrChrono times are practice-local, so no zone shift).
+pub fn date_of(value: &Value) -> Value {
+    match value {
+        Value::Timestamp(t) => Value::Date(t.date()),
+        Value::TimestampTz(t) => Value::Date(t.date_naive()),
+        Value::Date(d) => Value::Date(*d),
+        _ => Value::Null,
+    }
+}
+
+/// A list as comma-separated text: the `code` of each object in a JSON array, or each element
+/// of an array. NULL when empty.
+pub fn list_text(value: &Value) -> Value {
+    let items: Vec<String> = match value {
+        Value::Json(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Array(items)) => items
+                .iter()
+                .filter_map(|item| match item {
+                    serde_json::Value::Object(o) => o.get("code").and_then(|c| c.as_str()).map(str::to_string),
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    other => Some(other.to_string()),
+                })
+                .collect(),
+            _ => vec![],
+        },
+        Value::Array(items) => items.iter().filter(|v| !v.is_null()).map(scalar_text).collect(),
+        _ => vec![],
+    };
+    if items.is_empty() {
+        Value::Null
+    } else {
+        Value::Text(items.join(", "))
+    }
+}
+
+/// A JSON field of a JSON value, as a scalar value.
+pub fn json_field(value: &Value, field: &str) -> Value {
+    let Value::Json(text) = value else { return Value::Null };
+    match serde_json::from_str::<serde_json::Value>(text).ok().and_then(|v| v.get(field).cloned()) {
+        Some(serde_json::Value::String(s)) => Value::Text(s),
+        Some(serde_json::Value::Bool(b)) => Value::Bool(b),
+        Some(serde_json::Value::Number(n)) => Value::Numeric(n.to_string()),
+        Some(serde_json::Value::Null) | None => Value::Null,
+        Some(other) => Value::Text(other.to_string()),
+    }
+}
+
+/// A value as the JSON scalar a sink sends: lists and documents become text.
+pub fn to_scalar_json(value: &Value) -> serde_json::Value {
+    match value {
+        Value::Array(_) => match list_text(value) {
+            Value::Text(t) => serde_json::Value::String(t),
+            _ => serde_json::Value::Null,
+        },
+        Value::Json(text) => serde_json::Value::String(text.clone()),
+        other => other.to_json(),
+    }
+}
+
+fn scalar_text(value: &Value) -> String {
+    match value.to_json() {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+/// A timestamp value's time, for ordering.
+pub fn timestamp(value: &Value) -> Option<NaiveDateTime> {
+    match value {
+        Value::Timestamp(t) => Some(*t),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn view_names_are_unique_and_keys_are_columns() {
+        let views = all();
+        let mut names: Vec<&str> = views.iter().map(|v| v.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), views.len());
+        for view in &views {
+            assert_eq!(
+                view.columns.first(),
+                Some(&view.key).filter(|_| NAMED.contains(view)).or(view.columns.first()),
+                "{}",
+                view.name
+            );
+            assert!(view.columns.contains(&view.key), "{} key {}", view.name, view.key);
+        }
+    }
+
+    #[test]
+    fn lists_and_json_become_scalars() {
+        assert_eq!(
+            list_text(&Value::Json(r#"[{"code": "F32.1"}, {"code": "F41.1"}]"#.into())),
+            Value::Text("F32.1, F41.1".into())
+        );
+        assert_eq!(
+            list_text(&Value::Array(vec![Value::Text("a".into()), Value::Null, Value::Int(2)])),
+            Value::Text("a, 2".into())
+        );
+        assert_eq!(json_field(&Value::Json(r#"{"level": "high"}"#.into()), "level"), Value::Text("high".into()));
+        assert_eq!(person_name(&Value::Null, &Value::Text("Freud".into())), Value::Text("Freud".into()));
+        assert_eq!(to_scalar_json(&Value::Json("{\"a\":1}".into())), serde_json::json!("{\"a\":1}"));
+    }
+}

@@ -1,0 +1,102 @@
+//! `patient_intake`: each intake checklist with its appointment and patient.
+//!
+//! Columns: `appointment_id` (key), `scheduled_time`, `patient_id`, `patient_name`,
+//! `date_of_birth`, `phone`, `email`, `provider_name`, `intake_status`,
+//! `demographics_complete`, `insurance_verified`, `consent_signed`, `questionnaires_sent`,
+//! `questionnaires_complete`, `id_verified`, `payment_method_on_file`, `assigned_to`,
+//! `completed_at`.
+
+use august_cdc::{Row, Value};
+
+use super::scheduling_ops::{patient_contact, provider_name};
+use super::{first_present, Cols, ViewRow, ViewSpec};
+use crate::graph::Base;
+use crate::join::{left_join, Coll};
+
+/// The view's name, key and columns.
+pub const SPEC: ViewSpec = ViewSpec {
+    name: "patient_intake",
+    key: "appointment_id",
+    columns: &[
+        "appointment_id",
+        "scheduled_time",
+        "patient_id",
+        "patient_name",
+        "date_of_birth",
+        "phone",
+        "email",
+        "provider_name",
+        "intake_status",
+        "demographics_complete",
+        "insurance_verified",
+        "consent_signed",
+        "questionnaires_sent",
+        "questionnaires_complete",
+        "id_verified",
+        "payment_method_on_file",
+        "assigned_to",
+        "completed_at",
+    ],
+};
+
+/// The patient of a checklist: its own, else its appointment's.
+pub fn patient_of(intake: &Row, appointment: Option<&Row>) -> Value {
+    let (ic, ap) = (Cols::of("intake_checklists"), Cols::of("appointments"));
+    first_present(&[ic.get(intake, "patient_id"), appointment.map_or(&Value::Null, |a| ap.get(a, "patient_id"))])
+}
+
+/// One row of the view.
+pub fn shape(
+    intake: &Row,
+    appointment: Option<&Row>,
+    patient: Option<&Row>,
+    provider: Option<&Row>,
+) -> (Value, ViewRow) {
+    let (ic, ap) = (Cols::of("intake_checklists"), Cols::of("appointments"));
+    let key = ic.get(intake, "appointment_id").clone();
+    let [name, dob, phone, email] = patient_contact(patient);
+    let mut row = vec![
+        key.clone(),
+        appointment.map_or(Value::Null, |a| ap.get(a, "scheduled_time").clone()),
+        patient_of(intake, appointment),
+        name,
+        dob,
+        phone,
+        email,
+        provider_name(provider),
+    ];
+    for column in [
+        "status",
+        "demographics_complete",
+        "insurance_verified",
+        "consent_signed",
+        "questionnaires_sent",
+        "questionnaires_complete",
+        "id_verified",
+        "payment_method_on_file",
+        "assigned_to",
+        "completed_at",
+    ] {
+        row.push(ic.get(intake, column).clone());
+    }
+    (key, row)
+}
+
+/// Builds the view.
+pub fn build<'s>(base: &Base<'s>) -> Coll<'s, (Value, ViewRow)> {
+    let (ic, ap) = (Cols::of("intake_checklists"), Cols::of("appointments"));
+    let rows = left_join(
+        base.rows("intake_checklists"),
+        move |i| ic.get(i, "appointment_id").clone(),
+        base.keyed("appointments", "drchrono_id"),
+    );
+    let rows = left_join(rows, |(i, a)| patient_of(i, a.as_ref()), base.keyed("patients", "drchrono_id"));
+    let rows = left_join(
+        rows,
+        move |((_, a), _)| a.as_ref().map_or(Value::Null, |a| ap.get(a, "provider_id").clone()),
+        base.keyed("providers", "drchrono_id"),
+    );
+    rows.map(|(((intake, appointment), patient), provider)| {
+        shape(&intake, appointment.as_ref(), patient.as_ref(), provider.as_ref())
+    })
+}

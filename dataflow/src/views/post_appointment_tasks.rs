@@ -1,0 +1,77 @@
+//! `post_appointment_tasks`: each follow-up task with its patient and appointment.
+//!
+//! Columns: `task_id` (key), `appointment_id`, `scheduled_time`, `patient_id`,
+//! `patient_name`, `provider_name`, `task_type`, `title`, `status`, `priority`,
+//! `assigned_to`, `due_date`, `completed_at`.
+
+use august_cdc::{Row, Value};
+
+use super::scheduling_ops::{patient_contact, provider_name};
+use super::{first_present, Cols, ViewRow, ViewSpec};
+use crate::graph::Base;
+use crate::join::{left_join, Coll};
+
+/// The view's name, key and columns.
+pub const SPEC: ViewSpec = ViewSpec {
+    name: "post_appointment_tasks",
+    key: "task_id",
+    columns: &[
+        "task_id",
+        "appointment_id",
+        "scheduled_time",
+        "patient_id",
+        "patient_name",
+        "provider_name",
+        "task_type",
+        "title",
+        "status",
+        "priority",
+        "assigned_to",
+        "due_date",
+        "completed_at",
+    ],
+};
+
+/// The patient of a task: its own, else its appointment's.
+pub fn patient_of(task: &Row, appointment: Option<&Row>) -> Value {
+    let (t, ap) = (Cols::of("post_appointment_tasks"), Cols::of("appointments"));
+    first_present(&[t.get(task, "patient_id"), appointment.map_or(&Value::Null, |a| ap.get(a, "patient_id"))])
+}
+
+/// One row of the view.
+pub fn shape(task: &Row, appointment: Option<&Row>, patient: Option<&Row>, provider: Option<&Row>) -> (Value, ViewRow) {
+    let (t, ap) = (Cols::of("post_appointment_tasks"), Cols::of("appointments"));
+    let key = t.get(task, "id").clone();
+    let [name, ..] = patient_contact(patient);
+    let mut row = vec![
+        key.clone(),
+        t.get(task, "appointment_id").clone(),
+        appointment.map_or(Value::Null, |a| ap.get(a, "scheduled_time").clone()),
+        patient_of(task, appointment),
+        name,
+        provider_name(provider),
+    ];
+    for column in ["task_type", "title", "status", "priority", "assigned_to", "due_date", "completed_at"] {
+        row.push(t.get(task, column).clone());
+    }
+    (key, row)
+}
+
+/// Builds the view.
+pub fn build<'s>(base: &Base<'s>) -> Coll<'s, (Value, ViewRow)> {
+    let (t, ap) = (Cols::of("post_appointment_tasks"), Cols::of("appointments"));
+    let rows = left_join(
+        base.rows("post_appointment_tasks"),
+        move |r| t.get(r, "appointment_id").clone(),
+        base.keyed("appointments", "drchrono_id"),
+    );
+    let rows = left_join(rows, |(r, a)| patient_of(r, a.as_ref()), base.keyed("patients", "drchrono_id"));
+    let rows = left_join(
+        rows,
+        move |((_, a), _)| a.as_ref().map_or(Value::Null, |a| ap.get(a, "provider_id").clone()),
+        base.keyed("providers", "drchrono_id"),
+    );
+    rows.map(|(((task, appointment), patient), provider)| {
+        shape(&task, appointment.as_ref(), patient.as_ref(), provider.as_ref())
+    })
+}

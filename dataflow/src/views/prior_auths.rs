@@ -1,0 +1,91 @@
+//! `prior_auths`: each prior authorization with its patient and the insurance it is filed
+//! against.
+//!
+//! Columns: `prior_auth_id` (key), `patient_id`, `patient_name`, `date_of_birth`,
+//! `insurance_type`, `payer`, `member_id`, `item_type`, `item_name`, `item_code`,
+//! `icd10_codes`, `status`, `auth_number`, `submitted_at`, `decided_at`, `valid_from`,
+//! `valid_until`, `units_approved`, `assigned_to`.
+
+use august_cdc::{Row, Value};
+
+use super::scheduling_ops::patient_contact;
+use super::{list_text, Cols, ViewRow, ViewSpec};
+use crate::graph::Base;
+use crate::join::{left_join, Coll};
+
+/// The view's name, key and columns.
+pub const SPEC: ViewSpec = ViewSpec {
+    name: "prior_auths",
+    key: "prior_auth_id",
+    columns: &[
+        "prior_auth_id",
+        "patient_id",
+        "patient_name",
+        "date_of_birth",
+        "insurance_type",
+        "payer",
+        "member_id",
+        "item_type",
+        "item_name",
+        "item_code",
+        "icd10_codes",
+        "status",
+        "auth_number",
+        "submitted_at",
+        "decided_at",
+        "valid_from",
+        "valid_until",
+        "units_approved",
+        "assigned_to",
+    ],
+};
+
+/// The key an insurance record is found by: `[patient_id, type]`.
+pub fn insurance_key(patient_id: &Value, kind: &Value) -> Value {
+    Value::Array(vec![patient_id.clone(), kind.clone()])
+}
+
+/// One row of the view.
+pub fn shape(auth: &Row, patient: Option<&Row>, insurance: Option<&Row>) -> (Value, ViewRow) {
+    let (pa, ins) = (Cols::of("prior_authorizations"), Cols::of("insurance_records"));
+    let key = pa.get(auth, "id").clone();
+    let [name, dob, _, _] = patient_contact(patient);
+    let get = |c: &str| pa.get(auth, c).clone();
+    let row = vec![
+        key.clone(),
+        get("patient_id"),
+        name,
+        dob,
+        get("insurance_type"),
+        insurance.map_or(Value::Null, |i| ins.get(i, "insurance_company").clone()),
+        insurance.map_or(Value::Null, |i| ins.get(i, "insurance_id_number").clone()),
+        get("item_type"),
+        get("item_name"),
+        get("item_code"),
+        list_text(&get("icd10_codes")),
+        get("status"),
+        get("auth_number"),
+        get("submitted_at"),
+        get("decided_at"),
+        get("valid_from"),
+        get("valid_until"),
+        get("units_approved"),
+        get("assigned_to"),
+    ];
+    (key, row)
+}
+
+/// Builds the view.
+pub fn build<'s>(base: &Base<'s>) -> Coll<'s, (Value, ViewRow)> {
+    let (pa, ins) = (Cols::of("prior_authorizations"), Cols::of("insurance_records"));
+    let insurance =
+        base.rows("insurance_records").map(move |r| (insurance_key(ins.get(&r, "patient_id"), ins.get(&r, "type")), r));
+    let rows = left_join(
+        base.rows("prior_authorizations"),
+        move |a| pa.get(a, "patient_id").clone(),
+        base.keyed("patients", "drchrono_id"),
+    );
+    let rows =
+        left_join(rows, move |(a, _)| insurance_key(pa.get(a, "patient_id"), pa.get(a, "insurance_type")), insurance);
+    rows.map(|((auth, patient), insurance)| shape(&auth, patient.as_ref(), insurance.as_ref()))
+}

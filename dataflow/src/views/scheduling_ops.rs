@@ -1,0 +1,139 @@
+//! `scheduling_ops`: one row per appointment, with what the front desk needs at a glance.
+//! A patient's phone changing updates every one of their rows, and nothing else.
+//!
+//! Columns: `appointment_id` (key), `scheduled_time`, `duration`, `status`, `reason`,
+//! `patient_id`, `patient_name`, `date_of_birth`, `phone` (cell, else home), `email`,
+//! `provider_id`, `provider_name`, `primary_insurance_payer`, `intake_status`,
+//! `clinical_note_locked`, `deepcura_linked`.
+
+use august_cdc::{Row, Value};
+
+use super::deepcura_links::Link;
+use super::{first_present, person_name, Cols, ViewRow, ViewSpec};
+use crate::graph::Base;
+use crate::join::{left_join, Coll};
+
+/// The view's name, key and columns.
+pub const SPEC: ViewSpec = ViewSpec {
+    name: "scheduling_ops",
+    key: "appointment_id",
+    columns: &[
+        "appointment_id",
+        "scheduled_time",
+        "duration",
+        "status",
+        "reason",
+        "patient_id",
+        "patient_name",
+        "date_of_birth",
+        "phone",
+        "email",
+        "provider_id",
+        "provider_name",
+        "primary_insurance_payer",
+        "intake_status",
+        "clinical_note_locked",
+        "deepcura_linked",
+    ],
+};
+
+/// What one appointment's row is made of.
+#[derive(Debug, Default)]
+pub struct Parts<'a> {
+    /// Its patient.
+    pub patient: Option<&'a Row>,
+    /// Its provider.
+    pub provider: Option<&'a Row>,
+    /// The patient's primary insurance.
+    pub insurance: Option<&'a Row>,
+    /// Its intake checklist.
+    pub intake: Option<&'a Row>,
+    /// Its clinical note.
+    pub clinical_note: Option<&'a Row>,
+    /// Whether a Deep Cura note is linked to that clinical note.
+    pub linked: bool,
+}
+
+/// A patient's name, birth date, phone and email (NULLs without a patient).
+pub fn patient_contact(patient: Option<&Row>) -> [Value; 4] {
+    let pa = Cols::of("patients");
+    match patient {
+        None => [Value::Null, Value::Null, Value::Null, Value::Null],
+        Some(p) => [
+            person_name(pa.get(p, "first_name"), pa.get(p, "last_name")),
+            pa.get(p, "date_of_birth").clone(),
+            first_present(&[pa.get(p, "cell_phone"), pa.get(p, "home_phone")]),
+            pa.get(p, "email").clone(),
+        ],
+    }
+}
+
+/// A provider's name.
+pub fn provider_name(provider: Option<&Row>) -> Value {
+    let pr = Cols::of("providers");
+    provider.map_or(Value::Null, |p| person_name(pr.get(p, "first_name"), pr.get(p, "last_name")))
+}
+
+/// One row of the view.
+pub fn shape(appointment: &Row, parts: Parts<'_>) -> (Value, ViewRow) {
+    let (ap, ins, ic, cn) = (
+        Cols::of("appointments"),
+        Cols::of("insurance_records"),
+        Cols::of("intake_checklists"),
+        Cols::of("clinical_notes"),
+    );
+    let key = ap.get(appointment, "drchrono_id").clone();
+    let [name, dob, phone, email] = patient_contact(parts.patient);
+    let row = vec![
+        key.clone(),
+        ap.get(appointment, "scheduled_time").clone(),
+        ap.get(appointment, "duration").clone(),
+        ap.get(appointment, "status").clone(),
+        ap.get(appointment, "reason").clone(),
+        ap.get(appointment, "patient_id").clone(),
+        name,
+        dob,
+        phone,
+        email,
+        ap.get(appointment, "provider_id").clone(),
+        provider_name(parts.provider),
+        parts.insurance.map_or(Value::Null, |i| ins.get(i, "insurance_company").clone()),
+        parts.intake.map_or(Value::Null, |i| ic.get(i, "status").clone()),
+        Value::Bool(parts.clinical_note.is_some_and(|n| cn.get(n, "locked") == &Value::Bool(true))),
+        Value::Bool(parts.linked),
+    ];
+    (key, row)
+}
+
+/// Builds the view.
+pub fn build<'s>(base: &Base<'s>, links: &Coll<'s, (Value, Link)>) -> Coll<'s, (Value, ViewRow)> {
+    let (ap, ins) = (Cols::of("appointments"), Cols::of("insurance_records"));
+    let id = move |a: &Row| ap.get(a, "drchrono_id").clone();
+    let primary = base
+        .rows("insurance_records")
+        .filter(move |r| ins.get(r, "type") == &Value::Text("primary".into()))
+        .map(move |r| (ins.get(&r, "patient_id").clone(), r));
+    let linked = links.clone().flat_map(|(_, l)| l.is_linked().then(|| (l.clinical_note_id.clone(), ()))).distinct();
+
+    let rows = left_join(
+        base.rows("appointments"),
+        move |a| ap.get(a, "patient_id").clone(),
+        base.keyed("patients", "drchrono_id"),
+    );
+    let rows = left_join(rows, move |(a, _)| ap.get(a, "provider_id").clone(), base.keyed("providers", "drchrono_id"));
+    let rows = left_join(rows, move |((a, _), _)| ap.get(a, "patient_id").clone(), primary);
+    let rows = left_join(rows, move |(((a, _), _), _)| id(a), base.keyed("intake_checklists", "appointment_id"));
+    let rows = left_join(rows, move |((((a, _), _), _), _)| id(a), base.keyed("clinical_notes", "drchrono_id"));
+    let rows = left_join(rows, move |(((((a, _), _), _), _), _)| id(a), linked);
+    rows.map(|((((((appointment, patient), provider), insurance), intake), clinical_note), linked)| {
+        let parts = Parts {
+            patient: patient.as_ref(),
+            provider: provider.as_ref(),
+            insurance: insurance.as_ref(),
+            intake: intake.as_ref(),
+            clinical_note: clinical_note.as_ref(),
+            linked: linked.is_some(),
+        };
+        shape(&appointment, parts)
+    })
+}

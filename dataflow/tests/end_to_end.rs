@@ -1,0 +1,1 @@
+//! Through `cdc` on a real Postgres (filled in below).
