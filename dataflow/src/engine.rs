@@ -137,3 +137,17 @@ fn lead_worker(
         worker.step_or_park(if busy || applied > 0 { Some(Duration::ZERO) } else { Some(Duration::from_millis(1)) });
     }
 }
+
+/// Forwards a change stream into the dataflow's event channel until either ends; returns how
+/// the stream ended. Backpressure flows through: a full channel stops the stream's reads.
+pub async fn feed(
+    mut stream: august_cdc::ChangeStream,
+    events: tokio::sync::mpsc::Sender<Event>,
+) -> Result<(), august_cdc::CdcError> {
+    while let Some(event) = stream.next().await {
+        if events.send(event).await.is_err() {
+            break;
+        }
+    }
+    stream.finish().await
+}

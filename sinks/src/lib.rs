@@ -1,6 +1,14 @@
-//! Where view updates become durable: the rate-limited Coda sink (and the Coda emulator the
-//! tests and the demo run against) and the Postgres sink that writes link results back.
-//! Each sink reports the highest LSN it holds durably, which is what `cdc` acknowledges.
+//! Where view updates become durable: the Postgres sink that writes link results back
+//! ([`link_writeback`]), and (with its issue) the rate-limited Coda sink and its emulator.
 //!
-//! The sinks arrive with their issues.
+//! Every sink reads the dataflow's output and publishes, on a watch channel, the LSN below
+//! which everything it received is durable. [`durability`] fans the output out to the sinks
+//! and hands `cdc` the smallest of their durable LSNs: the slot moves only past what every
+//! sink holds.
 #![forbid(missing_docs)]
+
+pub mod durability;
+mod error;
+pub mod link_writeback;
+
+pub use error::SinkError;

@@ -1,0 +1,29 @@
+//! Errors at the sinks' boundary, retryable or permanent like every other.
+
+use august_schema::{DbError, ErrorKind};
+
+/// Why a sink stopped or must retry.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// A database write failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// A view row did not have the shape the sink expects (a bug, never retried).
+    #[error("view {view}: {message}")]
+    Shape {
+        /// The view.
+        view: &'static str,
+        /// What was wrong (column names, never values).
+        message: String,
+    },
+}
+
+impl SinkError {
+    /// Whether trying again can help.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            SinkError::Db(e) => e.kind(),
+            SinkError::Shape { .. } => ErrorKind::Permanent,
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! The sinks on a real Postgres.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod link_writeback;
