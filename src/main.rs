@@ -39,6 +39,14 @@ enum Command {
     /// Print committed changes as JSON lines (one per row change), like a decoded
     /// pg_recvlogical. Values are PHI; --keys-only prints ids alone.
     Tail(commands::tail::TailArgs),
+    /// List every view with its key column and columns (for writing a Coda mapping file).
+    Views {
+        /// Print `[{"name", "key", "columns"}, …]` as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replicate: change stream → dataflow → sinks, until SIGTERM or Ctrl-C.
+    Replicate(commands::replicate::ReplicateArgs),
 }
 
 /// A failure that is the operator's to fix in the settings (exit code 2).
@@ -48,9 +56,12 @@ pub struct ConfigError(#[from] pub august_schema::SettingError);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Settings = cli.command {
-        print!("{}", settings::markdown_table());
-        return ExitCode::SUCCESS;
+    match &cli.command {
+        Command::Settings => {
+            return commands::views::print_all(&settings::markdown_table()).map_or_else(report, |_| ExitCode::SUCCESS)
+        }
+        Command::Views { json } => return commands::views::run(*json).map_or_else(report, |_| ExitCode::SUCCESS),
+        _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -73,7 +84,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Migrate => commands::migrate::run(&sources).await,
-            Command::Settings => Ok(()),
+            Command::Settings | Command::Views { .. } => Ok(()),
+            Command::Replicate(args) => commands::replicate::run(&sources, args).await,
             Command::Tail(args) => commands::tail::run(&sources, args).await,
         }
     });

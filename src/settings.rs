@@ -66,6 +66,13 @@ pub const SETTINGS: &[Setting] = &[
         Some("2"),
         "Seconds to wait for a new connection."
     ),
+    setting!("AUGUST_SLOT", "replication.slot", Some("august"), "Replication slot August streams from."),
+    setting!(
+        "AUGUST_HEARTBEAT_SECS",
+        "replication.heartbeat_secs",
+        Some("10"),
+        "Seconds between heartbeats written to the WAL (they keep the slot moving when only unpublished tables change)."
+    ),
     setting!(
         "AUGUST_LOG",
         "log.filter",
@@ -205,6 +212,23 @@ impl Sources {
             }
         }
         Ok((settings, config))
+    }
+
+    /// The replication consumer's settings.
+    pub fn cdc(&self) -> Result<august_cdc::CdcConfig, SettingError> {
+        let (slot, origin) = self.get("AUGUST_SLOT").expect("AUGUST_SLOT has a default");
+        if slot.is_empty() || !slot.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            return Err(SettingError::new(origin.name(), "must be lower-case letters, digits and underscores"));
+        }
+        let heartbeat: u64 = self
+            .parse("AUGUST_HEARTBEAT_SECS", "a whole number of seconds")?
+            .filter(|s| *s > 0)
+            .ok_or_else(|| SettingError::new("AUGUST_HEARTBEAT_SECS", "must be at least 1"))?;
+        Ok(august_cdc::CdcConfig {
+            slot,
+            heartbeat: Some(Duration::from_secs(heartbeat)),
+            ..august_cdc::CdcConfig::default()
+        })
     }
 
     /// The log filter and whether to log JSON.

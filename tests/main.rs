@@ -2,8 +2,10 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod migrate_command;
+mod replicate_command;
 mod settings_errors;
 mod tail_command;
+mod views_command;
 
 use std::process::{Command, Output};
 

@@ -138,13 +138,21 @@ fn lead_worker(
     }
 }
 
-/// Forwards a change stream into the dataflow's event channel until either ends; returns how
-/// the stream ended. Backpressure flows through: a full channel stops the stream's reads.
+/// Forwards a change stream into the dataflow's event channel until either ends or `stop`
+/// resolves; then stops the stream (which confirms what is durable) and returns how it ended.
+/// Backpressure flows through: a full channel stops the stream's reads.
 pub async fn feed(
     mut stream: august_cdc::ChangeStream,
     events: tokio::sync::mpsc::Sender<Event>,
+    stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), august_cdc::CdcError> {
-    while let Some(event) = stream.next().await {
+    tokio::pin!(stop);
+    loop {
+        let event = tokio::select! {
+            _ = &mut stop => break,
+            event = stream.next() => event,
+        };
+        let Some(event) = event else { break };
         if events.send(event).await.is_err() {
             break;
         }

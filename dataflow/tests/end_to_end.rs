@@ -27,7 +27,7 @@ impl Live {
         let (events, rx) = mpsc::channel(1024);
         let (tx, output) = mpsc::unbounded_channel();
         let dataflow = august_dataflow::spawn(&DataflowConfig::default(), rx, tx).unwrap();
-        tokio::spawn(august_dataflow::feed(stream, events));
+        tokio::spawn(august_dataflow::feed(stream, events, std::future::pending()));
         std::thread::spawn(move || dataflow.join());
         Self { output, durable, updates: Vec::new(), frontier: Lsn::ZERO }
     }

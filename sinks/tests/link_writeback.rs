@@ -33,7 +33,7 @@ async fn a_single_link_causes_exactly_one_write() {
     let (events, events_rx) = mpsc::channel(1024);
     let (output_tx, output) = mpsc::unbounded_channel();
     let dataflow = august_dataflow::spawn(&DataflowConfig::default(), events_rx, output_tx).unwrap();
-    tokio::spawn(august_dataflow::feed(stream, events));
+    tokio::spawn(august_dataflow::feed(stream, events, std::future::pending()));
     std::thread::spawn(move || dataflow.join());
     let stats = Arc::new(LinkStats::default());
     tokio::spawn(write_links(db.config(), output, link_durable, stats.clone()));

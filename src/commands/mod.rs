@@ -1,4 +1,6 @@
 //! One module per `august` subcommand: each turns settings into a running stage.
 
 pub mod migrate;
+pub mod replicate;
 pub mod tail;
+pub mod views;

@@ -1,0 +1,68 @@
+//! `august replicate`: links are written back while it runs, and SIGTERM stops it cleanly with
+//! the slot confirmed past what it made durable.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn replicate_writes_links_and_stops_cleanly_on_sigterm() {
+    let db = august_testkit::fresh_db("cli_replicate").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "INSERT INTO appointments (drchrono_id, patient_id, scheduled_time, drchrono_raw) VALUES ('R-1', 3, '2026-05-01 09:00', '{}');
+             INSERT INTO clinical_notes (drchrono_id, patient_id, drchrono_raw) VALUES ('R-1', 3, '{}');",
+        )
+        .await
+        .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_august"))
+        .args(["replicate", "--workers", "2"])
+        .env_clear()
+        .env("DATABASE_URL", db.url())
+        .env("AUGUST_SLOT", &db.name)
+        .env("AUGUST_HEARTBEAT_SECS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    client
+        .batch_execute(
+            "INSERT INTO deepcura_notes (id, drchrono_patient_id, drchrono_appt_id, session_date, raw_payload)
+             VALUES ('00000000-0000-0000-0000-0000000000c1', 3, 'R-1', '2026-05-01', '{}')",
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let linked: Option<String> =
+            client.query_one("SELECT clinical_note_id FROM deepcura_notes", &[]).await.unwrap().get(0);
+        if linked.is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no link was written");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let written: String = client.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.unwrap().get(0);
+    tokio::time::sleep(Duration::from_secs(3)).await; // heartbeats carry the durable LSN past it
+
+    let pid = child.id().unwrap() as i32;
+    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let status =
+        tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("exits after SIGTERM").unwrap();
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).await.unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("stopped cleanly"), "{stderr}");
+
+    let row = client
+        .query_one(
+            "SELECT active, confirmed_flush_lsn >= $1::text::pg_lsn FROM pg_replication_slots WHERE slot_name = $2",
+            &[&written, &db.name],
+        )
+        .await
+        .unwrap();
+    assert!(!row.get::<_, bool>(0), "the session ended");
+    assert!(row.get::<_, bool>(1), "the slot was confirmed past the link write");
+}
