@@ -1,8 +1,8 @@
 //! Running the graph: timely worker threads, in this process or across several.
 //!
 //! Worker 0 of process 0 owns the change stream: it applies events from a bounded channel
-//! (backpressure reaches the replication consumer) and steps the dataflow, parking for at most
-//! a millisecond when idle. Every other worker closes its inputs at once, so the frontier is
+//! (backpressure reaches the replication consumer) and steps the dataflow until it has caught
+//! up, then sleeps on the channel until the next event. Every other worker closes its inputs at once, so the frontier is
 //! worker 0's, and only computes its share of the keyed exchange. Worker 0 also gathers the
 //! output.
 //!
@@ -11,7 +11,6 @@
 //! and writes the sinks, the others only compute.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use august_cdc::Event;
 use timely::communication::WorkerGuards;
@@ -115,26 +114,43 @@ fn lead_worker(
     probe: &timely::dataflow::ProbeHandle<u64>,
 ) {
     loop {
+        let mut next = match events.try_recv() {
+            Ok(event) => Some(event),
+            Err(TryRecvError::Disconnected) => None,
+            Err(TryRecvError::Empty) if probe.less_than(&driver.time()) => {
+                worker.step();
+                continue;
+            }
+            Err(TryRecvError::Empty) => {
+                // Caught up: one more step lets the output operator see the frontier, then
+                // sleep until the next event (no polling, no idle CPU).
+                worker.step();
+                events.blocking_recv()
+            }
+        };
         let mut applied = 0;
-        loop {
-            match events.try_recv() {
-                Ok(event) => {
-                    driver.apply(event);
-                    applied += 1;
-                    if applied >= 1024 {
-                        break; // let the dataflow work between batches
-                    }
-                }
-                Err(TryRecvError::Empty) => break,
+        while let Some(event) = next.take() {
+            driver.apply(event);
+            applied += 1;
+            if applied >= 1024 {
+                break; // let the dataflow work between batches
+            }
+            next = match events.try_recv() {
+                Ok(event) => Some(event),
+                Err(TryRecvError::Empty) => None,
                 Err(TryRecvError::Disconnected) => {
                     drop(driver);
                     while worker.step() {}
                     return;
                 }
-            }
+            };
         }
-        let busy = probe.less_than(&driver.time());
-        worker.step_or_park(if busy || applied > 0 { Some(Duration::ZERO) } else { Some(Duration::from_millis(1)) });
+        if applied == 0 {
+            drop(driver);
+            while worker.step() {}
+            return;
+        }
+        worker.step();
     }
 }
 

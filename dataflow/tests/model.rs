@@ -309,9 +309,13 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn start(workers: usize) -> Self {
+        Self::start_with(DataflowConfig { workers, cluster: None })
+    }
+
+    pub fn start_with(config: DataflowConfig) -> Self {
         let (events, rx) = tokio::sync::mpsc::channel(1024);
         let (tx, output) = tokio::sync::mpsc::unbounded_channel();
-        let dataflow = august_dataflow::spawn(&DataflowConfig { workers, cluster: None }, rx, tx).unwrap();
+        let dataflow = august_dataflow::spawn(&config, rx, tx).unwrap();
         Self { events, output, views: Views::new(), frontier: Lsn::ZERO, log: Vec::new(), dataflow: Some(dataflow) }
     }
 

@@ -2,7 +2,7 @@
 //! transaction, and 1 and 4 workers give the same output.
 
 use august_cdc::Value;
-use august_dataflow::reference;
+use august_dataflow::{reference, DataflowConfig};
 
 use crate::model::{random_write, row, Db, Pipeline, Rng};
 
@@ -72,6 +72,42 @@ async fn one_and_four_workers_give_identical_output() {
     }
     assert!(outputs[0].len() > 40);
     assert_eq!(outputs[0], outputs[1]);
+}
+
+#[tokio::test]
+async fn two_processes_give_the_same_output_as_one() {
+    let run = |config: Option<DataflowConfig>| async move {
+        let mut rng = Rng::new(7);
+        let mut db = Db::default();
+        let mut pipeline = match config {
+            Some(config) => Pipeline::start_with(config),
+            None => Pipeline::start(1),
+        };
+        for _ in 0..40 {
+            let events = random_transaction(&mut db, &mut rng);
+            pipeline.apply(events, db.lsn()).await;
+        }
+        let log = std::mem::take(&mut pipeline.log);
+        pipeline.stop();
+        log
+    };
+    let single = run(None).await;
+
+    let ports: Vec<u16> =
+        (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()).collect();
+    let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let peer_addresses = addresses.clone();
+    // Process 1 computes only; it connects to process 0 and ends when the dataflow does.
+    let peer = std::thread::spawn(move || {
+        let (_events, rx) = tokio::sync::mpsc::channel(1);
+        let (tx, _output) = tokio::sync::mpsc::unbounded_channel();
+        let dataflow =
+            august_dataflow::spawn(&DataflowConfig { workers: 2, cluster: Some((1, peer_addresses)) }, rx, tx).unwrap();
+        dataflow.join().unwrap();
+    });
+    let clustered = run(Some(DataflowConfig { workers: 2, cluster: Some((0, addresses)) })).await;
+    peer.join().unwrap();
+    assert_eq!(single, clustered);
 }
 
 #[tokio::test]
