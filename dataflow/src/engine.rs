@@ -122,8 +122,9 @@ fn lead_worker(
                 continue;
             }
             Err(TryRecvError::Empty) => {
-                // Caught up: one more step lets the output operator see the frontier, then
-                // sleep until the next event (no polling, no idle CPU).
+                // Caught up, the output operator's input included: a last couple of steps let it
+                // emit, then sleep until the next event (no polling, no idle CPU).
+                worker.step();
                 worker.step();
                 events.blocking_recv()
             }

@@ -4,13 +4,15 @@
 use august_cdc::{Row, Value};
 use differential_dataflow::operators::arrange::upsert::arrange_from_upsert;
 use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
-use differential_dataflow::AsCollection;
 use timely::dataflow::operators::Input;
 use timely::dataflow::{InputHandle, ProbeHandle};
 
-use crate::join::Coll;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use crate::join::{Coll, Keyed};
 use crate::output::{self, Output};
-use crate::tables::{table_index, TABLES};
+use crate::tables::{table, table_index, TABLES};
 use crate::views::{self, Cols, NAMED};
 
 /// One upsert: a row's natural key, its new value (`None`: gone), and the LSN it took effect.
@@ -22,18 +24,31 @@ pub type TableInput = InputHandle<u64, timely::container::CapacityContainerBuild
 /// The live rows of every published table.
 pub struct Base<'s> {
     tables: Vec<Coll<'s, Row>>,
+    dims: RefCell<HashMap<(&'static str, &'static str), Keyed<'s, Row>>>,
 }
 
 impl<'s> Base<'s> {
-    /// The live rows of table `name`.
-    pub fn rows(&self, name: &str) -> Coll<'s, Row> {
+    /// The live rows of table `name`, whole (for pass-through views).
+    pub fn full(&self, name: &str) -> Coll<'s, Row> {
         self.tables[table_index(name).unwrap_or_else(|| panic!("{name} is not a published table"))].clone()
     }
 
-    /// The live rows of table `name`, keyed by `column`.
-    pub fn keyed(&self, name: &str, column: &'static str) -> Coll<'s, (Value, Row)> {
-        let cols = Cols::of(name);
-        self.rows(name).map(move |row| (cols.get(&row, column).clone(), row))
+    /// The live rows of table `name`, narrowed to the columns views read.
+    pub fn rows(&self, name: &'static str) -> Coll<'s, Row> {
+        let spec = table(name).unwrap_or_else(|| panic!("{name} is not a published table"));
+        self.full(name).map(move |row| spec.narrow(&row))
+    }
+
+    /// The narrowed rows of table `name` looked up by `column`, arranged once for every view.
+    pub fn dim(&self, name: &'static str, column: &'static str) -> Keyed<'s, Row> {
+        self.dims
+            .borrow_mut()
+            .entry((name, column))
+            .or_insert_with(|| {
+                let cols = Cols::of(name);
+                Keyed::new(self.rows(name).map(move |row| (cols.get(&row, column).clone(), row)))
+            })
+            .clone()
     }
 }
 
@@ -55,7 +70,7 @@ pub fn build<'s>(
             .as_collection(|_key, row| row.clone())
         })
         .collect();
-    let base = Base { tables };
+    let base = Base { tables, dims: RefCell::new(HashMap::new()) };
 
     let links = views::deepcura_links::build(&base);
     let mut all: Vec<Coll<'s, (Value, views::ViewRow)>> = vec![
@@ -76,9 +91,7 @@ pub fn build<'s>(
         .map(|(index, view)| view.map(move |(key, row)| (index as u16, key, row)))
         .reduce(|a, b| a.concat(b))
         .expect("there are views");
-    let (probe, tagged) = tagged.probe();
-    output::sink(tagged.inner.as_collection(), out);
-    probe
+    output::sink(tagged, out)
 }
 
 /// What the graph emits.

@@ -8,8 +8,10 @@
 use std::collections::BTreeMap;
 
 use august_cdc::{Lsn, Value};
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::{Exchange, Probe};
+use timely::dataflow::ProbeHandle;
 
 use crate::join::Coll;
 use crate::views::{self, ViewRow};
@@ -45,38 +47,38 @@ type Pending = ((u16, Value), ViewRow, isize);
 /// Where the output goes.
 pub type Sender = tokio::sync::mpsc::UnboundedSender<Output>;
 
-/// Holds view updates until their time closes, then consolidates and sends them.
-pub fn sink<'s>(views: Coll<'s, (u16, Value, ViewRow)>, out: Option<Sender>) {
+/// Holds view updates until their time closes, then consolidates and sends them. Returns a
+/// probe on the sink's own input (after the exchange to worker 0), so "caught up" means the
+/// sink has seen the frontier too.
+pub fn sink<'s>(views: Coll<'s, (u16, Value, ViewRow)>, out: Option<Sender>) -> ProbeHandle<u64> {
     let names: Vec<&'static str> = views::all().iter().map(|v| v.name).collect();
     let mut stash: BTreeMap<u64, Vec<Pending>> = BTreeMap::new();
     let mut reported: Option<u64> = None;
-    views.inner.sink(
-        Exchange::new(|_: &((u16, Value, ViewRow), u64, isize)| 0u64),
-        "ViewOutput",
-        move |(input, frontier)| {
-            input.for_each(|_cap, data| {
-                for ((view, key, row), time, diff) in data.drain(..) {
-                    stash.entry(time).or_default().push(((view, key), row, diff));
-                }
-            });
-            let Some(out) = &out else { return };
-            let upper = frontier.frontier().first().copied().unwrap_or(u64::MAX);
-            while let Some(entry) = stash.first_entry() {
-                if *entry.key() >= upper {
-                    break;
-                }
-                let (time, updates) = entry.remove_entry();
-                let updates = consolidate(updates, &names);
-                if !updates.is_empty() {
-                    let _ = out.send(Output::Updates { lsn: Lsn(time), updates });
-                }
+    let (probe, gathered) = views.inner.exchange(|_: &((u16, Value, ViewRow), u64, isize)| 0u64).probe();
+    gathered.sink(Pipeline, "ViewOutput", move |(input, frontier)| {
+        input.for_each(|_cap, data| {
+            for ((view, key, row), time, diff) in data.drain(..) {
+                stash.entry(time).or_default().push(((view, key), row, diff));
             }
-            if reported != Some(upper) {
-                reported = Some(upper);
-                let _ = out.send(Output::Frontier(Lsn(upper)));
+        });
+        let Some(out) = &out else { return };
+        let upper = frontier.frontier().first().copied().unwrap_or(u64::MAX);
+        while let Some(entry) = stash.first_entry() {
+            if *entry.key() >= upper {
+                break;
             }
-        },
-    );
+            let (time, updates) = entry.remove_entry();
+            let updates = consolidate(updates, &names);
+            if !updates.is_empty() {
+                let _ = out.send(Output::Updates { lsn: Lsn(time), updates });
+            }
+        }
+        if reported != Some(upper) {
+            reported = Some(upper);
+            let _ = out.send(Output::Frontier(Lsn(upper)));
+        }
+    });
+    probe
 }
 
 /// Net effect per (view, key): the row with a positive count, or a delete when only

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use august_cdc::{Row, Value};
 
+use crate::tables::table;
 use crate::views::deepcura_links::{clinical_note_day, decide, note_evidence, Evidence, Link};
 use crate::views::{self, Cols, ViewRow};
 
@@ -26,7 +27,7 @@ impl<'a> Lookup<'a> {
         self.tables.get(table).into_iter().flat_map(|rows| rows.values())
     }
 
-    fn by(&self, table: &str, column: &str) -> HashMap<Value, &'a Row> {
+    fn by(&self, table: &'static str, column: &str) -> HashMap<Value, &'a Row> {
         let cols = Cols::of(table);
         self.rows(table).filter(|r| !cols.get(r, column).is_null()).map(|r| (cols.get(r, column).clone(), r)).collect()
     }
@@ -34,10 +35,18 @@ impl<'a> Lookup<'a> {
 
 /// Every view, from scratch.
 pub fn compute(tables: &Tables) -> Views {
-    compute_in(tables)
+    // Named views read rows narrowed as the dataflow narrows them; pass-through views, whole.
+    let narrow: Tables = tables
+        .iter()
+        .filter_map(|(name, rows)| {
+            let spec = table(name)?;
+            Some((name.clone(), rows.iter().map(|(key, row)| (key.clone(), spec.narrow(row))).collect()))
+        })
+        .collect();
+    compute_in(tables, &narrow)
 }
 
-fn compute_in<'a>(tables: &'a Tables) -> Views {
+fn compute_in<'a>(whole: &'a Tables, tables: &'a Tables) -> Views {
     let db = Lookup { tables };
     let (cn, ap, ins, pa, t) = (
         Cols::of("clinical_notes"),
@@ -146,8 +155,9 @@ fn compute_in<'a>(tables: &'a Tables) -> Views {
         let provider = appointment.and_then(|a| get(&providers, ap.get(a, "provider_id")));
         put("post_appointment_tasks", views::post_appointment_tasks::shape(task, appointment, patient, provider));
     }
+    let whole = Lookup { tables: whole };
     for table in views::passthrough_tables() {
-        for row in db.rows(table.name) {
+        for row in whole.rows(table.name) {
             put(table.name, views::passthrough::shape(table, row));
         }
     }

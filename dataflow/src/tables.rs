@@ -132,3 +132,83 @@ pub fn table(name: &str) -> Option<&'static TableSpec> {
 pub fn table_index(name: &str) -> Option<usize> {
     TABLES.iter().position(|t| t.name == name)
 }
+
+/// The columns the named views read, per table: rows are narrowed to these before they enter
+/// any join, so large columns (transcripts, raw payloads) and unused ones cost nothing there.
+pub const VIEW_COLUMNS: &[(&str, &[&str])] = &[
+    ("providers", &["drchrono_id", "first_name", "last_name"]),
+    ("patients", &["drchrono_id", "first_name", "last_name", "date_of_birth", "cell_phone", "home_phone", "email"]),
+    ("appointments", &["drchrono_id", "patient_id", "provider_id", "scheduled_time", "duration", "status", "reason"]),
+    ("clinical_notes", &["drchrono_id", "patient_id", "locked", "archived"]),
+    ("insurance_records", &["patient_id", "type", "insurance_company", "insurance_id_number"]),
+    (
+        "deepcura_notes",
+        &[
+            "id",
+            "drchrono_patient_id",
+            "drchrono_appt_id",
+            "session_date",
+            "provider_npi",
+            "soap_subjective",
+            "soap_objective",
+            "soap_assessment",
+            "soap_plan",
+            "icd10_suggestions",
+            "cpt_suggestions",
+            "risk_assessment",
+        ],
+    ),
+    (
+        "intake_checklists",
+        &[
+            "appointment_id",
+            "patient_id",
+            "status",
+            "demographics_complete",
+            "insurance_verified",
+            "consent_signed",
+            "questionnaires_sent",
+            "questionnaires_complete",
+            "id_verified",
+            "payment_method_on_file",
+            "assigned_to",
+            "completed_at",
+        ],
+    ),
+    (
+        "prior_authorizations",
+        &[
+            "id",
+            "patient_id",
+            "insurance_type",
+            "item_type",
+            "item_name",
+            "item_code",
+            "icd10_codes",
+            "status",
+            "auth_number",
+            "submitted_at",
+            "decided_at",
+            "valid_from",
+            "valid_until",
+            "units_approved",
+            "assigned_to",
+        ],
+    ),
+    (
+        "post_appointment_tasks",
+        &["id", "appointment_id", "patient_id", "task_type", "title", "status", "priority", "assigned_to", "due_date", "completed_at"],
+    ),
+];
+
+/// The columns named views read of `table` (none for tables only passed through).
+pub fn view_columns(table: &str) -> &'static [&'static str] {
+    VIEW_COLUMNS.iter().find(|(name, _)| *name == table).map_or(&[], |(_, columns)| columns)
+}
+
+impl TableSpec {
+    /// A full row narrowed to [`view_columns`].
+    pub fn narrow(&self, row: &Row) -> Row {
+        Row(view_columns(self.name).iter().map(|c| row.0[self.col(c)].clone()).collect())
+    }
+}

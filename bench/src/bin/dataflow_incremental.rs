@@ -9,6 +9,8 @@
 //!
 //! `cargo run --release -p august-bench --bin dataflow_incremental`
 
+#![allow(clippy::unwrap_used)] // a benchmark stops at the first broken assumption
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -12,7 +12,7 @@ use august_cdc::{Row, Value};
 use super::deepcura_links::Link;
 use super::{first_present, json_field, list_text, person_name, Cols, ViewRow, ViewSpec};
 use crate::graph::Base;
-use crate::join::{left_join, Coll};
+use crate::join::{left_join, Coll, Keyed};
 
 /// The view's name, key and columns.
 pub const SPEC: ViewSpec = ViewSpec {
@@ -93,7 +93,7 @@ pub fn shape(
 
 /// Builds the view.
 pub fn build<'s>(base: &Base<'s>, links: &Coll<'s, (Value, Link)>) -> Coll<'s, (Value, ViewRow)> {
-    let (cn, ap) = (Cols::of("clinical_notes"), Cols::of("appointments"));
+    let (cn, ap, dc) = (Cols::of("clinical_notes"), Cols::of("appointments"), Cols::of("deepcura_notes"));
     let enrichment = links
         .clone()
         .flat_map(|(_, link)| link.is_linked().then(|| (link.clinical_note_id.clone(), link)))
@@ -103,21 +103,21 @@ pub fn build<'s>(base: &Base<'s>, links: &Coll<'s, (Value, Link)>) -> Coll<'s, (
             }
         })
         .map(|(cn_id, note_id)| (note_id, cn_id))
-        .join(base.keyed("deepcura_notes", "id"))
+        .join(base.rows("deepcura_notes").map(move |row| (dc.get(&row, "id").clone(), row)))
         .map(|(_, (cn_id, note))| (cn_id, note));
 
     let with_appt = left_join(
         base.rows("clinical_notes"),
         move |n| cn.get(n, "drchrono_id").clone(),
-        base.keyed("appointments", "drchrono_id"),
+        &base.dim("appointments", "drchrono_id"),
     );
-    let with_patient = left_join(with_appt, |(n, a)| patient_of(n, a.as_ref()), base.keyed("patients", "drchrono_id"));
+    let with_patient = left_join(with_appt, |(n, a)| patient_of(n, a.as_ref()), &base.dim("patients", "drchrono_id"));
     let with_provider = left_join(
         with_patient,
         move |((_, a), _)| a.as_ref().map_or(Value::Null, |a| ap.get(a, "provider_id").clone()),
-        base.keyed("providers", "drchrono_id"),
+        &base.dim("providers", "drchrono_id"),
     );
-    left_join(with_provider, move |(((n, _), _), _)| cn.get(n, "drchrono_id").clone(), enrichment).map(
+    left_join(with_provider, move |(((n, _), _), _)| cn.get(n, "drchrono_id").clone(), &Keyed::new(enrichment)).map(
         |((((note, appt), patient), provider), enriched)| {
             shape(&note, appt.as_ref(), patient.as_ref(), provider.as_ref(), enriched.as_ref())
         },

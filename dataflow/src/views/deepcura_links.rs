@@ -158,7 +158,7 @@ pub fn build<'s>(base: &Base<'s>) -> Coll<'s, (Value, Link)> {
     let days = left_join(
         clinical_notes,
         move |row| cn.get(row, "drchrono_id").clone(),
-        base.keyed("appointments", "drchrono_id"),
+        &base.dim("appointments", "drchrono_id"),
     )
     .flat_map(move |(row, appointment)| {
         clinical_note_day(&row, appointment.as_ref()).map(|day| (day, cn.get(&row, "drchrono_id").clone()))

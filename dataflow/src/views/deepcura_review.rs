@@ -47,6 +47,6 @@ pub fn shape(link: &Link, patient: Option<&Row>) -> (Value, ViewRow) {
 /// Builds the view.
 pub fn build<'s>(base: &Base<'s>, links: &Coll<'s, (Value, Link)>) -> Coll<'s, (Value, ViewRow)> {
     let unlinked = links.clone().flat_map(|(_, l)| (!l.is_linked()).then_some(l));
-    left_join(unlinked, |l| l.patient_id.clone(), base.keyed("patients", "drchrono_id"))
+    left_join(unlinked, |l| l.patient_id.clone(), &base.dim("patients", "drchrono_id"))
         .map(|(link, patient)| shape(&link, patient.as_ref()))
 }

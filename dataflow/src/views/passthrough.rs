@@ -15,5 +15,5 @@ pub fn shape(table: &TableSpec, row: &Row) -> (Value, ViewRow) {
 
 /// Builds the view of `table`.
 pub fn build<'s>(base: &Base<'s>, table: &'static TableSpec) -> Coll<'s, (Value, ViewRow)> {
-    base.rows(table.name).map(move |row| shape(table, &row))
+    base.full(table.name).map(move |row| shape(table, &row))
 }

@@ -88,13 +88,13 @@ pub fn build<'s>(base: &Base<'s>) -> Coll<'s, (Value, ViewRow)> {
     let rows = left_join(
         base.rows("intake_checklists"),
         move |i| ic.get(i, "appointment_id").clone(),
-        base.keyed("appointments", "drchrono_id"),
+        &base.dim("appointments", "drchrono_id"),
     );
-    let rows = left_join(rows, |(i, a)| patient_of(i, a.as_ref()), base.keyed("patients", "drchrono_id"));
+    let rows = left_join(rows, |(i, a)| patient_of(i, a.as_ref()), &base.dim("patients", "drchrono_id"));
     let rows = left_join(
         rows,
         move |((_, a), _)| a.as_ref().map_or(Value::Null, |a| ap.get(a, "provider_id").clone()),
-        base.keyed("providers", "drchrono_id"),
+        &base.dim("providers", "drchrono_id"),
     );
     rows.map(|(((intake, appointment), patient), provider)| {
         shape(&intake, appointment.as_ref(), patient.as_ref(), provider.as_ref())

@@ -11,7 +11,7 @@ use august_cdc::{Row, Value};
 use super::scheduling_ops::patient_contact;
 use super::{list_text, Cols, ViewRow, ViewSpec};
 use crate::graph::Base;
-use crate::join::{left_join, Coll};
+use crate::join::{left_join, Coll, Keyed};
 
 /// The view's name, key and columns.
 pub const SPEC: ViewSpec = ViewSpec {
@@ -83,9 +83,9 @@ pub fn build<'s>(base: &Base<'s>) -> Coll<'s, (Value, ViewRow)> {
     let rows = left_join(
         base.rows("prior_authorizations"),
         move |a| pa.get(a, "patient_id").clone(),
-        base.keyed("patients", "drchrono_id"),
+        &base.dim("patients", "drchrono_id"),
     );
     let rows =
-        left_join(rows, move |(a, _)| insurance_key(pa.get(a, "patient_id"), pa.get(a, "insurance_type")), insurance);
+        left_join(rows, move |(a, _)| insurance_key(pa.get(a, "patient_id"), pa.get(a, "insurance_type")), &Keyed::new(insurance));
     rows.map(|((auth, patient), insurance)| shape(&auth, patient.as_ref(), insurance.as_ref()))
 }

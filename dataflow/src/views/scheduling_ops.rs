@@ -11,7 +11,7 @@ use august_cdc::{Row, Value};
 use super::deepcura_links::Link;
 use super::{first_present, person_name, Cols, ViewRow, ViewSpec};
 use crate::graph::Base;
-use crate::join::{left_join, Coll};
+use crate::join::{left_join, Coll, Keyed};
 
 /// The view's name, key and columns.
 pub const SPEC: ViewSpec = ViewSpec {
@@ -118,13 +118,13 @@ pub fn build<'s>(base: &Base<'s>, links: &Coll<'s, (Value, Link)>) -> Coll<'s, (
     let rows = left_join(
         base.rows("appointments"),
         move |a| ap.get(a, "patient_id").clone(),
-        base.keyed("patients", "drchrono_id"),
+        &base.dim("patients", "drchrono_id"),
     );
-    let rows = left_join(rows, move |(a, _)| ap.get(a, "provider_id").clone(), base.keyed("providers", "drchrono_id"));
-    let rows = left_join(rows, move |((a, _), _)| ap.get(a, "patient_id").clone(), primary);
-    let rows = left_join(rows, move |(((a, _), _), _)| id(a), base.keyed("intake_checklists", "appointment_id"));
-    let rows = left_join(rows, move |((((a, _), _), _), _)| id(a), base.keyed("clinical_notes", "drchrono_id"));
-    let rows = left_join(rows, move |(((((a, _), _), _), _), _)| id(a), linked);
+    let rows = left_join(rows, move |(a, _)| ap.get(a, "provider_id").clone(), &base.dim("providers", "drchrono_id"));
+    let rows = left_join(rows, move |((a, _), _)| ap.get(a, "patient_id").clone(), &Keyed::new(primary));
+    let rows = left_join(rows, move |(((a, _), _), _)| id(a), &base.dim("intake_checklists", "appointment_id"));
+    let rows = left_join(rows, move |((((a, _), _), _), _)| id(a), &base.dim("clinical_notes", "drchrono_id"));
+    let rows = left_join(rows, move |(((((a, _), _), _), _), _)| id(a), &Keyed::new(linked));
     rows.map(|((((((appointment, patient), provider), insurance), intake), clinical_note), linked)| {
         let parts = Parts {
             patient: patient.as_ref(),
