@@ -38,7 +38,11 @@ impl<'s, B: Datum> Keyed<'s, B> {
 /// `left ⟕ right` on `key(left)`, where `right` holds at most one row per key: every left row
 /// comes out once, with the matching right row or `None`. A NULL key matches nothing. The left
 /// side is arranged once and serves both the matches and the rows without one.
-pub fn left_join<'s, A: Datum, B: Datum>(left: Coll<'s, A>, key: impl Fn(&A) -> Value + 'static, right: &Keyed<'s, B>) -> Coll<'s, (A, Option<B>)> {
+pub fn left_join<'s, A: Datum, B: Datum>(
+    left: Coll<'s, A>,
+    key: impl Fn(&A) -> Value + 'static,
+    right: &Keyed<'s, B>,
+) -> Coll<'s, (A, Option<B>)> {
     let keyed: ByKey<'s, A> = left.map(move |a| (key(&a), a)).arrange_by_key();
     let matched = keyed.clone().join_core(right.rows.clone(), |_k, a: &A, b: &B| Some((a.clone(), Some(b.clone()))));
     let found = keyed.clone().join_core(right.keys.clone(), |_k, a: &A, _: &()| Some(a.clone()));

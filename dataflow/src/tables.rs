@@ -197,7 +197,18 @@ pub const VIEW_COLUMNS: &[(&str, &[&str])] = &[
     ),
     (
         "post_appointment_tasks",
-        &["id", "appointment_id", "patient_id", "task_type", "title", "status", "priority", "assigned_to", "due_date", "completed_at"],
+        &[
+            "id",
+            "appointment_id",
+            "patient_id",
+            "task_type",
+            "title",
+            "status",
+            "priority",
+            "assigned_to",
+            "due_date",
+            "completed_at",
+        ],
     ),
 ];
 

@@ -78,7 +78,11 @@ impl Cols {
     /// The value of `column` in `row`. Panics on a column the narrowed rows lack: view code
     /// names columns statically and the property tests read every one.
     pub fn get<'r>(&self, row: &'r Row, column: &str) -> &'r Value {
-        let index = self.1.iter().position(|c| *c == column).unwrap_or_else(|| panic!("{}.{column} is not in VIEW_COLUMNS", self.0));
+        let index = self
+            .1
+            .iter()
+            .position(|c| *c == column)
+            .unwrap_or_else(|| panic!("{}.{column} is not in VIEW_COLUMNS", self.0));
         &row.0[index]
     }
 }

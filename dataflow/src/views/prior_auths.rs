@@ -85,7 +85,10 @@ pub fn build<'s>(base: &Base<'s>) -> Coll<'s, (Value, ViewRow)> {
         move |a| pa.get(a, "patient_id").clone(),
         &base.dim("patients", "drchrono_id"),
     );
-    let rows =
-        left_join(rows, move |(a, _)| insurance_key(pa.get(a, "patient_id"), pa.get(a, "insurance_type")), &Keyed::new(insurance));
+    let rows = left_join(
+        rows,
+        move |(a, _)| insurance_key(pa.get(a, "patient_id"), pa.get(a, "insurance_type")),
+        &Keyed::new(insurance),
+    );
     rows.map(|((auth, patient), insurance)| shape(&auth, patient.as_ref(), insurance.as_ref()))
 }
