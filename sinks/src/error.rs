@@ -8,6 +8,12 @@ pub enum SinkError {
     /// A database write failed.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// Coda refused the sink's settings (token, doc or table).
+    #[error(transparent)]
+    Coda(#[from] crate::coda::client::CodaError),
+    /// The Coda mapping does not match the views or Coda's tables.
+    #[error(transparent)]
+    Mapping(#[from] crate::coda::mapping::MappingError),
     /// A view row did not have the shape the sink expects (a bug, never retried).
     #[error("view {view}: {message}")]
     Shape {
@@ -23,7 +29,8 @@ impl SinkError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             SinkError::Db(e) => e.kind(),
-            SinkError::Shape { .. } => ErrorKind::Permanent,
+            SinkError::Coda(e) => e.kind(),
+            SinkError::Mapping(_) | SinkError::Shape { .. } => ErrorKind::Permanent,
         }
     }
 }

@@ -7,6 +7,8 @@
 //! sink holds.
 #![forbid(missing_docs)]
 
+pub mod coda;
+pub mod coda_emulator;
 pub mod durability;
 mod error;
 pub mod link_writeback;

@@ -1,4 +1,5 @@
 //! The sinks on a real Postgres.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod coda_sink;
 mod link_writeback;

@@ -1,0 +1,92 @@
+//! The ledger (`coda_sync_state`): what Coda is known to hold, per view row, so a row whose
+//! content Coda already has is never written again, and a delete knows the row's id when a
+//! look-up found it once.
+
+use std::collections::HashMap;
+
+use august_cdc::Lsn;
+use august_schema::{set_actor, Actor, DbError};
+
+/// What Coda holds for one view row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// Hash of the cells last confirmed written.
+    pub hash: String,
+    /// The Coda row id, when known.
+    pub row_id: Option<String>,
+}
+
+/// A confirmed write.
+#[derive(Debug, Clone)]
+pub enum Confirmed {
+    /// The row now holds content with this hash.
+    Written {
+        /// View.
+        view: String,
+        /// Row key.
+        key: String,
+        /// Content hash.
+        hash: String,
+        /// LSN of the update.
+        lsn: Lsn,
+    },
+    /// The row is gone.
+    Deleted {
+        /// View.
+        view: String,
+        /// Row key.
+        key: String,
+    },
+}
+
+/// Loads the ledger of `views`.
+pub async fn load(
+    client: &tokio_postgres::Client,
+    views: &[String],
+) -> Result<HashMap<(String, String), Held>, DbError> {
+    let rows = client
+        .query("SELECT view, row_key, content_hash, coda_row_id FROM coda_sync_state WHERE view = ANY($1)", &[&views])
+        .await
+        .map_err(|e| DbError::new("load the Coda ledger", e))?;
+    Ok(rows.iter().map(|r| ((r.get(0), r.get(1)), Held { hash: r.get(2), row_id: r.get(3) })).collect())
+}
+
+/// Records confirmed writes, in one transaction.
+pub async fn record(client: &mut tokio_postgres::Client, confirmed: &[Confirmed]) -> Result<(), DbError> {
+    let tx = client.transaction().await.map_err(|e| DbError::new("begin the ledger update", e))?;
+    set_actor(&tx, Actor::CodaSink).await?;
+    for item in confirmed {
+        match item {
+            Confirmed::Written { view, key, hash, lsn } => tx
+                .execute(
+                    "INSERT INTO coda_sync_state (view, row_key, content_hash, pushed_lsn) VALUES ($1, $2, $3, $4::text::pg_lsn)
+                     ON CONFLICT (view, row_key) DO UPDATE SET content_hash = EXCLUDED.content_hash, pushed_lsn = EXCLUDED.pushed_lsn, pushed_at = now()",
+                    &[view, key, hash, &lsn.to_string()],
+                )
+                .await
+                .map_err(|e| DbError::new("update the Coda ledger", e))?,
+            Confirmed::Deleted { view, key } => tx
+                .execute("DELETE FROM coda_sync_state WHERE view = $1 AND row_key = $2", &[view, key])
+                .await
+                .map_err(|e| DbError::new("update the Coda ledger", e))?,
+        };
+    }
+    tx.commit().await.map_err(|e| DbError::new("commit the ledger update", e))
+}
+
+/// Remembers a row id found by look-up.
+pub async fn remember_row_id(
+    client: &tokio_postgres::Client,
+    view: &str,
+    key: &str,
+    row_id: &str,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE coda_sync_state SET coda_row_id = $3 WHERE view = $1 AND row_key = $2",
+            &[&view, &key, &row_id],
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| DbError::new("remember a Coda row id", e))
+}

@@ -1,0 +1,183 @@
+//! The Coda mapping file: which view goes to which Coda table, keyed by which column, with
+//! which view column written to which Coda column.
+//!
+//! ```toml
+//! doc_id = "AbCdEfGh"
+//! [[tables]]
+//! view = "scheduling_ops"
+//! table_id = "grid-sched"
+//! key = "appointment_id"
+//! on_delete = "delete"          # or "keep"
+//! [tables.columns]
+//! appointment_id = "c-apptid"
+//! patient_name = "c-name"
+//! ```
+//!
+//! Checked twice at start-up: here, against the views (every name must exist, the key must be
+//! mapped), and by the sink, against Coda (every table and column must exist there). Either
+//! failure is one clear error naming the offending entry, before any row is sent.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use august_dataflow::views::{self, ViewSpec};
+use serde::Deserialize;
+
+/// What to do with a Coda row whose view row is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDelete {
+    /// Delete the Coda row.
+    Delete,
+    /// Leave it in Coda.
+    Keep,
+}
+
+/// One view mirrored into one Coda table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableMapping {
+    /// The view (or published table) name.
+    pub view: String,
+    /// The Coda table id.
+    pub table_id: String,
+    /// The view column that identifies a row (sent as `keyColumns`).
+    pub key: String,
+    /// What a removed view row does to the Coda row.
+    pub on_delete: OnDelete,
+    /// View column → Coda column id.
+    pub columns: BTreeMap<String, String>,
+}
+
+/// The whole mapping file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    /// The Coda doc every table lives in.
+    pub doc_id: String,
+    /// The mirrored tables.
+    pub tables: Vec<TableMapping>,
+}
+
+/// A mapping that cannot be used, naming the entry at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Coda mapping {origin}: {message}")]
+pub struct MappingError {
+    /// The file (and entry) at fault.
+    pub origin: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Mapping {
+    /// Reads and checks a mapping file.
+    pub fn load(path: &Path) -> Result<Self, MappingError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| MappingError { origin: origin.clone(), message: format!("cannot read: {e}") })?;
+        Self::parse(&text, &origin)
+    }
+
+    /// Parses and checks mapping text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, MappingError> {
+        let mapping: Mapping = toml::from_str(text)
+            .map_err(|e| MappingError { origin: origin.to_string(), message: e.message().to_string() })?;
+        mapping.validate(origin)?;
+        Ok(mapping)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), MappingError> {
+        let fail = |entry: String, message: String| MappingError { origin: format!("{origin} ({entry})"), message };
+        if self.doc_id.trim().is_empty() {
+            return Err(fail("doc_id".into(), "is empty".into()));
+        }
+        if self.tables.is_empty() {
+            return Err(fail("tables".into(), "maps no table".into()));
+        }
+        let mut seen_views = Vec::new();
+        let mut seen_tables = Vec::new();
+        for (i, table) in self.tables.iter().enumerate() {
+            let entry = format!("tables[{i}], view {}", table.view);
+            let Some(view) = views::find(&table.view) else {
+                return Err(fail(entry, "names no view August has (see `august views`)".into()));
+            };
+            if seen_views.contains(&table.view) {
+                return Err(fail(entry, "maps the same view twice".into()));
+            }
+            if seen_tables.contains(&table.table_id) {
+                return Err(fail(entry, format!("Coda table {} is mapped twice", table.table_id)));
+            }
+            seen_views.push(table.view.clone());
+            seen_tables.push(table.table_id.clone());
+            if table.table_id.trim().is_empty() {
+                return Err(fail(entry, "table_id is empty".into()));
+            }
+            if !view.columns.contains(&table.key.as_str()) {
+                return Err(fail(entry, format!("key {} is not a column of the view", table.key)));
+            }
+            if !table.columns.contains_key(&table.key) {
+                return Err(fail(entry, format!("key {} must be mapped to a Coda column", table.key)));
+            }
+            if let Some(column) = table.columns.keys().find(|c| !view.columns.contains(&c.as_str())) {
+                return Err(fail(entry, format!("column {column} is not a column of the view")));
+            }
+            if let Some((column, _)) = table.columns.iter().find(|(_, id)| id.trim().is_empty()) {
+                return Err(fail(entry, format!("column {column} maps to an empty Coda column id")));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TableMapping {
+    /// The view this table mirrors.
+    pub fn view_spec(&self) -> ViewSpec {
+        views::find(&self.view).expect("validated at load")
+    }
+
+    /// The Coda column id of the key.
+    pub fn key_column(&self) -> &str {
+        &self.columns[&self.key]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+doc_id = "AbCdEfGh"
+[[tables]]
+view = "scheduling_ops"
+table_id = "grid-sched"
+key = "appointment_id"
+on_delete = "delete"
+[tables.columns]
+appointment_id = "c-apptid"
+patient_name = "c-name"
+"#;
+
+    #[test]
+    fn the_documented_shape_parses() {
+        let mapping = Mapping::parse(GOOD, "m.toml").unwrap();
+        assert_eq!(mapping.tables[0].key_column(), "c-apptid");
+        assert_eq!(mapping.tables[0].on_delete, OnDelete::Delete);
+    }
+
+    #[test]
+    fn each_mistake_is_named() {
+        let cases = [
+            (GOOD.replace("scheduling_ops", "schedule"), "names no view"),
+            (GOOD.replace("patient_name =", "patient_nam ="), "column patient_nam is not a column"),
+            (GOOD.replace("appointment_id = \"c-apptid\"", ""), "must be mapped"),
+            (GOOD.replace("\"delete\"", "\"purge\""), "unknown variant"),
+            (GOOD.replace("doc_id = \"AbCdEfGh\"", "doc_id = \"\""), "doc_id"),
+            (format!("{GOOD}\nextra = 1"), "unknown field"),
+        ];
+        for (text, expected) in cases {
+            let err = Mapping::parse(&text, "m.toml").unwrap_err().to_string();
+            assert!(err.contains(expected), "{err} should say {expected}");
+            assert!(err.starts_with("Coda mapping m.toml"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! The Coda sink: view rows mirrored into Coda tables, as few and as full writes as the quota
+//! allows, never losing or leaving a stale row.
+//!
+//! * [`mapping`]: the mapping file, checked against the views at load and against Coda at
+//!   start-up ([`check_mapping`]);
+//! * [`client`]: the API client, under one global write quota and one read quota;
+//! * [`access_log`]: one `access_log` row per call;
+//! * [`ledger`]: what Coda holds, so unchanged rows are never written twice;
+//! * [`writer`]: the write path (coalescing, batching, retries, dead letters, durable LSN).
+
+pub mod access_log;
+pub mod client;
+pub mod ledger;
+pub mod mapping;
+pub mod writer;
+
+use client::CodaClient;
+use mapping::{Mapping, MappingError};
+
+/// Checks, before any row is sent, that every mapped Coda table and column exists. The error
+/// names the first that does not.
+pub async fn check_mapping(client: &CodaClient, mapping: &Mapping) -> Result<(), crate::SinkError> {
+    for table in &mapping.tables {
+        let columns = match client.list_columns(&mapping.doc_id, &table.table_id).await {
+            Err(client::CodaError::Fatal { status: 404, .. }) => {
+                return Err(MappingError {
+                    origin: format!("view {}", table.view),
+                    message: format!("Coda doc {} has no table {}", mapping.doc_id, table.table_id),
+                }
+                .into())
+            }
+            other => other?,
+        };
+        for (view_column, coda_column) in &table.columns {
+            if !columns.iter().any(|c| c.id == *coda_column || c.name == *coda_column) {
+                return Err(MappingError {
+                    origin: format!("view {}, column {view_column}", table.view),
+                    message: format!("Coda table {} has no column {coda_column}", table.table_id),
+                }
+                .into());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,468 @@
+//! The write path: view updates become as few and as full Coda writes as the quota allows.
+//!
+//! Updates are coalesced per key (the latest wins) while waiting for a write slot; a row whose
+//! content Coda already holds (per the ledger, or per a write in flight) is not written again.
+//! When a slot opens, the table with the oldest pending change sends a batch of up to
+//! `max_rows` rows and `max_bytes` bytes. A write is durable when `mutationStatus` says
+//! completed and the ledger records it. 429s, 5xx and time-outs are retried with backoff and
+//! jitter (honouring `Retry-After`); any other 4xx splits the batch until the refused row
+//! stands alone, which goes to `sink_dead_letters` while the rest goes on. The durable LSN is
+//! the last frontier, held back by the oldest change not yet durable.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use august_cdc::{Lsn, Value as CdcValue};
+use august_dataflow::views::to_scalar_json;
+use august_dataflow::Output;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, watch};
+
+use super::client::{CodaClient, CodaError};
+use super::ledger::{self, Confirmed, Held};
+use super::mapping::{Mapping, OnDelete, TableMapping};
+use crate::SinkError;
+
+/// Batch limits and pacing.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Rows per request (`max_rows_per_request`, default 500).
+    pub max_rows: usize,
+    /// Bytes per request body (`max_request_bytes`, default 1 MiB).
+    pub max_bytes: usize,
+    /// How often mutations in flight are checked.
+    pub poll: Duration,
+    /// First and longest wait before retrying a failed write.
+    pub backoff: (Duration, Duration),
+    /// After the output ends, how long to keep writing what is pending.
+    pub drain: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            max_rows: 500,
+            max_bytes: 1 << 20,
+            poll: Duration::from_millis(250),
+            backoff: (Duration::from_millis(500), Duration::from_secs(30)),
+            drain: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the writer did, for tests and the status line.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Write requests accepted by Coda.
+    pub writes: AtomicU64,
+    /// Rows sent in accepted upserts.
+    pub rows_written: AtomicU64,
+    /// Rows dead-lettered.
+    pub dead_letters: AtomicU64,
+    /// Retries after 429, 5xx or time-outs.
+    pub retries: AtomicU64,
+    /// Updates skipped because Coda already held them.
+    pub skipped: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+enum Change {
+    Upsert { cells: Vec<(String, Value)>, hash: String },
+    Delete,
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    key: String,
+    key_value: Value,
+    lsn: Lsn,
+    change: Change,
+}
+
+#[derive(Debug)]
+struct Batch {
+    table: usize,
+    items: Vec<Pending>,
+    attempts: u32,
+}
+
+/// Mirrors the dataflow output into Coda until the output ends (then drains for a while).
+pub async fn write_to_coda(
+    pg: tokio_postgres::Config,
+    client: CodaClient,
+    mapping: Mapping,
+    config: WriterConfig,
+    mut output: mpsc::UnboundedReceiver<Output>,
+    durable: watch::Sender<Lsn>,
+    stats: Arc<WriterStats>,
+) -> Result<(), SinkError> {
+    let mut db = august_schema::connect(&pg).await?;
+    let views: Vec<String> = mapping.tables.iter().map(|t| t.view.clone()).collect();
+    let mut w = Writer {
+        pg: pg.clone(),
+        held: ledger::load(&db, &views).await?,
+        pending: vec![BTreeMap::new(); mapping.tables.len()],
+        in_flight: HashMap::new(),
+        retry: VecDeque::new(),
+        frontier: Lsn::ZERO,
+        client,
+        mapping,
+        config,
+        stats,
+    };
+    let mut poll = tokio::time::interval(w.config.poll);
+    let mut drain_until: Option<Instant> = None;
+    loop {
+        let next_retry =
+            w.retry.front().map(|(at, _)| *at).unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let ready = w.has_ready_work();
+        tokio::select! {
+            biased;
+            item = output.recv(), if drain_until.is_none() => match item {
+                Some(item) => w.take(item),
+                None => drain_until = Some(Instant::now() + w.config.drain),
+            },
+            _ = poll.tick(), if !w.in_flight.is_empty() => w.check_in_flight(&mut db).await?,
+            _ = w.client.write_slot(), if ready => w.send_next(&db).await?,
+            _ = tokio::time::sleep_until(next_retry.into()), if !w.retry.is_empty() && !ready => {}
+            _ = tokio::time::sleep(Duration::from_millis(100)), if drain_until.is_some() => {}
+        }
+        durable.send_if_modified(|d| {
+            let now = w.durable();
+            (now > *d).then(|| *d = now).is_some()
+        });
+        metrics::gauge!("august_coda_pending_rows").set(w.pending.iter().map(BTreeMap::len).sum::<usize>() as f64);
+        if let Some(until) = drain_until {
+            if w.idle() || Instant::now() >= until {
+                return Ok(());
+            }
+        }
+    }
+}
+
+struct Writer {
+    pg: tokio_postgres::Config,
+    client: CodaClient,
+    mapping: Mapping,
+    config: WriterConfig,
+    stats: Arc<WriterStats>,
+    held: HashMap<(String, String), Held>,
+    pending: Vec<BTreeMap<String, Pending>>,
+    in_flight: HashMap<String, Batch>,
+    retry: VecDeque<(Instant, Batch)>,
+    frontier: Lsn,
+}
+
+/// The text a key is recorded under in the ledger.
+pub fn key_text(value: &CdcValue) -> String {
+    match to_scalar_json(value) {
+        Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+/// A cell value as Coda takes it: a scalar; NULL becomes an empty string (no null in Coda).
+fn cell(value: &CdcValue) -> Value {
+    match to_scalar_json(value) {
+        Value::Null => Value::String(String::new()),
+        other => other,
+    }
+}
+
+impl Writer {
+    fn idle(&self) -> bool {
+        self.in_flight.is_empty() && self.retry.is_empty() && self.pending.iter().all(BTreeMap::is_empty)
+    }
+
+    fn has_ready_work(&self) -> bool {
+        self.pending.iter().any(|p| !p.is_empty()) || self.retry.front().is_some_and(|(at, _)| *at <= Instant::now())
+    }
+
+    /// Everything below this LSN is in Coda (or dead-lettered).
+    fn durable(&self) -> Lsn {
+        let oldest = self
+            .pending
+            .iter()
+            .flat_map(|p| p.values())
+            .chain(self.in_flight.values().flat_map(|b| &b.items))
+            .chain(self.retry.iter().flat_map(|(_, b)| &b.items))
+            .map(|p| p.lsn)
+            .min();
+        oldest.map_or(self.frontier, |lsn| lsn.min(self.frontier))
+    }
+
+    /// The hash Coda will hold for a key once what is in flight lands.
+    fn expected(&self, view: &str, key: &str) -> Option<String> {
+        let flying = self
+            .in_flight
+            .values()
+            .chain(self.retry.iter().map(|(_, b)| b))
+            .filter(|b| self.mapping.tables[b.table].view == view);
+        for batch in flying {
+            if let Some(p) = batch.items.iter().find(|p| p.key == key) {
+                return match &p.change {
+                    Change::Upsert { hash, .. } => Some(hash.clone()),
+                    Change::Delete => None,
+                };
+            }
+        }
+        self.held.get(&(view.to_string(), key.to_string())).map(|h| h.hash.clone())
+    }
+
+    fn take(&mut self, item: Output) {
+        let updates = match item {
+            Output::Frontier(lsn) => {
+                self.frontier = self.frontier.max(lsn);
+                return;
+            }
+            Output::Updates { updates, lsn } => updates.into_iter().map(move |u| (lsn, u)),
+        };
+        for (lsn, update) in updates {
+            let Some(t) = self.mapping.tables.iter().position(|m| m.view == update.view) else { continue };
+            let table: &TableMapping = &self.mapping.tables[t];
+            let key = key_text(&update.key);
+            let change = match &update.row {
+                Some(row) => {
+                    let spec = table.view_spec();
+                    let cells: Vec<(String, Value)> = table
+                        .columns
+                        .iter()
+                        .filter_map(|(column, coda)| {
+                            spec.columns.iter().position(|c| c == column).map(|i| (coda.clone(), cell(&row[i])))
+                        })
+                        .collect();
+                    let hash = hex::encode(&Sha256::digest(serde_json::to_vec(&cells).unwrap_or_default())[..16]);
+                    Change::Upsert { cells, hash }
+                }
+                None if table.on_delete == OnDelete::Keep => {
+                    self.pending[t].remove(&key);
+                    continue;
+                }
+                None => Change::Delete,
+            };
+            self.pending[t].remove(&key);
+            let expected = self.expected(&table.view, &key);
+            let already = match &change {
+                Change::Upsert { hash, .. } => expected.as_deref() == Some(hash.as_str()),
+                Change::Delete => expected.is_none(),
+            };
+            if already {
+                self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let key_value = cell(&update.key);
+            self.pending[t].insert(key.clone(), Pending { key, key_value, lsn, change });
+        }
+    }
+
+    /// Sends one write: a batch due for retry, or the next batch of the table whose oldest
+    /// change is oldest. The caller has taken the write slot.
+    async fn send_next(&mut self, db: &tokio_postgres::Client) -> Result<(), SinkError> {
+        let batch = match self.retry.front() {
+            Some((at, _)) if *at <= Instant::now() => self.retry.pop_front().map(|(_, b)| b),
+            _ => self.next_batch(),
+        };
+        let Some(batch) = batch else { return Ok(()) };
+        let table = self.mapping.tables[batch.table].clone();
+        let result = match &batch.items[0].change {
+            Change::Upsert { .. } => {
+                let rows: Vec<Vec<(String, Value)>> = batch
+                    .items
+                    .iter()
+                    .filter_map(
+                        |p| if let Change::Upsert { cells, .. } = &p.change { Some(cells.clone()) } else { None },
+                    )
+                    .collect();
+                self.client
+                    .upsert_rows(&self.mapping.doc_id, &table.table_id, &rows, &[table.key_column().to_string()])
+                    .await
+            }
+            Change::Delete => self.delete(db, &table, &batch.items).await,
+        };
+        match result {
+            Ok(request) => {
+                self.stats.writes.fetch_add(1, Ordering::Relaxed);
+                if matches!(batch.items[0].change, Change::Upsert { .. }) {
+                    self.stats.rows_written.fetch_add(batch.items.len() as u64, Ordering::Relaxed);
+                    metrics::counter!("august_coda_rows_written_total", "view" => table.view.clone())
+                        .increment(batch.items.len() as u64);
+                }
+                self.in_flight.insert(request, batch);
+                Ok(())
+            }
+            Err(error) => self.failed(db, batch, error).await,
+        }
+    }
+
+    fn next_batch(&mut self) -> Option<Batch> {
+        let t = (0..self.pending.len())
+            .filter(|t| !self.pending[*t].is_empty())
+            .min_by_key(|t| self.pending[*t].values().map(|p| p.lsn).min())?;
+        let mut items: Vec<Pending> = self.pending[t].values().cloned().collect();
+        items.sort_by_key(|p| p.lsn);
+        // One kind per request: upserts, or deletes, whichever the oldest change is.
+        let deleting = matches!(items[0].change, Change::Delete);
+        let mut batch = Vec::new();
+        let mut bytes = 64;
+        for item in items.into_iter().filter(|p| matches!(p.change, Change::Delete) == deleting) {
+            let size = match &item.change {
+                Change::Upsert { cells, .. } => serde_json::to_vec(cells).map_or(0, |v| v.len()) + 16,
+                Change::Delete => item.key.len() + 16,
+            };
+            if batch.len() == self.config.max_rows || (!batch.is_empty() && bytes + size > self.config.max_bytes) {
+                break;
+            }
+            bytes += size;
+            self.pending[t].remove(&item.key);
+            batch.push(item);
+        }
+        Some(Batch { table: t, items: batch, attempts: 0 })
+    }
+
+    /// Deletes by row id: the ledger's when known, else found by a keyed look-up.
+    async fn delete(
+        &mut self,
+        db: &tokio_postgres::Client,
+        table: &TableMapping,
+        items: &[Pending],
+    ) -> Result<String, CodaError> {
+        let mut ids = Vec::new();
+        for item in items {
+            let held = self.held.get(&(table.view.clone(), item.key.clone())).and_then(|h| h.row_id.clone());
+            match held {
+                Some(id) => ids.push(id),
+                None => {
+                    let found = self
+                        .client
+                        .find_rows(&self.mapping.doc_id, &table.table_id, table.key_column(), &item.key_value)
+                        .await?;
+                    for id in &found {
+                        let _ = ledger::remember_row_id(db, &table.view, &item.key, id).await;
+                    }
+                    ids.extend(found);
+                }
+            }
+        }
+        self.client.delete_rows(&self.mapping.doc_id, &table.table_id, &ids).await
+    }
+
+    async fn failed(
+        &mut self,
+        db: &tokio_postgres::Client,
+        mut batch: Batch,
+        error: CodaError,
+    ) -> Result<(), SinkError> {
+        match error {
+            CodaError::RateLimited { .. } | CodaError::Unavailable(_) => {
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                batch.attempts += 1;
+                let (min, max) = self.config.backoff;
+                let backoff = (min * 2u32.saturating_pow(batch.attempts.min(16) - 1)).min(max);
+                let jittered = backoff.mul_f64(0.5 + rand::random::<f64>() / 2.0);
+                let wait = match error {
+                    CodaError::RateLimited { retry_after: Some(after) } => after.max(jittered),
+                    _ => jittered,
+                };
+                tracing::warn!(error = %error, retry_in_ms = wait.as_millis() as u64, "Coda write failed; retrying");
+                self.retry.push_back((Instant::now() + wait, batch));
+                Ok(())
+            }
+            CodaError::Rejected { status, message } if batch.items.len() > 1 => {
+                // Split until the refused row stands alone; the others go on.
+                tracing::warn!(
+                    status,
+                    rows = batch.items.len(),
+                    "Coda refused a batch; splitting it to find the refused row"
+                );
+                let half = batch.items.split_off(batch.items.len() / 2);
+                let now = Instant::now();
+                self.retry.push_front((now, Batch { table: batch.table, items: half, attempts: 0 }));
+                self.retry.push_front((now, Batch { table: batch.table, items: batch.items, attempts: 0 }));
+                drop(message); // Coda's message may quote a value: it goes to the dead letter only
+                Ok(())
+            }
+            CodaError::Rejected { status, message } => {
+                let item = &batch.items[0];
+                let table = &self.mapping.tables[batch.table];
+                let payload = match &item.change {
+                    Change::Upsert { cells, .. } => serde_json::json!({"cells": cells}),
+                    Change::Delete => serde_json::json!({"delete": item.key_value}),
+                };
+                db.execute(
+                    "INSERT INTO sink_dead_letters (sink, view, row_key, target, status_code, message, payload, lsn)
+                     VALUES ('coda', $1, $2, $3, $4, $5, $6, $7::text::pg_lsn)",
+                    &[
+                        &table.view,
+                        &item.key,
+                        &format!("{}/{}", self.mapping.doc_id, table.table_id),
+                        &i32::from(status),
+                        &message,
+                        &payload,
+                        &item.lsn.to_string(),
+                    ],
+                )
+                .await
+                .map_err(|e| august_schema::DbError::new("record a dead letter", e))?;
+                self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("august_coda_dead_letters_total", "view" => table.view.clone()).increment(1);
+                tracing::error!(view = %table.view, key = %item.key, status, "Coda refused a row; it is in sink_dead_letters");
+                Ok(())
+            }
+            fatal @ CodaError::Fatal { .. } => Err(SinkError::Coda(fatal)),
+        }
+    }
+
+    /// Checks mutations in flight, oldest first; records completed ones in the ledger.
+    async fn check_in_flight(&mut self, db: &mut tokio_postgres::Client) -> Result<(), SinkError> {
+        let mut requests: Vec<String> = self.in_flight.keys().cloned().collect();
+        requests.sort();
+        for request in requests {
+            match self.client.mutation_completed(&request).await {
+                Ok(false) => break, // later ones are younger still
+                Ok(true) => {
+                    let batch = self.in_flight.remove(&request).expect("listed above");
+                    let view = self.mapping.tables[batch.table].view.clone();
+                    let confirmed: Vec<Confirmed> = batch
+                        .items
+                        .iter()
+                        .map(|p| match &p.change {
+                            Change::Upsert { hash, .. } => Confirmed::Written {
+                                view: view.clone(),
+                                key: p.key.clone(),
+                                hash: hash.clone(),
+                                lsn: p.lsn,
+                            },
+                            Change::Delete => Confirmed::Deleted { view: view.clone(), key: p.key.clone() },
+                        })
+                        .collect();
+                    if db.is_closed() {
+                        *db = august_schema::connect(&self.pg).await?;
+                    }
+                    ledger::record(db, &confirmed).await?;
+                    for item in confirmed {
+                        match item {
+                            Confirmed::Written { view, key, hash, .. } => {
+                                let row_id = self.held.get(&(view.clone(), key.clone())).and_then(|h| h.row_id.clone());
+                                self.held.insert((view, key), Held { hash, row_id });
+                            }
+                            Confirmed::Deleted { view, key } => {
+                                self.held.remove(&(view, key));
+                            }
+                        }
+                    }
+                }
+                Err(CodaError::Fatal { status: 404, .. }) => {
+                    // Coda no longer knows the request: send it again.
+                    let batch = self.in_flight.remove(&request).expect("listed above");
+                    self.retry.push_back((Instant::now(), Batch { attempts: 0, ..batch }));
+                }
+                Err(error) if error.kind() == august_schema::ErrorKind::Retryable => break,
+                Err(error) => return Err(SinkError::Coda(error)),
+            }
+        }
+        Ok(())
+    }
+}

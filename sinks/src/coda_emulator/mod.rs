@@ -1,0 +1,197 @@
+//! A faithful stand-in for Coda's API, for tests, benchmarks and the demo: docs, tables,
+//! columns and rows (list with `query` and `pageToken`; upsert with `keyColumns`; delete one or
+//! many), asynchronous mutations with `mutationStatus`, the Bearer check, Coda's error body,
+//! the write (10 per 6 s) and read (100 per 6 s) quotas with 429s, and injected faults (error
+//! rate with timeouts, added latency, 429 storms, slow mutation completion, a value rejected
+//! with 400). A plain HTML page at `/` shows each table's rows.
+//!
+//! Run it with `august coda-emulator --listen 127.0.0.1:PORT --from-mapping FILE`, or as a
+//! library with [`serve`].
+
+mod page;
+pub mod quota;
+mod routes;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+
+use crate::coda::mapping::Mapping;
+use quota::SlidingWindow;
+use state::Model;
+
+/// Faults to inject (all off by default).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Faults {
+    /// Fraction of requests answered 503, half of them only after `timeout`.
+    pub error_rate: f64,
+    /// How long a "timed-out" request hangs before its 503.
+    pub timeout: Duration,
+    /// Added to every request.
+    pub latency: Duration,
+    /// How long a write takes to complete after its 202.
+    pub mutation_delay: Duration,
+}
+
+/// What the emulator saw and did, for tests.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Write requests admitted.
+    pub writes: AtomicU64,
+    /// Read requests admitted.
+    pub reads: AtomicU64,
+    /// 429s answered.
+    pub throttled: AtomicU64,
+    /// Faults injected.
+    pub faults: AtomicU64,
+    /// Rows received in upserts.
+    pub rows_upserted: AtomicU64,
+    /// Rows received in deletes.
+    pub rows_deleted: AtomicU64,
+    /// Rows per upsert request, in order.
+    pub batch_sizes: Mutex<Vec<usize>>,
+}
+
+/// How the emulator runs.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// The token requests must carry (`Authorization: Bearer …`).
+    pub token: String,
+    /// Enforce Coda's quotas.
+    pub quota: bool,
+    /// Writes allowed per window.
+    pub writes_per_window: usize,
+    /// Reads allowed per window.
+    pub reads_per_window: usize,
+    /// The quota window.
+    pub window: Duration,
+    /// Faults at start.
+    pub faults: Faults,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            token: "emulator-token".into(),
+            quota: true,
+            writes_per_window: 10,
+            reads_per_window: 100,
+            window: Duration::from_secs(6),
+            faults: Faults::default(),
+        }
+    }
+}
+
+struct Inner {
+    token: String,
+    base: String,
+    quota_enabled: bool,
+    model: Mutex<Model>,
+    quotas: Mutex<(SlidingWindow, SlidingWindow)>,
+    faults: Mutex<Faults>,
+    storm: AtomicU32,
+    reject_value: Mutex<Option<serde_json::Value>>,
+    stats: Stats,
+}
+
+type Shared = Arc<Inner>;
+
+/// A running emulator.
+#[derive(Clone)]
+pub struct Emulator {
+    inner: Shared,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl Emulator {
+    /// The base URL to give a client (`CODA_API_BASE`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// What it saw.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// Replaces the faults.
+    pub fn set_faults(&self, faults: Faults) {
+        *self.inner.faults.lock().expect("faults lock") = faults;
+    }
+
+    /// Answers the next `n` requests with 429.
+    pub fn storm_429(&self, n: u32) {
+        self.inner.storm.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Answers 400 to any upsert carrying this cell value.
+    pub fn reject_value(&self, value: serde_json::Value) {
+        *self.inner.reject_value.lock().expect("reject lock") = Some(value);
+    }
+
+    /// The applied rows of a table: values by column id, in row order.
+    pub fn rows(&self, doc: &str, table: &str) -> Vec<std::collections::BTreeMap<String, serde_json::Value>> {
+        let mut model = self.inner.model.lock().expect("model lock");
+        model.apply_due();
+        model.table(doc, table).map(|t| t.rows.iter().map(|r| r.values.clone()).collect()).unwrap_or_default()
+    }
+}
+
+/// Starts an emulator with the doc, tables and columns of `mapping` on `listen`.
+pub async fn serve(listen: SocketAddr, mapping: &Mapping, config: EmulatorConfig) -> std::io::Result<Emulator> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let inner = Arc::new(Inner {
+        token: config.token,
+        base: format!("http://{addr}"),
+        quota_enabled: config.quota,
+        model: Mutex::new(Model::from_mapping(mapping)),
+        quotas: Mutex::new((
+            SlidingWindow::new(config.writes_per_window, config.window),
+            SlidingWindow::new(config.reads_per_window, config.window),
+        )),
+        faults: Mutex::new(config.faults),
+        storm: AtomicU32::new(0),
+        reject_value: Mutex::new(None),
+        stats: Stats::default(),
+    });
+    let app = router(inner.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the Coda emulator stopped");
+        }
+    });
+    Ok(Emulator { inner, addr })
+}
+
+fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/", get(page::tables_page))
+        .route("/docs/{doc}/tables", get(routes::list_tables))
+        .route("/docs/{doc}/tables/{table}/columns", get(routes::list_columns))
+        .route(
+            "/docs/{doc}/tables/{table}/rows",
+            get(routes::list_rows).post(routes::upsert_rows).delete(routes::delete_rows),
+        )
+        .route("/docs/{doc}/tables/{table}/rows/{row}", axum::routing::delete(routes::delete_row))
+        .route("/mutationStatus/{request}", get(routes::mutation_status))
+        .fallback(|| async {
+            routes::error(
+                axum::http::StatusCode::NOT_FOUND,
+                "The resource could not be located with the current API token.",
+            )
+        })
+        .with_state(shared)
+}

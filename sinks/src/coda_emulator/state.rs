@@ -1,0 +1,229 @@
+//! The emulator's model of Coda: docs, tables, columns, rows, and mutations that take effect
+//! asynchronously (a write answers 202 at once and is applied when its mutation completes).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::coda::mapping::Mapping;
+
+/// A column: its id and name.
+#[derive(Debug, Clone)]
+pub struct ColumnDef {
+    /// Column id (`c-…`).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// A row as stored.
+#[derive(Debug, Clone)]
+pub struct StoredRow {
+    /// Row id (`i-…`).
+    pub id: String,
+    /// Position in the table.
+    pub index: u64,
+    /// Values by column id.
+    pub values: BTreeMap<String, Value>,
+    /// Created.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Last updated.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A table.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// Table id (`grid-…`).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Columns, in order.
+    pub columns: Vec<ColumnDef>,
+    /// Rows, in creation order.
+    pub rows: Vec<StoredRow>,
+    next_row: u64,
+}
+
+impl Table {
+    /// A new, empty table.
+    pub fn new(id: &str, name: &str, columns: Vec<ColumnDef>) -> Self {
+        Self { id: id.into(), name: name.into(), columns, rows: Vec::new(), next_row: 1 }
+    }
+
+    /// The id of the column named by id or name.
+    pub fn column_id(&self, id_or_name: &str) -> Option<String> {
+        self.columns.iter().find(|c| c.id == id_or_name || c.name == id_or_name).map(|c| c.id.clone())
+    }
+}
+
+/// A write waiting to take effect.
+#[derive(Debug, Clone)]
+pub enum Edit {
+    /// Upsert rows keyed on the given column ids.
+    Upsert {
+        /// Doc id.
+        doc: String,
+        /// Table id.
+        table: String,
+        /// Cells by column id, per row.
+        rows: Vec<BTreeMap<String, Value>>,
+        /// Column ids that identify a row.
+        key_columns: Vec<String>,
+    },
+    /// Delete rows by id.
+    Delete {
+        /// Doc id.
+        doc: String,
+        /// Table id.
+        table: String,
+        /// Row ids.
+        row_ids: Vec<String>,
+    },
+}
+
+/// The emulated service.
+#[derive(Debug, Default)]
+pub struct Model {
+    /// Tables by doc id.
+    pub docs: HashMap<String, Vec<Table>>,
+    mutations: HashMap<String, (Instant, Option<Edit>)>,
+    next_request: u64,
+}
+
+impl Model {
+    /// A model with the doc, tables and columns a mapping file names (column names equal ids).
+    pub fn from_mapping(mapping: &Mapping) -> Self {
+        let mut model = Model::default();
+        let tables = mapping
+            .tables
+            .iter()
+            .map(|t| {
+                let columns = t.columns.values().map(|id| ColumnDef { id: id.clone(), name: id.clone() }).collect();
+                Table::new(&t.table_id, &t.view, columns)
+            })
+            .collect();
+        model.docs.insert(mapping.doc_id.clone(), tables);
+        model
+    }
+
+    /// The table `id_or_name` of `doc`.
+    pub fn table(&self, doc: &str, id_or_name: &str) -> Option<&Table> {
+        self.docs.get(doc)?.iter().find(|t| t.id == id_or_name || t.name == id_or_name)
+    }
+
+    fn table_mut(&mut self, doc: &str, id: &str) -> Option<&mut Table> {
+        self.docs.get_mut(doc)?.iter_mut().find(|t| t.id == id)
+    }
+
+    /// Queues an edit; it takes effect after `delay`. Returns its request id.
+    pub fn queue(&mut self, edit: Edit, delay: Duration) -> String {
+        self.next_request += 1;
+        let id = format!("req-{:08}", self.next_request);
+        self.mutations.insert(id.clone(), (Instant::now() + delay, Some(edit)));
+        id
+    }
+
+    /// Applies every edit whose time has come, in request order.
+    pub fn apply_due(&mut self) {
+        let now = Instant::now();
+        let mut due: Vec<(String, Edit)> = self
+            .mutations
+            .iter_mut()
+            .filter(|(_, (at, edit))| *at <= now && edit.is_some())
+            .map(|(id, (_, edit))| (id.clone(), edit.take().expect("filtered")))
+            .collect();
+        due.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, edit) in due {
+            self.apply(edit);
+        }
+    }
+
+    /// Whether a mutation has completed; `None` for an unknown request id.
+    pub fn completed(&mut self, request: &str) -> Option<bool> {
+        self.apply_due();
+        self.mutations.get(request).map(|(_, edit)| edit.is_none())
+    }
+
+    fn apply(&mut self, edit: Edit) {
+        let now = chrono::Utc::now();
+        match edit {
+            Edit::Upsert { doc, table, rows, key_columns } => {
+                let Some(table) = self.table_mut(&doc, &table) else { return };
+                for cells in rows {
+                    let matches: Vec<usize> = if key_columns.is_empty() {
+                        vec![]
+                    } else {
+                        (0..table.rows.len())
+                            .filter(|&i| key_columns.iter().all(|k| table.rows[i].values.get(k) == cells.get(k)))
+                            .collect()
+                    };
+                    if matches.is_empty() {
+                        let id = format!("i-{:06}", table.next_row);
+                        table.rows.push(StoredRow {
+                            id,
+                            index: table.next_row,
+                            values: cells,
+                            created_at: now,
+                            updated_at: now,
+                        });
+                        table.next_row += 1;
+                    } else {
+                        for i in matches {
+                            table.rows[i].values.extend(cells.clone());
+                            table.rows[i].updated_at = now;
+                        }
+                    }
+                }
+            }
+            Edit::Delete { doc, table, row_ids } => {
+                if let Some(table) = self.table_mut(&doc, &table) {
+                    table.rows.retain(|r| !row_ids.contains(&r.id));
+                }
+            }
+        }
+    }
+}
+
+/// A `query` filter: `<column id>:<JSON value>` or `"<column name>":<JSON value>`.
+pub fn parse_query(table: &Table, query: &str) -> Result<(String, Value), String> {
+    let (column, rest) = if let Some(quoted) = query.strip_prefix('"') {
+        let end = quoted.find("\":").ok_or("a quoted column name must be followed by a colon")?;
+        (&quoted[..end], &quoted[end + 2..])
+    } else {
+        query.split_once(':').ok_or("query must be <column>:<value>")?
+    };
+    let column = table.column_id(column).ok_or_else(|| format!("unknown column {column}"))?;
+    let value: Value =
+        serde_json::from_str(rest).map_err(|_| "the query value must be JSON (quote strings)".to_string())?;
+    Ok((column, value))
+}
+
+/// Whether a stored value equals a query value (numbers and their text are the same value).
+pub fn value_matches(stored: Option<&Value>, wanted: &Value) -> bool {
+    match (stored, wanted) {
+        (Some(s), w) if s == w => true,
+        (Some(Value::String(s)), Value::Number(n)) | (Some(Value::Number(n)), Value::String(s)) => *s == n.to_string(),
+        _ => false,
+    }
+}
+
+/// The JSON of a stored row, as `listRows` returns it.
+pub fn row_json(base: &str, doc: &str, table: &Table, row: &StoredRow) -> Value {
+    let name = table.columns.first().and_then(|c| row.values.get(&c.id)).map(|v| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    });
+    json!({
+        "id": row.id,
+        "type": "row",
+        "href": format!("{base}/docs/{doc}/tables/{}/rows/{}", table.id, row.id),
+        "name": name.unwrap_or_default(),
+        "index": row.index,
+        "browserLink": format!("{base}/d/_d{doc}#_tu{}/_ru{}", table.id, row.id),
+        "createdAt": row.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "updatedAt": row.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "values": row.values,
+    })
+}
