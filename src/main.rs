@@ -47,6 +47,8 @@ enum Command {
     },
     /// Replicate: change stream → dataflow → sinks, until SIGTERM or Ctrl-C.
     Replicate(commands::replicate::ReplicateArgs),
+    /// Serve the in-repo Coda API emulator for the tables of a mapping file.
+    CodaEmulator(commands::coda_emulator::EmulatorArgs),
 }
 
 /// A failure that is the operator's to fix in the settings (exit code 2).
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
             Command::Migrate => commands::migrate::run(&sources).await,
             Command::Settings | Command::Views { .. } => Ok(()),
             Command::Replicate(args) => commands::replicate::run(&sources, args).await,
+            Command::CodaEmulator(args) => commands::coda_emulator::run(args).await,
             Command::Tail(args) => commands::tail::run(&sources, args).await,
         }
     });

@@ -68,6 +68,37 @@ pub const SETTINGS: &[Setting] = &[
     ),
     setting!("AUGUST_SLOT", "replication.slot", Some("august"), "Replication slot August streams from."),
     setting!(
+        "AUGUST_CODA_MAPPING",
+        "coda.mapping",
+        None,
+        "Coda mapping file (TOML). Without it, `replicate` writes no Coda tables."
+    ),
+    setting!(
+        "CODA_API_BASE",
+        "coda.api_base",
+        Some("https://coda.io/apis/v1"),
+        "Coda API base URL (the emulator's, for tests and the demo)."
+    ),
+    setting!("CODA_API_TOKEN", "coda.api_token", None, "Coda API token (secret), sent as `Authorization: Bearer`."),
+    setting!(
+        "AUGUST_CODA_MAX_ROWS_PER_REQUEST",
+        "coda.max_rows_per_request",
+        Some("500"),
+        "Most rows in one Coda write."
+    ),
+    setting!(
+        "AUGUST_CODA_MAX_REQUEST_BYTES",
+        "coda.max_request_bytes",
+        Some("1048576"),
+        "Largest Coda write body, in bytes."
+    ),
+    setting!(
+        "AUGUST_CODA_WRITES_PER_6S",
+        "coda.writes_per_6s",
+        Some("10"),
+        "Coda write quota shared by every table and doc (Coda allows 10 per 6 s per user)."
+    ),
+    setting!(
         "AUGUST_HEARTBEAT_SECS",
         "replication.heartbeat_secs",
         Some("10"),
@@ -229,6 +260,47 @@ impl Sources {
             heartbeat: Some(Duration::from_secs(heartbeat)),
             ..august_cdc::CdcConfig::default()
         })
+    }
+
+    /// The Coda sink's settings, or `None` when no mapping is configured.
+    pub fn coda(
+        &self,
+    ) -> Result<
+        Option<(
+            august_sinks::coda::mapping::Mapping,
+            august_sinks::coda::client::CodaSettings,
+            august_sinks::coda::writer::WriterConfig,
+        )>,
+        SettingError,
+    > {
+        let Some((path, origin)) = self.get("AUGUST_CODA_MAPPING") else { return Ok(None) };
+        let mapping = august_sinks::coda::mapping::Mapping::load(std::path::Path::new(&path))
+            .map_err(|e| SettingError::new(origin.name(), e.to_string()))?;
+        let (base, _) = self.get("CODA_API_BASE").expect("CODA_API_BASE has a default");
+        if !(base.starts_with("https://") || base.starts_with("http://")) {
+            return Err(SettingError::new("CODA_API_BASE", "must be an http(s) URL"));
+        }
+        let token = self.required("CODA_API_TOKEN")?;
+        let writes: u32 = self
+            .parse("AUGUST_CODA_WRITES_PER_6S", "a whole number")?
+            .filter(|n| *n > 0)
+            .ok_or_else(|| SettingError::new("AUGUST_CODA_WRITES_PER_6S", "must be at least 1"))?;
+        let max_rows: usize = self
+            .parse("AUGUST_CODA_MAX_ROWS_PER_REQUEST", "a whole number")?
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| SettingError::new("AUGUST_CODA_MAX_ROWS_PER_REQUEST", "must be from 1 to 10000"))?;
+        let max_bytes: usize = self
+            .parse("AUGUST_CODA_MAX_REQUEST_BYTES", "a whole number of bytes")?
+            .filter(|n| *n >= 1024)
+            .ok_or_else(|| SettingError::new("AUGUST_CODA_MAX_REQUEST_BYTES", "must be at least 1024"))?;
+        let settings = august_sinks::coda::client::CodaSettings {
+            base: base.trim_end_matches('/').to_string(),
+            token: Secret::new(token),
+            writes: (writes, Duration::from_secs(6)),
+            ..Default::default()
+        };
+        let writer = august_sinks::coda::writer::WriterConfig { max_rows, max_bytes, ..Default::default() };
+        Ok(Some((mapping, settings, writer)))
     }
 
     /// The log filter and whether to log JSON.

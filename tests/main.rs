@@ -1,6 +1,7 @@
 //! The `august` binary as an operator meets it: real process, real Postgres.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod coda_emulator_command;
 mod migrate_command;
 mod replicate_command;
 mod settings_errors;

@@ -2,4 +2,5 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod coda_sink;
+mod emulator_schema;
 mod link_writeback;

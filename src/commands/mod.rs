@@ -1,5 +1,6 @@
 //! One module per `august` subcommand: each turns settings into a running stage.
 
+pub mod coda_emulator;
 pub mod migrate;
 pub mod replicate;
 pub mod tail;

@@ -13,6 +13,12 @@ use std::path::PathBuf;
 use anyhow::Context;
 use august_cdc::{CdcConfig, Lsn};
 use august_dataflow::DataflowConfig;
+use std::sync::Arc;
+
+use august_sinks::coda::access_log::AccessLog;
+use august_sinks::coda::check_mapping;
+use august_sinks::coda::client::CodaClient;
+use august_sinks::coda::writer::{write_to_coda, WriterStats};
 use august_sinks::durability::{fan_out, min_durable};
 use august_sinks::link_writeback::{write_links, LinkStats};
 use tokio::sync::{mpsc, watch};
@@ -79,22 +85,60 @@ pub async fn run(sources: &Sources, args: ReplicateArgs) -> anyhow::Result<()> {
     }
     let (_, pg) = sources.database().map_err(ConfigError)?;
     let cdc = CdcConfig { resnapshot: args.resnapshot, ..sources.cdc().map_err(ConfigError)? };
+    let coda = match sources.coda().map_err(ConfigError)? {
+        Some((mapping, settings, writer)) => {
+            let client = CodaClient::new(settings, AccessLog::start("coda", pg.clone()))?;
+            check_mapping(&client, &mapping).await.map_err(|e| match e {
+                august_sinks::SinkError::Mapping(m) => anyhow::Error::from(ConfigError(
+                    august_schema::SettingError::new("AUGUST_CODA_MAPPING", m.to_string()),
+                )),
+                other => other.into(),
+            })?;
+            Some((mapping, client, writer))
+        }
+        None => {
+            tracing::warn!("AUGUST_CODA_MAPPING is not set: no Coda table will be written");
+            None
+        }
+    };
 
     let (link_durable, link_watch) = watch::channel(Lsn::ZERO);
-    let durable = min_durable(vec![link_watch]);
+    let mut durables = vec![link_watch];
+    let mut sink_outputs = Vec::new();
+    let mut coda_task = None;
+    if let Some((mapping, client, writer)) = coda {
+        let (coda_durable, coda_watch) = watch::channel(Lsn::ZERO);
+        let (coda_tx, coda_output) = mpsc::unbounded_channel();
+        durables.push(coda_watch);
+        sink_outputs.push(coda_tx);
+        coda_task = Some(tokio::spawn(write_to_coda(
+            pg.clone(),
+            client,
+            mapping,
+            writer,
+            coda_output,
+            coda_durable,
+            Arc::new(WriterStats::default()),
+        )));
+    }
+    let durable = min_durable(durables);
     let stream = august_cdc::start(pg.clone(), cdc, durable);
     let (events, events_rx) = mpsc::channel(4096);
     let (output_tx, output) = mpsc::unbounded_channel();
     let dataflow =
         tokio::task::spawn_blocking(move || august_dataflow::spawn(&dataflow_config, events_rx, output_tx)).await??;
     let (link_tx, link_output) = mpsc::unbounded_channel();
-    tokio::spawn(fan_out(output, vec![link_tx]));
+    sink_outputs.push(link_tx);
+    tokio::spawn(fan_out(output, sink_outputs));
     let links = tokio::spawn(write_links(pg, link_output, link_durable, std::sync::Arc::new(LinkStats::default())));
     tracing::info!("replicating; stop with SIGTERM or Ctrl-C");
 
     let streamed = august_dataflow::feed(stream, events, crate::shutdown_signal()).await;
     tokio::task::spawn_blocking(move || dataflow.join()).await?.context("the dataflow failed")?;
     links.await?.context("the link write-back failed")?;
+    if let Some(task) = coda_task {
+        task.await?.context("the Coda sink failed")?;
+    }
     streamed.context("the replication stream failed")?;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -172,7 +172,7 @@ patient_name = "c-name"
             (GOOD.replace("appointment_id = \"c-apptid\"", ""), "must be mapped"),
             (GOOD.replace("\"delete\"", "\"purge\""), "unknown variant"),
             (GOOD.replace("doc_id = \"AbCdEfGh\"", "doc_id = \"\""), "doc_id"),
-            (format!("{GOOD}\nextra = 1"), "unknown field"),
+            (format!("extra = 1\n{GOOD}"), "unknown field"),
         ];
         for (text, expected) in cases {
             let err = Mapping::parse(&text, "m.toml").unwrap_err().to_string();

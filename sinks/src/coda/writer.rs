@@ -301,13 +301,21 @@ impl Writer {
         let t = (0..self.pending.len())
             .filter(|t| !self.pending[*t].is_empty())
             .min_by_key(|t| self.pending[*t].values().map(|p| p.lsn).min())?;
-        let mut items: Vec<Pending> = self.pending[t].values().cloned().collect();
-        items.sort_by_key(|p| p.lsn);
+        let mut order: Vec<(Lsn, &String, bool)> =
+            self.pending[t].iter().map(|(k, p)| (p.lsn, k, matches!(p.change, Change::Delete))).collect();
+        order.sort_unstable();
         // One kind per request: upserts, or deletes, whichever the oldest change is.
-        let deleting = matches!(items[0].change, Change::Delete);
+        let deleting = order[0].2;
+        let keys: Vec<String> = order
+            .iter()
+            .filter(|(_, _, d)| *d == deleting)
+            .take(self.config.max_rows)
+            .map(|(_, k, _)| (*k).clone())
+            .collect();
         let mut batch = Vec::new();
         let mut bytes = 64;
-        for item in items.into_iter().filter(|p| matches!(p.change, Change::Delete) == deleting) {
+        let candidates: Vec<Pending> = keys.iter().filter_map(|k| self.pending[t].get(k).cloned()).collect();
+        for item in candidates {
             let size = match &item.change {
                 Change::Upsert { cells, .. } => serde_json::to_vec(cells).map_or(0, |v| v.len()) + 16,
                 Change::Delete => item.key.len() + 16,
