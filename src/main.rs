@@ -47,6 +47,8 @@ enum Command {
     },
     /// Replicate: change stream → dataflow → sinks, until SIGTERM or Ctrl-C.
     Replicate(commands::replicate::ReplicateArgs),
+    /// Serve the webhook endpoints (DrChrono, Deep Cura) until SIGTERM or Ctrl-C.
+    Ingest,
     /// Serve the in-repo Coda API emulator for the tables of a mapping file.
     CodaEmulator(commands::coda_emulator::EmulatorArgs),
 }
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
             Command::Settings | Command::Views { .. } => Ok(()),
             Command::Replicate(args) => commands::replicate::run(&sources, args).await,
             Command::CodaEmulator(args) => commands::coda_emulator::run(args).await,
+            Command::Ingest => commands::ingest::run(&sources).await,
             Command::Tail(args) => commands::tail::run(&sources, args).await,
         }
     });

@@ -66,6 +66,25 @@ pub const SETTINGS: &[Setting] = &[
         Some("2"),
         "Seconds to wait for a new connection."
     ),
+    setting!("AUGUST_HTTP_ADDR", "http.addr", Some("0.0.0.0:8080"), "Address the webhook endpoints listen on."),
+    setting!(
+        "PORT",
+        "http.port",
+        None,
+        "Port to listen on (set by Cloud Run); overrides the port of `AUGUST_HTTP_ADDR`."
+    ),
+    setting!(
+        "DRCHRONO_WEBHOOK_SECRET",
+        "drchrono.webhook_secret",
+        None,
+        "DrChrono webhook secret (secret): what `X-drchrono-signature` must carry, and the handshake's HMAC key."
+    ),
+    setting!(
+        "DEEPCURA_SHARED_SECRET",
+        "deepcura.shared_secret",
+        None,
+        "Deep Cura shared secret (secret): what `X-DeepCura-Secret` must carry, and (hashed) the AES key."
+    ),
     setting!("AUGUST_SLOT", "replication.slot", Some("august"), "Replication slot August streams from."),
     setting!(
         "AUGUST_CODA_MAPPING",
@@ -301,6 +320,24 @@ impl Sources {
         };
         let writer = august_sinks::coda::writer::WriterConfig { max_rows, max_bytes, ..Default::default() };
         Ok(Some((mapping, settings, writer)))
+    }
+
+    /// Where the webhook endpoints listen, and their secrets.
+    pub fn ingest(&self) -> Result<(std::net::SocketAddr, Secret<String>, Secret<String>), SettingError> {
+        let (addr, origin) = self.get("AUGUST_HTTP_ADDR").expect("AUGUST_HTTP_ADDR has a default");
+        let mut addr: std::net::SocketAddr =
+            addr.parse().map_err(|_| SettingError::new(origin.name(), "must be host:port, e.g. 0.0.0.0:8080"))?;
+        if let Some(port) = self.parse::<u16>("PORT", "a port number (1-65535)")? {
+            addr.set_port(port);
+        }
+        let secret = |name: &'static str| -> Result<Secret<String>, SettingError> {
+            let value = self.required(name)?;
+            if value.len() < 16 {
+                return Err(SettingError::new(name, "is too short to be a secret (at least 16 characters)"));
+            }
+            Ok(Secret::new(value))
+        };
+        Ok((addr, secret("DRCHRONO_WEBHOOK_SECRET")?, secret("DEEPCURA_SHARED_SECRET")?))
     }
 
     /// The log filter and whether to log JSON.

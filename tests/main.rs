@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod coda_emulator_command;
+mod ingest_command;
 mod migrate_command;
 mod replicate_command;
 mod settings_errors;

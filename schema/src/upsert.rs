@@ -50,11 +50,25 @@ impl Upsert {
     /// `columns` (which must include the conflict columns). `stale_guard` names a timestamp
     /// column that must not move backwards (e.g. `drchrono_updated_at`).
     ///
-    /// Parameters are bound in the order of `columns`.
+    /// Parameters are bound in the order of `columns`. A column written `name::type` takes its
+    /// value as text and casts it (`$n::text::type`), so callers can bind every value as
+    /// `Option<String>`.
     pub fn new(table: &str, conflict: &[&str], columns: &[&str], stale_guard: Option<&str>) -> Self {
+        let split: Vec<(&str, Option<&str>)> =
+            columns.iter().map(|c| c.split_once("::").map_or((*c, None), |(n, t)| (n, Some(t)))).collect();
+        let names: Vec<&str> = split.iter().map(|(n, _)| *n).collect();
+        let columns = names.as_slice();
         let quoted = |c: &&str| quote_ident(c);
         let column_list = columns.iter().map(quoted).collect::<Vec<_>>().join(", ");
-        let placeholders = (1..=columns.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let placeholders = split
+            .iter()
+            .enumerate()
+            .map(|(i, (_, cast))| match cast {
+                Some(cast) => format!("${}::text::{cast}", i + 1),
+                None => format!("${}", i + 1),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         let conflict_list = conflict.iter().map(quoted).collect::<Vec<_>>().join(", ");
         let updated: Vec<&str> = columns.iter().copied().filter(|c| !conflict.contains(c)).collect();
         let set = updated.iter().map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c))).collect::<Vec<_>>().join(", ");
@@ -80,6 +94,25 @@ impl Upsert {
     /// The statement's text.
     pub fn sql(&self) -> &str {
         &self.sql
+    }
+
+    /// Runs the upsert with every value as text (columns declared `name::type`), in one
+    /// round trip: no prepare. Futures of several such calls on one transaction can be awaited
+    /// together and are pipelined, executed in the order they were created.
+    pub async fn run_text(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        values: &[Option<String>],
+    ) -> Result<UpsertOutcome, DbError> {
+        debug_assert_eq!(values.len(), self.columns, "one value per column");
+        let params: Vec<(&(dyn ToSql + Sync), tokio_postgres::types::Type)> =
+            values.iter().map(|v| (v as &(dyn ToSql + Sync), tokio_postgres::types::Type::TEXT)).collect();
+        let row = tx.query_typed_opt(self.sql.as_str(), &params).await.map_err(|e| DbError::new("upsert", e))?;
+        Ok(match row {
+            None => UpsertOutcome::Unchanged,
+            Some(row) if row.get::<_, bool>(0) => UpsertOutcome::Inserted,
+            Some(_) => UpsertOutcome::Updated,
+        })
     }
 
     /// Runs the upsert with `values` in column order, inside the caller's transaction (which

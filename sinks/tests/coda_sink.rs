@@ -99,7 +99,7 @@ impl Harness {
 
     async fn durable_past(&mut self, lsn: u64) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while *self.durable.borrow() <= Lsn(lsn) {
+        while *self.durable.borrow_and_update() <= Lsn(lsn) {
             assert!(Instant::now() < deadline, "durable stuck at {}", *self.durable.borrow());
             let _ = tokio::time::timeout(Duration::from_millis(200), self.durable.changed()).await;
         }

@@ -75,7 +75,7 @@ async fn main() {
     let started = Instant::now();
     output.send(Output::Updates { lsn: Lsn(10), updates }).unwrap();
     output.send(Output::Frontier(Lsn(11))).unwrap();
-    while *durable.borrow() <= Lsn(10) {
+    while *durable.borrow_and_update() <= Lsn(10) {
         let _ = tokio::time::timeout(Duration::from_secs(1), durable.changed()).await;
     }
     let elapsed = started.elapsed();

@@ -51,25 +51,43 @@ pub async fn load(
     Ok(rows.iter().map(|r| ((r.get(0), r.get(1)), Held { hash: r.get(2), row_id: r.get(3) })).collect())
 }
 
-/// Records confirmed writes, in one transaction.
+/// Records confirmed writes, in one transaction of two set-based statements.
 pub async fn record(client: &mut tokio_postgres::Client, confirmed: &[Confirmed]) -> Result<(), DbError> {
-    let tx = client.transaction().await.map_err(|e| DbError::new("begin the ledger update", e))?;
-    set_actor(&tx, Actor::CodaSink).await?;
+    let (mut views, mut keys, mut hashes, mut lsns) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut gone_views, mut gone_keys) = (Vec::new(), Vec::new());
     for item in confirmed {
         match item {
-            Confirmed::Written { view, key, hash, lsn } => tx
-                .execute(
-                    "INSERT INTO coda_sync_state (view, row_key, content_hash, pushed_lsn) VALUES ($1, $2, $3, $4::text::pg_lsn)
-                     ON CONFLICT (view, row_key) DO UPDATE SET content_hash = EXCLUDED.content_hash, pushed_lsn = EXCLUDED.pushed_lsn, pushed_at = now()",
-                    &[view, key, hash, &lsn.to_string()],
-                )
-                .await
-                .map_err(|e| DbError::new("update the Coda ledger", e))?,
-            Confirmed::Deleted { view, key } => tx
-                .execute("DELETE FROM coda_sync_state WHERE view = $1 AND row_key = $2", &[view, key])
-                .await
-                .map_err(|e| DbError::new("update the Coda ledger", e))?,
-        };
+            Confirmed::Written { view, key, hash, lsn } => {
+                views.push(view.as_str());
+                keys.push(key.as_str());
+                hashes.push(hash.as_str());
+                lsns.push(lsn.to_string());
+            }
+            Confirmed::Deleted { view, key } => {
+                gone_views.push(view.as_str());
+                gone_keys.push(key.as_str());
+            }
+        }
+    }
+    let tx = client.transaction().await.map_err(|e| DbError::new("begin the ledger update", e))?;
+    set_actor(&tx, Actor::CodaSink).await?;
+    if !views.is_empty() {
+        tx.execute(
+            "INSERT INTO coda_sync_state (view, row_key, content_hash, pushed_lsn)
+             SELECT v, k, h, l::pg_lsn FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(v, k, h, l)
+             ON CONFLICT (view, row_key) DO UPDATE SET content_hash = EXCLUDED.content_hash, pushed_lsn = EXCLUDED.pushed_lsn, pushed_at = now()",
+            &[&views, &keys, &hashes, &lsns],
+        )
+        .await
+        .map_err(|e| DbError::new("update the Coda ledger", e))?;
+    }
+    if !gone_views.is_empty() {
+        tx.execute(
+            "DELETE FROM coda_sync_state s USING unnest($1::text[], $2::text[]) AS t(v, k) WHERE s.view = t.v AND s.row_key = t.k",
+            &[&gone_views, &gone_keys],
+        )
+        .await
+        .map_err(|e| DbError::new("update the Coda ledger", e))?;
     }
     tx.commit().await.map_err(|e| DbError::new("commit the ledger update", e))
 }

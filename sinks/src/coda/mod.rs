@@ -10,6 +10,7 @@
 
 pub mod access_log;
 pub mod client;
+mod confirm;
 pub mod ledger;
 pub mod mapping;
 pub mod writer;

@@ -99,13 +99,13 @@ pub async fn write_to_coda(
     durable: watch::Sender<Lsn>,
     stats: Arc<WriterStats>,
 ) -> Result<(), SinkError> {
-    let mut db = august_schema::connect(&pg).await?;
+    let db = august_schema::connect(&pg).await?;
     let views: Vec<String> = mapping.tables.iter().map(|t| t.view.clone()).collect();
     let mut w = Writer {
-        pg: pg.clone(),
         held: ledger::load(&db, &views).await?,
         pending: vec![BTreeMap::new(); mapping.tables.len()],
         in_flight: HashMap::new(),
+        confirm: None,
         retry: VecDeque::new(),
         frontier: Lsn::ZERO,
         client,
@@ -113,7 +113,8 @@ pub async fn write_to_coda(
         config,
         stats,
     };
-    let mut poll = tokio::time::interval(w.config.poll);
+    let (confirm, mut confirmations) = super::confirm::start(pg.clone(), w.client.clone(), w.config.poll);
+    w.confirm = Some(confirm);
     let mut drain_until: Option<Instant> = None;
     loop {
         let next_retry =
@@ -125,7 +126,10 @@ pub async fn write_to_coda(
                 Some(item) => w.take(item),
                 None => drain_until = Some(Instant::now() + w.config.drain),
             },
-            _ = poll.tick(), if !w.in_flight.is_empty() => w.check_in_flight(&mut db).await?,
+            answer = confirmations.recv() => match answer {
+                Some(answer) => w.confirmed(answer?),
+                None => return Err(SinkError::Shape { view: "coda", message: "the confirmer stopped".into() }),
+            },
             _ = w.client.write_slot(), if ready => w.send_next(&db).await?,
             _ = tokio::time::sleep_until(next_retry.into()), if !w.retry.is_empty() && !ready => {}
             _ = tokio::time::sleep(Duration::from_millis(100)), if drain_until.is_some() => {}
@@ -144,7 +148,6 @@ pub async fn write_to_coda(
 }
 
 struct Writer {
-    pg: tokio_postgres::Config,
     client: CodaClient,
     mapping: Mapping,
     config: WriterConfig,
@@ -152,6 +155,7 @@ struct Writer {
     held: HashMap<(String, String), Held>,
     pending: Vec<BTreeMap<String, Pending>>,
     in_flight: HashMap<String, Batch>,
+    confirm: Option<mpsc::UnboundedSender<(String, Vec<Confirmed>)>>,
     retry: VecDeque<(Instant, Batch)>,
     frontier: Lsn,
 }
@@ -290,6 +294,23 @@ impl Writer {
                     metrics::counter!("august_coda_rows_written_total", "view" => table.view.clone())
                         .increment(batch.items.len() as u64);
                 }
+                let view = &self.mapping.tables[batch.table].view;
+                let confirmed = batch
+                    .items
+                    .iter()
+                    .map(|p| match &p.change {
+                        Change::Upsert { hash, .. } => Confirmed::Written {
+                            view: view.clone(),
+                            key: p.key.clone(),
+                            hash: hash.clone(),
+                            lsn: p.lsn,
+                        },
+                        Change::Delete => Confirmed::Deleted { view: view.clone(), key: p.key.clone() },
+                    })
+                    .collect();
+                if let Some(confirm) = &self.confirm {
+                    let _ = confirm.send((request.clone(), confirmed));
+                }
                 self.in_flight.insert(request, batch);
                 Ok(())
             }
@@ -423,54 +444,30 @@ impl Writer {
         }
     }
 
-    /// Checks mutations in flight, oldest first; records completed ones in the ledger.
-    async fn check_in_flight(&mut self, db: &mut tokio_postgres::Client) -> Result<(), SinkError> {
-        let mut requests: Vec<String> = self.in_flight.keys().cloned().collect();
-        requests.sort();
-        for request in requests {
-            match self.client.mutation_completed(&request).await {
-                Ok(false) => break, // later ones are younger still
-                Ok(true) => {
-                    let batch = self.in_flight.remove(&request).expect("listed above");
-                    let view = self.mapping.tables[batch.table].view.clone();
-                    let confirmed: Vec<Confirmed> = batch
-                        .items
-                        .iter()
-                        .map(|p| match &p.change {
-                            Change::Upsert { hash, .. } => Confirmed::Written {
-                                view: view.clone(),
-                                key: p.key.clone(),
-                                hash: hash.clone(),
-                                lsn: p.lsn,
-                            },
-                            Change::Delete => Confirmed::Deleted { view: view.clone(), key: p.key.clone() },
-                        })
-                        .collect();
-                    if db.is_closed() {
-                        *db = august_schema::connect(&self.pg).await?;
-                    }
-                    ledger::record(db, &confirmed).await?;
-                    for item in confirmed {
-                        match item {
-                            Confirmed::Written { view, key, hash, .. } => {
-                                let row_id = self.held.get(&(view.clone(), key.clone())).and_then(|h| h.row_id.clone());
-                                self.held.insert((view, key), Held { hash, row_id });
-                            }
-                            Confirmed::Deleted { view, key } => {
-                                self.held.remove(&(view, key));
-                            }
+    /// A write was confirmed (and recorded in the ledger), or lost.
+    fn confirmed(&mut self, answer: super::confirm::Confirmation) {
+        match answer {
+            super::confirm::Confirmation::Done(request) => {
+                let Some(batch) = self.in_flight.remove(&request) else { return };
+                let view = self.mapping.tables[batch.table].view.clone();
+                for item in batch.items {
+                    let key = (view.clone(), item.key);
+                    match item.change {
+                        Change::Upsert { hash, .. } => {
+                            let row_id = self.held.get(&key).and_then(|h| h.row_id.clone());
+                            self.held.insert(key, Held { hash, row_id });
+                        }
+                        Change::Delete => {
+                            self.held.remove(&key);
                         }
                     }
                 }
-                Err(CodaError::Fatal { status: 404, .. }) => {
-                    // Coda no longer knows the request: send it again.
-                    let batch = self.in_flight.remove(&request).expect("listed above");
+            }
+            super::confirm::Confirmation::Lost(request) => {
+                if let Some(batch) = self.in_flight.remove(&request) {
                     self.retry.push_back((Instant::now(), Batch { attempts: 0, ..batch }));
                 }
-                Err(error) if error.kind() == august_schema::ErrorKind::Retryable => break,
-                Err(error) => return Err(SinkError::Coda(error)),
             }
         }
-        Ok(())
     }
 }

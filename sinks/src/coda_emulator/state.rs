@@ -151,15 +151,27 @@ impl Model {
         match edit {
             Edit::Upsert { doc, table, rows, key_columns } => {
                 let Some(table) = self.table_mut(&doc, &table) else { return };
+                // Rows by their key values, built once per mutation (not per row: a backfill
+                // of n rows would otherwise cost n² comparisons).
+                let key_of = |values: &BTreeMap<String, Value>| -> Vec<Option<Value>> {
+                    key_columns.iter().map(|k| values.get(k).cloned()).collect()
+                };
+                let mut by_key: HashMap<Vec<Option<Value>>, Vec<usize>> = HashMap::new();
+                if !key_columns.is_empty() {
+                    for (i, row) in table.rows.iter().enumerate() {
+                        by_key.entry(key_of(&row.values)).or_default().push(i);
+                    }
+                }
                 for cells in rows {
-                    let matches: Vec<usize> = if key_columns.is_empty() {
+                    let matches = if key_columns.is_empty() {
                         vec![]
                     } else {
-                        (0..table.rows.len())
-                            .filter(|&i| key_columns.iter().all(|k| table.rows[i].values.get(k) == cells.get(k)))
-                            .collect()
+                        by_key.get(&key_of(&cells)).cloned().unwrap_or_default()
                     };
                     if matches.is_empty() {
+                        if !key_columns.is_empty() {
+                            by_key.entry(key_of(&cells)).or_default().push(table.rows.len());
+                        }
                         let id = format!("i-{:06}", table.next_row);
                         table.rows.push(StoredRow {
                             id,

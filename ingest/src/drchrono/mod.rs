@@ -1,0 +1,305 @@
+//! DrChrono webhooks, as DrChrono publishes the contract
+//! (`../shared/reference/drchrono/webhook-and-api-conventions.json`):
+//!
+//! * `GET /webhooks/drchrono?msg=M`: the verification handshake, answered with
+//!   `{"secret_token": hex(HMAC-SHA256(key = secret, M))}`.
+//! * `POST /webhooks/drchrono`: headers `X-drchrono-event`, `X-drchrono-signature` (the webhook
+//!   secret itself, compared in constant time) and `X-drchrono-delivery`; body
+//!   `{"receiver": {…}, "object": {…}}` with the object in the REST API's shape.
+//!
+//! Each delivery is one transaction under actor `drchrono_webhook`: the delivery id is claimed
+//! in `processed_messages` (a redelivery writes nothing), the object is upserted with the
+//! no-op guard and the stale guard (`updated_at` may not go backwards), a `sync_log` row is
+//! added, and only after the commit is DrChrono answered 2xx.
+
+mod objects;
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use august_schema::{Actor, DbError, Upsert, UpsertOutcome};
+
+use crate::fields::{column_text, Kind};
+use crate::{constant_time_eq, require_json, IngestError, IngestState};
+use objects::{ObjectSpec, ALLERGIES, APPOINTMENTS, INSURANCE, LINE_ITEMS, MEDICATIONS, PATIENTS, PROBLEMS};
+
+const SOURCE: &str = "drchrono_webhook";
+
+/// `GET /webhooks/drchrono?msg=M`
+pub async fn verify(
+    State(state): State<IngestState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, IngestError> {
+    let msg = params.get("msg").ok_or(IngestError::BadRequest("query parameter msg is missing".into()))?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(state.drchrono_secret.expose().as_bytes())
+        .map_err(|_| IngestError::Unauthorized)?;
+    mac.update(msg.as_bytes());
+    Ok(Json(json!({"secret_token": hex::encode(mac.finalize().into_bytes())})))
+}
+
+/// What a delivery asks for.
+enum Action {
+    Upsert(&'static ObjectSpec, bool),
+    ClinicalNote(bool),
+    Ignore,
+}
+
+fn action(event: &str) -> Action {
+    let family = |prefix: &str| event.strip_prefix(prefix);
+    match event {
+        "PATIENT_CREATE" | "PATIENT_MODIFY" => Action::Upsert(&PATIENTS, false),
+        "APPOINTMENT_CREATE" | "APPOINTMENT_MODIFY" => Action::Upsert(&APPOINTMENTS, false),
+        "APPOINTMENT_DELETE" => Action::Upsert(&APPOINTMENTS, true),
+        "CLINICAL_NOTE_LOCK" => Action::ClinicalNote(true),
+        "CLINICAL_NOTE_UNLOCK" => Action::ClinicalNote(false),
+        _ => {
+            let spec = if family("PATIENT_MEDICATION_").is_some() {
+                &MEDICATIONS
+            } else if family("PATIENT_PROBLEM_").is_some() {
+                &PROBLEMS
+            } else if family("PATIENT_ALLERGY_").is_some() {
+                &ALLERGIES
+            } else if family("LINE_ITEM_").is_some() && event != "LINE_ITEM_TRANSACTION_DELETE" {
+                &LINE_ITEMS
+            } else {
+                return Action::Ignore;
+            };
+            Action::Upsert(spec, event.ends_with("_DELETE"))
+        }
+    }
+}
+
+/// A bounded label for metrics: known events by name, anything else as `other`.
+pub fn event_label(event: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "PING",
+        "PATIENT_CREATE",
+        "PATIENT_MODIFY",
+        "APPOINTMENT_CREATE",
+        "APPOINTMENT_MODIFY",
+        "APPOINTMENT_DELETE",
+        "CLINICAL_NOTE_LOCK",
+        "CLINICAL_NOTE_UNLOCK",
+        "PATIENT_MEDICATION_CREATE",
+        "PATIENT_MEDICATION_MODIFY",
+        "PATIENT_PROBLEM_CREATE",
+        "PATIENT_PROBLEM_MODIFY",
+        "PATIENT_ALLERGY_CREATE",
+        "PATIENT_ALLERGY_MODIFY",
+        "LINE_ITEM_CREATE",
+        "LINE_ITEM_MODIFY",
+        "LINE_ITEM_DELETE",
+    ];
+    KNOWN.iter().find(|k| **k == event).copied().unwrap_or("other")
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, IngestError> {
+    headers.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()).ok_or(IngestError::MissingHeader(name))
+}
+
+/// `POST /webhooks/drchrono`
+pub async fn receive(
+    State(state): State<IngestState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, IngestError> {
+    let signature = headers.get("x-drchrono-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !constant_time_eq(signature.as_bytes(), state.drchrono_secret.expose().as_bytes()) {
+        return Err(IngestError::Unauthorized);
+    }
+    require_json(&headers)?;
+    let body = body.map_err(crate::body_rejection)?;
+    let event = header(&headers, "x-drchrono-event")?.to_string();
+    let label = event_label(&event);
+    let result = handle(&state, &headers, &event, &body).await;
+    crate::count(SOURCE, label, &result);
+    result
+}
+
+async fn handle(
+    state: &IngestState,
+    headers: &HeaderMap,
+    event: &str,
+    body: &[u8],
+) -> Result<Json<Value>, IngestError> {
+    let mut client = state.pool.get().await.map_err(|_| IngestError::Busy)?;
+    if event == "PING" {
+        crate::journal::log(&*client, SOURCE, event, None, "succeeded", 0, 0).await?;
+        return Ok(Json(json!({"status": "ok"})));
+    }
+    let delivery = header(headers, "x-drchrono-delivery")?.to_string();
+    let payload: Value =
+        serde_json::from_slice(body).map_err(|_| IngestError::BadRequest("the body is not JSON".into()))?;
+    let object = payload.get("object").filter(|o| o.is_object()).ok_or_else(|| IngestError::missing("object"))?;
+    let action = action(event);
+
+    let rows = rows_for(&action, object)?;
+    let upserts: Vec<Upsert> = rows
+        .iter()
+        .map(|row| {
+            Upsert::new(
+                row.table,
+                row.conflict,
+                &row.columns.iter().map(String::as_str).collect::<Vec<_>>(),
+                row.stale_guard,
+            )
+        })
+        .collect();
+
+    // One pipeline, executed in this order: name the actor, claim the delivery, upsert.
+    let tx = client.transaction().await.map_err(|e| DbError::new("begin", e))?;
+    let actor = crate::journal::set_actor_text(&tx, Actor::DrChronoWebhook);
+    let claim = crate::journal::claim_text(&tx, SOURCE, &delivery);
+    let writes = futures_util::future::try_join_all(
+        upserts.iter().zip(&rows).map(|(upsert, row)| upsert.run_text(&tx, &row.values)),
+    );
+    let (_, claimed, outcomes) = tokio::try_join!(biased; actor, claim, writes)?;
+    if !claimed {
+        tx.rollback().await.map_err(|e| DbError::new("rollback", e))?;
+        crate::journal::log(&*client, SOURCE, event, Some(&delivery), "duplicate", 1, 0).await?;
+        return Ok(Json(json!({"status": "duplicate"})));
+    }
+    let written = outcomes.iter().filter(|o| **o != UpsertOutcome::Unchanged).count() as i32;
+    let status = if matches!(action, Action::Ignore) { "ignored" } else { "succeeded" };
+    let received = i32::try_from(rows.len().max(1)).unwrap_or(i32::MAX);
+    crate::journal::log_in(&tx, SOURCE, event, &delivery, status, received, written).await?;
+    tx.commit().await.map_err(|e| DbError::new("commit", e))?;
+    Ok(Json(json!({"status": status, "written": written})))
+}
+
+/// One row to upsert: the table, its conflict key, columns (`name::type`) and text values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowWrite {
+    /// The table.
+    pub table: &'static str,
+    /// The unique key upserts meet on.
+    pub conflict: &'static [&'static str],
+    /// Columns, each `name::type`.
+    pub columns: Vec<String>,
+    /// Values as text, one per column.
+    pub values: Vec<Option<String>>,
+    /// A timestamp column that may not go backwards.
+    pub stale_guard: Option<&'static str>,
+}
+
+/// The rows an event's object becomes; checks every field (a 422 names the first bad one).
+/// Pure: no database, so the parser can be fuzzed.
+pub fn parse_event(event: &str, body: &[u8]) -> Result<Vec<RowWrite>, IngestError> {
+    let payload: Value =
+        serde_json::from_slice(body).map_err(|_| IngestError::BadRequest("the body is not JSON".into()))?;
+    let object = payload.get("object").filter(|o| o.is_object()).ok_or_else(|| IngestError::missing("object"))?;
+    rows_for(&action(event), object)
+}
+
+fn rows_for(action: &Action, object: &Value) -> Result<Vec<RowWrite>, IngestError> {
+    Ok(match action {
+        Action::Ignore => vec![],
+        Action::Upsert(spec, delete) => {
+            let mut rows = vec![object_row(spec, object, *delete)?];
+            if spec.table == "patients" {
+                rows.extend(insurance_rows(object)?);
+            }
+            rows
+        }
+        Action::ClinicalNote(locked) => vec![clinical_note_row(object, *locked)?],
+    })
+}
+
+/// One object into its mirror; a delete event soft-deletes it.
+fn object_row(spec: &ObjectSpec, object: &Value, delete: bool) -> Result<RowWrite, IngestError> {
+    let mut columns: Vec<String> = Vec::new();
+    let mut values: Vec<Option<String>> = Vec::new();
+    for (i, field) in spec.fields.iter().enumerate() {
+        let value = column_text(object.get(field.json), field.kind, &format!("object.{}", field.json))?;
+        if i == 0 && value.is_none() {
+            return Err(IngestError::missing(format!("object.{}", field.json)));
+        }
+        columns.push(format!("{}::{}", field.column, field.kind.sql()));
+        values.push(value);
+    }
+    columns.push("drchrono_raw::jsonb".into());
+    values.push(Some(object.to_string()));
+    columns.push("deleted_at::timestamptz".into());
+    values.push(delete.then(|| chrono::Utc::now().to_rfc3339()));
+    let stale_guard = spec.fields.iter().any(|f| f.column == "drchrono_updated_at").then_some("drchrono_updated_at");
+    Ok(RowWrite { table: spec.table, conflict: &["drchrono_id"], columns, values, stale_guard })
+}
+
+/// The patient's nested insurance objects, each by `(patient_id, type)`.
+fn insurance_rows(patient: &Value) -> Result<Vec<RowWrite>, IngestError> {
+    let patient_id = column_text(patient.get("id"), Kind::Int, "object.id")?;
+    let updated = column_text(patient.get("updated_at"), Kind::Timestamp, "object.updated_at")?;
+    let mut rows = Vec::new();
+    for kind in ["primary", "secondary", "tertiary"] {
+        let key = format!("{kind}_insurance");
+        let Some(insurance) = patient.get(&key).filter(|v| v.as_object().is_some_and(|o| !o.is_empty())) else {
+            continue;
+        };
+        let mut columns = vec!["patient_id::bigint".to_string(), "type::text".to_string()];
+        let mut values = vec![patient_id.clone(), Some(kind.to_string())];
+        for field in INSURANCE {
+            columns.push(format!("{}::{}", field.column, field.kind.sql()));
+            values.push(column_text(insurance.get(field.json), field.kind, &format!("object.{key}.{}", field.json))?);
+        }
+        columns.extend(["drchrono_raw::jsonb".to_string(), "drchrono_updated_at::timestamp".to_string()]);
+        values.extend([Some(insurance.to_string()), updated.clone()]);
+        rows.push(RowWrite {
+            table: "insurance_records",
+            conflict: &["patient_id", "type"],
+            columns,
+            values,
+            stale_guard: Some("drchrono_updated_at"),
+        });
+    }
+    Ok(rows)
+}
+
+/// A clinical note (REST shape `{appointment, patient, archived, clinical_note_sections,
+/// signee}`), keyed by its appointment; LOCK sets `locked`, UNLOCK clears it.
+fn clinical_note_row(note: &Value, locked: bool) -> Result<RowWrite, IngestError> {
+    let appointment = column_text(note.get("appointment"), Kind::Text, "object.appointment")?
+        .ok_or_else(|| IngestError::missing("object.appointment"))?;
+    let signee = note.get("signee");
+    let values = vec![
+        Some(appointment),
+        column_text(note.get("patient"), Kind::Int, "object.patient")?,
+        Some(locked.to_string()),
+        locked.then(|| chrono::Utc::now().to_rfc3339()),
+        column_text(note.get("archived"), Kind::Bool, "object.archived")?.or(Some("false".into())),
+        column_text(signee.and_then(|s| s.get("locked_by")), Kind::Text, "object.signee.locked_by")?,
+        column_text(
+            signee.and_then(|s| s.get("supervisor_locked_by")),
+            Kind::Text,
+            "object.signee.supervisor_locked_by",
+        )?,
+        Some(note.get("clinical_note_sections").filter(|s| s.is_array()).cloned().unwrap_or(json!([])).to_string()),
+        Some(note.to_string()),
+        None,
+    ];
+    let columns = [
+        "drchrono_id::text",
+        "patient_id::bigint",
+        "locked::boolean",
+        "locked_at::timestamptz",
+        "archived::boolean",
+        "locked_by::text",
+        "supervisor_locked_by::text",
+        "sections::jsonb",
+        "drchrono_raw::jsonb",
+        "deleted_at::timestamptz",
+    ];
+    Ok(RowWrite {
+        table: "clinical_notes",
+        conflict: &["drchrono_id"],
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        values,
+        stale_guard: None,
+    })
+}

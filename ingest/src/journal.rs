@@ -1,0 +1,79 @@
+//! What every delivery leaves behind besides its data: a `sync_log` row (source, event,
+//! status, counts), and, for deliveries with an id, a `processed_messages` row that makes a
+//! redelivery a no-op. Both are written in the delivery's own transaction.
+
+use august_schema::DbError;
+use tokio_postgres::GenericClient;
+
+/// Records a delivery's outcome.
+pub async fn log(
+    client: &impl GenericClient,
+    source: &str,
+    event: &str,
+    delivery: Option<&str>,
+    status: &str,
+    received: i32,
+    written: i32,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "INSERT INTO sync_log (source, event, delivery_id, status, records_received, records_written, finished_at)
+             VALUES ($1, $2, $3, $4, $5, $6, now())",
+            &[&source, &event, &delivery, &status, &received, &written],
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| DbError::new("write sync_log", e))
+}
+
+/// `SET LOCAL app.actor`, in one round trip (pipelinable).
+pub async fn set_actor_text(tx: &tokio_postgres::Transaction<'_>, actor: august_schema::Actor) -> Result<(), DbError> {
+    tx.execute_typed(
+        "SELECT set_config('app.actor', $1, true)",
+        &[(&actor.as_str(), tokio_postgres::types::Type::TEXT)],
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| DbError::new("set app.actor", e))
+}
+
+/// Claims a delivery id, in one round trip (pipelinable); `false` when it was already
+/// processed.
+pub async fn claim_text(tx: &tokio_postgres::Transaction<'_>, source: &str, delivery: &str) -> Result<bool, DbError> {
+    let text = tokio_postgres::types::Type::TEXT;
+    tx.query_typed_opt(
+        "INSERT INTO processed_messages (source, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
+        &[(&source, text.clone()), (&delivery, text)],
+    )
+    .await
+    .map(|row| row.is_some())
+    .map_err(|e| DbError::new("claim the delivery", e))
+}
+
+/// [`log`] inside the delivery's transaction, in one round trip.
+pub async fn log_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    source: &str,
+    event: &str,
+    delivery: &str,
+    status: &str,
+    received: i32,
+    written: i32,
+) -> Result<(), DbError> {
+    use tokio_postgres::types::Type;
+    tx.execute_typed(
+        "INSERT INTO sync_log (source, event, delivery_id, status, records_received, records_written, finished_at)
+         VALUES ($1, $2, $3, $4, $5, $6, now())",
+        &[
+            (&source, Type::TEXT),
+            (&event, Type::TEXT),
+            (&delivery, Type::TEXT),
+            (&status, Type::TEXT),
+            (&received, Type::INT4),
+            (&written, Type::INT4),
+        ],
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| DbError::new("write sync_log", e))
+}

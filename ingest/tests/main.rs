@@ -1,0 +1,35 @@
+//! The ingest endpoints: `oneshot` requests against the real router and a real Postgres.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod deepcura;
+mod drchrono;
+mod fuzz;
+
+use august_ingest::{app, IngestState};
+use august_schema::{PoolSettings, Secret};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use tower::ServiceExt;
+
+pub const DRCHRONO_SECRET: &str = "drchrono-webhook-secret";
+pub const DEEPCURA_SECRET: &str = "deepcura-shared-secret";
+
+pub async fn state(db: &august_testkit::TestDb) -> IngestState {
+    IngestState {
+        pool: august_schema::connect_pool(&PoolSettings::default(), db.config()).await.unwrap(),
+        drchrono_secret: Secret::new(DRCHRONO_SECRET.into()),
+        deepcura_secret: Secret::new(DEEPCURA_SECRET.into()),
+    }
+}
+
+/// Sends a request through the router; returns the status and the JSON body.
+pub async fn send(state: &IngestState, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let response = app(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+pub async fn count(db: &august_testkit::TestDb, sql: &str) -> i64 {
+    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
+}

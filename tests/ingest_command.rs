@@ -1,0 +1,65 @@
+//! `august ingest` serves the webhooks over real HTTP and stops cleanly; missing secrets stop
+//! it at start-up with exit code 2.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::{august, stderr};
+
+async fn http(port: u16, request: &str) -> Option<String> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response).await.ok()?;
+    Some(response)
+}
+
+#[tokio::test]
+async fn ingest_serves_health_and_webhooks_and_stops_on_sigterm() {
+    let db = august_testkit::fresh_db("cli_ingest").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_august"))
+        .arg("ingest")
+        .env_clear()
+        .env("DATABASE_URL", db.url())
+        .env("AUGUST_HTTP_ADDR", "127.0.0.1:0")
+        .env("PORT", port.to_string())
+        .env("DRCHRONO_WEBHOOK_SECRET", "drchrono-secret-0123456789")
+        .env("DEEPCURA_SHARED_SECRET", "deepcura-secret-0123456789")
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let health = loop {
+        if let Some(response) = http(port, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await {
+            break response;
+        }
+        assert!(Instant::now() < deadline, "ingest never listened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(health.starts_with("HTTP/1.1 200") && health.contains(r#""database":"ok""#), "{health}");
+    let body = r#"{"receiver":{},"object":{}}"#;
+    let ping = format!(
+        "POST /webhooks/drchrono HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nX-drchrono-event: PING\r\nX-drchrono-signature: drchrono-secret-0123456789\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = http(port, &ping).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let metrics = http(port, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    assert!(metrics.contains("august_ingest_deliveries_total") && metrics.contains(r#"event="PING""#), "{metrics}");
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await.unwrap().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_missing_webhook_secret_exits_2_naming_it() {
+    let out = august(
+        &["ingest"],
+        &[("DATABASE_URL", "postgres://u@127.0.0.1:1/d"), ("DEEPCURA_SHARED_SECRET", "deepcura-secret-0123456789")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("DRCHRONO_WEBHOOK_SECRET"), "{}", stderr(&out));
+}
