@@ -132,14 +132,20 @@ async fn a_200k_row_transaction_streams_through_a_bounded_channel() {
         .unwrap();
     // Downstream reads nothing for a while: the consumer must stop at the channel's capacity.
     let stats = consumer.stream.stats().clone();
-    let mut last = u64::MAX;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    // Wait (generously: CI machines are busy) for the stream to start, then for it to stall.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = 0;
+    let mut steady_since = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let now = stats.changes.load(Ordering::Relaxed);
-        if now == last && now > 0 {
+        if now != last || now == 0 {
+            last = now;
+            steady_since = Instant::now();
+        } else if steady_since.elapsed() >= Duration::from_millis(300) {
             break;
         }
-        last = now;
+        assert!(Instant::now() < deadline, "the stream never started or never stalled ({now} changes)");
     }
     let held = stats.changes.load(Ordering::Relaxed);
     assert!(

@@ -1,6 +1,6 @@
 //! The Coda sink against the emulator over HTTP, with a real Postgres for the ledger, the
-//! dead letters and the access log. Quotas are scaled to 10 writes per second so the tests
-//! run in seconds; the client's limiter is set to the same quota.
+//! dead letters and the access log. Quotas are scaled to 10 writes per 2 s so the tests run
+//! in seconds; the client's limiter is set to the same quota.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -32,7 +32,7 @@ last_name = "c-last"
 specialty = "c-specialty"
 "#;
 
-const WINDOW: Duration = Duration::from_secs(1);
+const WINDOW: Duration = Duration::from_secs(2);
 
 fn provider(id: i64, last_name: &str) -> Vec<Value> {
     let spec = table("providers").unwrap();
