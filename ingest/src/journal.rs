@@ -5,6 +5,11 @@
 use august_schema::DbError;
 use tokio_postgres::GenericClient;
 
+/// The `sync_log` row of a delivery.
+const LOG_SQL: &str =
+    "INSERT INTO sync_log (source, event, delivery_id, status, records_received, records_written, finished_at)
+     VALUES ($1, $2, $3, $4, $5, $6, now())";
+
 /// Records a delivery's outcome.
 pub async fn log(
     client: &impl GenericClient,
@@ -16,11 +21,7 @@ pub async fn log(
     written: i32,
 ) -> Result<(), DbError> {
     client
-        .execute(
-            "INSERT INTO sync_log (source, event, delivery_id, status, records_received, records_written, finished_at)
-             VALUES ($1, $2, $3, $4, $5, $6, now())",
-            &[&source, &event, &delivery, &status, &received, &written],
-        )
+        .execute(LOG_SQL, &[&source, &event, &delivery, &status, &received, &written])
         .await
         .map(|_| ())
         .map_err(|e| DbError::new("write sync_log", e))
@@ -62,8 +63,7 @@ pub async fn log_in(
 ) -> Result<(), DbError> {
     use tokio_postgres::types::Type;
     tx.execute_typed(
-        "INSERT INTO sync_log (source, event, delivery_id, status, records_received, records_written, finished_at)
-         VALUES ($1, $2, $3, $4, $5, $6, now())",
+        LOG_SQL,
         &[
             (&source, Type::TEXT),
             (&event, Type::TEXT),

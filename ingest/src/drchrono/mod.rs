@@ -135,12 +135,7 @@ async fn handle(
         return Ok(Json(json!({"status": "ok"})));
     }
     let delivery = header(headers, "x-drchrono-delivery")?.to_string();
-    let payload: Value =
-        serde_json::from_slice(body).map_err(|_| IngestError::BadRequest("the body is not JSON".into()))?;
-    let object = payload.get("object").filter(|o| o.is_object()).ok_or_else(|| IngestError::missing("object"))?;
-    let action = action(event);
-
-    let rows = rows_for(&action, object)?;
+    let rows = parse_event(event, body)?;
     let upserts: Vec<Upsert> = rows
         .iter()
         .map(|row| {
@@ -167,7 +162,7 @@ async fn handle(
         return Ok(Json(json!({"status": "duplicate"})));
     }
     let written = outcomes.iter().filter(|o| **o != UpsertOutcome::Unchanged).count() as i32;
-    let status = if matches!(action, Action::Ignore) { "ignored" } else { "succeeded" };
+    let status = if rows.is_empty() { "ignored" } else { "succeeded" };
     let received = i32::try_from(rows.len().max(1)).unwrap_or(i32::MAX);
     crate::journal::log_in(&tx, SOURCE, event, &delivery, status, received, written).await?;
     tx.commit().await.map_err(|e| DbError::new("commit", e))?;

@@ -101,7 +101,20 @@ pub async fn write_to_coda(
 ) -> Result<(), SinkError> {
     let db = august_schema::connect(&pg).await?;
     let views: Vec<String> = mapping.tables.iter().map(|t| t.view.clone()).collect();
+    let sources = mapping
+        .tables
+        .iter()
+        .map(|table| {
+            let spec = table.view_spec();
+            table
+                .columns
+                .iter()
+                .filter_map(|(column, coda)| spec.columns.iter().position(|c| c == column).map(|i| (coda.clone(), i)))
+                .collect()
+        })
+        .collect();
     let mut w = Writer {
+        sources,
         held: ledger::load(&db, &views).await?,
         pending: vec![BTreeMap::new(); mapping.tables.len()],
         in_flight: HashMap::new(),
@@ -148,6 +161,8 @@ pub async fn write_to_coda(
 }
 
 struct Writer {
+    /// Per mapped table: each Coda column and the view column it takes, by position.
+    sources: Vec<Vec<(String, usize)>>,
     client: CodaClient,
     mapping: Mapping,
     config: WriterConfig,
@@ -230,14 +245,8 @@ impl Writer {
             let key = key_text(&update.key);
             let change = match &update.row {
                 Some(row) => {
-                    let spec = table.view_spec();
-                    let cells: Vec<(String, Value)> = table
-                        .columns
-                        .iter()
-                        .filter_map(|(column, coda)| {
-                            spec.columns.iter().position(|c| c == column).map(|i| (coda.clone(), cell(&row[i])))
-                        })
-                        .collect();
+                    let cells: Vec<(String, Value)> =
+                        self.sources[t].iter().map(|(coda, i)| (coda.clone(), cell(&row[*i]))).collect();
                     let hash = hex::encode(&Sha256::digest(serde_json::to_vec(&cells).unwrap_or_default())[..16]);
                     Change::Upsert { cells, hash }
                 }
