@@ -4,7 +4,10 @@
 //! reported as one line naming the setting.
 
 mod commands;
+mod demo;
 mod embedded;
+mod metrics;
+mod pipeline;
 mod settings;
 
 use std::path::PathBuf;
@@ -49,8 +52,14 @@ enum Command {
     Replicate(commands::replicate::ReplicateArgs),
     /// Serve the webhook endpoints (DrChrono, Deep Cura) until SIGTERM or Ctrl-C.
     Ingest,
+    /// Serve the webhook endpoints and replicate, in one process (a single clinic's
+    /// deployment), until SIGTERM or Ctrl-C.
+    Serve(commands::replicate::ReplicateArgs),
     /// Serve the in-repo Coda API emulator for the tables of a mapping file.
     CodaEmulator(commands::coda_emulator::EmulatorArgs),
+    /// Run everything on a private Postgres and the Coda emulator, with a synthetic clinic
+    /// sending webhooks, and show it live. Needs no configuration.
+    Demo(demo::DemoArgs),
 }
 
 /// A failure that is the operator's to fix in the settings (exit code 2).
@@ -71,6 +80,9 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return report(anyhow::anyhow!("cannot start the async runtime: {e}")),
     };
+    if let Command::Demo(args) = cli.command {
+        return run_demo(&runtime, args);
+    }
     let (server, env) = match &cli.embedded {
         None => (None, std::env::vars().collect()),
         Some(dir) => match runtime.block_on(embedded::start(dir)) {
@@ -88,10 +100,11 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Migrate => commands::migrate::run(&sources).await,
-            Command::Settings | Command::Views { .. } => Ok(()),
+            Command::Settings | Command::Views { .. } | Command::Demo(_) => Ok(()),
             Command::Replicate(args) => commands::replicate::run(&sources, args).await,
             Command::CodaEmulator(args) => commands::coda_emulator::run(args).await,
             Command::Ingest => commands::ingest::run(&sources).await,
+            Command::Serve(args) => commands::serve::run(&sources, args).await,
             Command::Tail(args) => commands::tail::run(&sources, args).await,
         }
     });
@@ -100,6 +113,20 @@ fn main() -> ExitCode {
         (Err(e), _) => report(e),
         (Ok(()), Err(e)) => report(e.into()),
         (Ok(()), Ok(_)) => ExitCode::SUCCESS,
+    }
+}
+
+/// `august demo`: its own embedded Postgres and settings; quiet logs (warnings) unless
+/// `AUGUST_LOG` says otherwise, so the status line stays readable.
+fn run_demo(runtime: &tokio::runtime::Runtime, args: demo::DemoArgs) -> ExitCode {
+    let mut env: Vec<(String, String)> = std::env::vars().collect();
+    if !env.iter().any(|(k, _)| k == "AUGUST_LOG") {
+        env.push(("AUGUST_LOG".into(), "warn,tokio_postgres=error".into()));
+    }
+    let logged = Sources::load(None, env).map_err(|e| ConfigError(e).into()).and_then(|s| init_logging(&s));
+    match logged.and_then(|_| runtime.block_on(demo::run(args))) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(e),
     }
 }
 

@@ -118,6 +118,18 @@ pub const SETTINGS: &[Setting] = &[
         "Coda write quota shared by every table and doc (Coda allows 10 per 6 s per user)."
     ),
     setting!(
+        "AUGUST_CODA_READS_PER_6S",
+        "coda.reads_per_6s",
+        Some("100"),
+        "Coda read quota (Coda allows 100 reads per 6 s per user): mutation checks, look-ups, start-up checks."
+    ),
+    setting!(
+        "AUGUST_METRICS_ADDR",
+        "http.metrics_addr",
+        None,
+        "Address `august replicate` serves `GET /metrics` on (none when unset; `serve` and `ingest` serve it on the webhook port)."
+    ),
+    setting!(
         "AUGUST_HEARTBEAT_SECS",
         "replication.heartbeat_secs",
         Some("10"),
@@ -304,6 +316,10 @@ impl Sources {
             .parse("AUGUST_CODA_WRITES_PER_6S", "a whole number")?
             .filter(|n| *n > 0)
             .ok_or_else(|| SettingError::new("AUGUST_CODA_WRITES_PER_6S", "must be at least 1"))?;
+        let reads: u32 = self
+            .parse("AUGUST_CODA_READS_PER_6S", "a whole number")?
+            .filter(|n| *n > 0)
+            .ok_or_else(|| SettingError::new("AUGUST_CODA_READS_PER_6S", "must be at least 1"))?;
         let max_rows: usize = self
             .parse("AUGUST_CODA_MAX_ROWS_PER_REQUEST", "a whole number")?
             .filter(|n| (1..=10_000).contains(n))
@@ -316,6 +332,7 @@ impl Sources {
             base: base.trim_end_matches('/').to_string(),
             token: Secret::new(token),
             writes: (writes, Duration::from_secs(6)),
+            reads: (reads, Duration::from_secs(6)),
             ..Default::default()
         };
         let writer = august_sinks::coda::writer::WriterConfig { max_rows, max_bytes, ..Default::default() };
@@ -338,6 +355,11 @@ impl Sources {
             Ok(Secret::new(value))
         };
         Ok((addr, secret("DRCHRONO_WEBHOOK_SECRET")?, secret("DEEPCURA_SHARED_SECRET")?))
+    }
+
+    /// Where `august replicate` serves its metrics, if anywhere.
+    pub fn metrics_addr(&self) -> Result<Option<std::net::SocketAddr>, SettingError> {
+        self.parse("AUGUST_METRICS_ADDR", "host:port, e.g. 0.0.0.0:9090")
     }
 
     /// The log filter and whether to log JSON.

@@ -375,7 +375,11 @@ impl Consumer {
         loop {
             tokio::select! {
                 biased;
-                _ = self.cancel.cancelled() => return Err(CdcError::Stopped),
+                _ = self.cancel.cancelled() => {
+                    // Stopped while downstream is full: still confirm what it made durable.
+                    self.send_status(session, false).await?;
+                    return Err(CdcError::Stopped);
+                }
                 permit = tx.reserve() => {
                     let permit = permit.map_err(|_| CdcError::ReaderGone)?;
                     permit.send(event.take().expect("sent once"));

@@ -96,9 +96,10 @@ pub fn spawn(
         let events = if lead { events.lock().ok().and_then(|mut e| e.take()) } else { None };
         let out = if lead { out.lock().ok().and_then(|mut o| o.take()) } else { None };
         let mut inputs: Vec<TableInput> = TABLES.iter().map(|_| TableInput::new()).collect();
-        let probe = worker.dataflow::<u64, _, _>(|scope| graph::build(scope, &mut inputs, out));
+        let commit_times = output::CommitTimes::default();
+        let probe = worker.dataflow::<u64, _, _>(|scope| graph::build(scope, &mut inputs, out, commit_times.clone()));
         match events {
-            Some(events) => lead_worker(worker, Driver::new(inputs), events, &probe),
+            Some(events) => lead_worker(worker, Driver::new(inputs, commit_times), events, &probe),
             None => {
                 drop(inputs);
                 while worker.step_or_park(None) {}
@@ -174,16 +175,30 @@ pub async fn feed(
     events: tokio::sync::mpsc::Sender<Event>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), august_cdc::CdcError> {
+    forward(&mut stream, &events, stop).await;
+    stream.finish().await
+}
+
+/// Forwards events from `stream` into the dataflow's event channel until the stream ends, the
+/// dataflow has gone, or `stop` resolves (returns `true` then). The stream stays open, so the
+/// caller can let the sinks finish before it confirms their durable position and stops it.
+pub async fn forward(
+    stream: &mut august_cdc::ChangeStream,
+    events: &tokio::sync::mpsc::Sender<Event>,
+    stop: impl std::future::Future<Output = ()>,
+) -> bool {
     tokio::pin!(stop);
     loop {
         let event = tokio::select! {
-            _ = &mut stop => break,
+            _ = &mut stop => return true,
             event = stream.next() => event,
         };
-        let Some(event) = event else { break };
-        if events.send(event).await.is_err() {
-            break;
+        let Some(event) = event else { return false };
+        tokio::select! {
+            _ = &mut stop => return true,
+            sent = events.send(event) => if sent.is_err() {
+                return false;
+            },
         }
     }
-    stream.finish().await
 }

@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use august_cdc::{ChangeKind, Event, Relation, Row, Value};
 
 use crate::graph::TableInput;
+use crate::output::CommitTimes;
 use crate::tables::{table_index, TABLES};
 
 /// Feeds one worker's table inputs.
@@ -19,12 +20,14 @@ pub struct Driver {
     keys: Vec<HashSet<Vec<Value>>>,
     pending: HashMap<(usize, Vec<Value>), Option<Row>>,
     time: u64,
+    commit_times: CommitTimes,
 }
 
 impl Driver {
-    /// A driver over the table inputs, in the order of [`TABLES`].
-    pub fn new(inputs: Vec<TableInput>) -> Self {
-        Self { keys: vec![HashSet::new(); inputs.len()], inputs, pending: HashMap::new(), time: 0 }
+    /// A driver over the table inputs, in the order of [`TABLES`]; it records each commit's
+    /// time in `commit_times` for the output.
+    pub fn new(inputs: Vec<TableInput>, commit_times: CommitTimes) -> Self {
+        Self { keys: vec![HashSet::new(); inputs.len()], inputs, pending: HashMap::new(), time: 0, commit_times }
     }
 
     /// Applies one event.
@@ -71,8 +74,9 @@ impl Driver {
                     }
                 }
             }
-            Event::Commit { commit_lsn, .. } => {
+            Event::Commit { commit_lsn, commit_time, .. } => {
                 let time = commit_lsn.0.max(self.time);
+                self.commit_times.borrow_mut().entry(time).or_insert(commit_time);
                 for ((t, key), value) in self.pending.drain() {
                     match &value {
                         Some(_) => self.keys[t].insert(key.clone()),

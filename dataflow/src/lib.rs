@@ -25,6 +25,6 @@ pub mod reference;
 pub mod tables;
 pub mod views;
 
-pub use engine::{feed, spawn, Dataflow, DataflowConfig, DataflowError};
+pub use engine::{feed, forward, spawn, Dataflow, DataflowConfig, DataflowError};
 pub use output::{Output, ViewUpdate};
 pub use views::{ViewRow, ViewSpec};

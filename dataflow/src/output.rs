@@ -3,11 +3,19 @@
 //! LSNs from these frontiers.
 //!
 //! All view updates are routed to worker 0, which holds them by time until the frontier says
-//! no more can come for that time, then consolidates them per key.
+//! no more can come for that time, then consolidates them per key. Each time's commit time
+//! (recorded by the input driver on the same worker) travels with its updates, so a sink can
+//! measure commit-to-durable latency.
+//!
+//! When the inputs close (the pipeline stops), the held updates are emitted but no frontier
+//! follows: an empty frontier would claim as durable positions the stream never delivered.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use august_cdc::{Lsn, Value};
+use chrono::{DateTime, Utc};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::{Exchange, Probe};
@@ -34,6 +42,8 @@ pub enum Output {
     Updates {
         /// The LSN.
         lsn: Lsn,
+        /// When the transaction at `lsn` committed (`None` for the initial copy).
+        commit_time: Option<DateTime<Utc>>,
         /// The changes, ordered by view and key.
         updates: Vec<ViewUpdate>,
     },
@@ -47,10 +57,17 @@ type Pending = ((u16, Value), ViewRow, isize);
 /// Where the output goes.
 pub type Sender = tokio::sync::mpsc::UnboundedSender<Output>;
 
+/// Commit times by LSN, written by the input driver and taken by the output (worker 0 only).
+pub type CommitTimes = Rc<RefCell<BTreeMap<u64, DateTime<Utc>>>>;
+
 /// Holds view updates until their time closes, then consolidates and sends them. Returns a
 /// probe on the sink's own input (after the exchange to worker 0), so "caught up" means the
 /// sink has seen the frontier too.
-pub fn sink<'s>(views: Coll<'s, (u16, Value, ViewRow)>, out: Option<Sender>) -> ProbeHandle<u64> {
+pub fn sink<'s>(
+    views: Coll<'s, (u16, Value, ViewRow)>,
+    out: Option<Sender>,
+    commit_times: CommitTimes,
+) -> ProbeHandle<u64> {
     let names: Vec<&'static str> = views::all().iter().map(|v| v.name).collect();
     let mut stash: BTreeMap<u64, Vec<Pending>> = BTreeMap::new();
     let mut reported: Option<u64> = None;
@@ -62,6 +79,7 @@ pub fn sink<'s>(views: Coll<'s, (u16, Value, ViewRow)>, out: Option<Sender>) -> 
             }
         });
         let Some(out) = &out else { return };
+        let closed = frontier.frontier().is_empty();
         let upper = frontier.frontier().first().copied().unwrap_or(u64::MAX);
         while let Some(entry) = stash.first_entry() {
             if *entry.key() >= upper {
@@ -70,10 +88,16 @@ pub fn sink<'s>(views: Coll<'s, (u16, Value, ViewRow)>, out: Option<Sender>) -> 
             let (time, updates) = entry.remove_entry();
             let updates = consolidate(updates, &names);
             if !updates.is_empty() {
-                let _ = out.send(Output::Updates { lsn: Lsn(time), updates });
+                let commit_time = commit_times.borrow().get(&time).copied();
+                let _ = out.send(Output::Updates { lsn: Lsn(time), commit_time, updates });
             }
         }
-        if reported != Some(upper) {
+        {
+            // Times below the frontier are done, with or without updates.
+            let mut times = commit_times.borrow_mut();
+            *times = times.split_off(&upper);
+        }
+        if reported != Some(upper) && !closed {
             reported = Some(upper);
             let _ = out.send(Output::Frontier(Lsn(upper)));
         }

@@ -4,7 +4,7 @@
 //! plaintext is the note (the README has the whole contract); it is upserted into
 //! `deepcura_notes` by `note_id` under actor `deepcura_gridhook`, raw payload kept.
 
-use aes::cipher::{block_padding::Pkcs7, BlockModeDecrypt, KeyIvInit};
+use aes::cipher::{block_padding::Pkcs7, BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -19,6 +19,15 @@ use crate::fields::{column_text, Kind};
 use crate::{constant_time_eq, require_json, IngestError, IngestState};
 
 const SOURCE: &str = "deepcura_gridhook";
+
+/// Encrypts a note as Deep Cura does (AES-256-CBC, PKCS#7, key = SHA-256(secret)) into the
+/// Gridhook body `{"iv", "data"}`: the sender's side of the contract, for the demo and tests.
+pub fn encrypt(secret: &str, plaintext: &[u8], iv: [u8; 16]) -> Value {
+    let key: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+    let data = cbc::Encryptor::<aes::Aes256>::new(&key.into(), &iv.into()).encrypt_padded_vec::<Pkcs7>(plaintext);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    json!({"iv": b64.encode(iv), "data": b64.encode(data)})
+}
 
 /// Decrypts a Gridhook body into the note's JSON. Every failure is a 400 that says which
 /// step failed, never what the bytes were.

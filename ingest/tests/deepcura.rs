@@ -1,21 +1,12 @@
 //! Deep Cura Gridhooks: the encrypted round trip, and every way a delivery can be wrong.
 
-use aes::cipher::{block_padding::Pkcs7, BlockModeEncrypt, KeyIvInit};
+use august_ingest::deepcura::encrypt;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::{count, send, state, DEEPCURA_SECRET};
-
-/// Encrypts a note as Deep Cura does: AES-256-CBC, PKCS#7, key = SHA-256(secret).
-pub fn encrypt(secret: &str, plaintext: &[u8], iv: [u8; 16]) -> Value {
-    let key: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-    let data = cbc::Encryptor::<aes::Aes256>::new(&key.into(), &iv.into()).encrypt_padded_vec::<Pkcs7>(plaintext);
-    let b64 = base64::engine::general_purpose::STANDARD;
-    json!({"iv": b64.encode(iv), "data": b64.encode(data)})
-}
 
 pub fn note() -> Value {
     json!({

@@ -20,6 +20,9 @@ pub enum Actor {
     Linker,
     /// The Coda sink's own bookkeeping.
     CodaSink,
+    /// `august demo`'s synthetic clinic, for the tables no webhook fills (providers, the
+    /// staff's intake, tasks and prior authorizations).
+    Demo,
 }
 
 impl Actor {
@@ -31,6 +34,7 @@ impl Actor {
             Actor::DeepCuraGridhook => "deepcura_gridhook",
             Actor::Linker => "august_linker",
             Actor::CodaSink => "august_coda_sink",
+            Actor::Demo => "august_demo",
         }
     }
 }

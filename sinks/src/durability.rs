@@ -18,18 +18,35 @@ pub async fn fan_out(mut output: mpsc::UnboundedReceiver<Output>, sinks: Vec<mps
     }
 }
 
-/// A watch that always holds the smallest of `sources`, for `cdc`.
+/// A watch that always holds the smallest of `sources`, for `cdc`. A source whose sink has
+/// finished keeps counting with its last value; once every source has finished, the watch
+/// closes after its final value, so `changed()` failing on it means "final".
 pub fn min_durable(sources: Vec<watch::Receiver<Lsn>>) -> watch::Receiver<Lsn> {
     let smallest = |sources: &[watch::Receiver<Lsn>]| sources.iter().map(|s| *s.borrow()).min().unwrap_or(Lsn::ZERO);
     let (tx, rx) = watch::channel(smallest(&sources));
     tokio::spawn(async move {
         let mut sources = sources;
-        loop {
-            let changes: Vec<_> = sources.iter_mut().map(|s| Box::pin(s.changed())).collect();
-            if futures_select_all(changes).await.is_err() || tx.is_closed() {
+        let mut open: Vec<usize> = (0..sources.len()).collect();
+        while !open.is_empty() {
+            let (index, changed) = {
+                let changes: Vec<_> = sources
+                    .iter_mut()
+                    .enumerate()
+                    .filter(|(i, _)| open.contains(i))
+                    .map(|(i, s)| Box::pin(async move { (i, s.changed().await) }))
+                    .collect();
+                futures_select_all(changes).await
+            };
+            if changed.is_err() {
+                open.retain(|i| *i != index);
+            }
+            tx.send_if_modified(|current| {
+                let now = smallest(&sources);
+                (now != *current).then(|| *current = now).is_some()
+            });
+            if tx.is_closed() {
                 return;
             }
-            tx.send_replace(smallest(&sources));
         }
     });
     rx
@@ -67,5 +84,21 @@ mod tests {
         })
         .await
         .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_finished_sink_keeps_its_last_value_and_the_watch_closes_after_the_last() {
+        let (a, a_rx) = watch::channel(Lsn(10));
+        let (b, b_rx) = watch::channel(Lsn(5));
+        let mut durable = min_durable(vec![a_rx, b_rx]);
+        b.send_replace(Lsn(30));
+        drop(b); // the link sink finished first
+        a.send_replace(Lsn(20));
+        a.send_replace(Lsn(40)); // the Coda sink drained further
+        drop(a);
+        tokio::time::timeout(std::time::Duration::from_secs(1), async { while durable.changed().await.is_ok() {} })
+            .await
+            .expect("the watch closes once every sink has finished");
+        assert_eq!(*durable.borrow(), Lsn(30), "the smallest of the last values");
     }
 }

@@ -19,7 +19,7 @@ use august_sinks::coda::writer::{write_to_coda, WriterConfig, WriterStats};
 use august_sinks::coda_emulator::{self, Emulator, EmulatorConfig, Faults};
 use tokio::sync::{mpsc, watch};
 
-const MAPPING: &str = r#"
+pub const MAPPING: &str = r#"
 doc_id = "doc-test"
 [[tables]]
 view = "providers"
@@ -32,9 +32,9 @@ last_name = "c-last"
 specialty = "c-specialty"
 "#;
 
-const WINDOW: Duration = Duration::from_secs(2);
+pub const WINDOW: Duration = Duration::from_secs(2);
 
-fn provider(id: i64, last_name: &str) -> Vec<Value> {
+pub fn provider(id: i64, last_name: &str) -> Vec<Value> {
     let spec = table("providers").unwrap();
     let mut row = vec![Value::Null; spec.columns.len()];
     row[spec.col("drchrono_id")] = Value::Int(id);
@@ -43,26 +43,26 @@ fn provider(id: i64, last_name: &str) -> Vec<Value> {
     row
 }
 
-fn upsert(id: i64, last_name: &str) -> ViewUpdate {
+pub fn upsert(id: i64, last_name: &str) -> ViewUpdate {
     ViewUpdate { view: "providers", key: Value::Int(id), row: Some(provider(id, last_name)) }
 }
 
-struct Harness {
-    emulator: Emulator,
-    output: mpsc::UnboundedSender<Output>,
-    durable: watch::Receiver<Lsn>,
-    stats: Arc<WriterStats>,
-    task: tokio::task::JoinHandle<Result<(), august_sinks::SinkError>>,
+pub struct Harness {
+    pub emulator: Emulator,
+    pub output: mpsc::UnboundedSender<Output>,
+    pub durable: watch::Receiver<Lsn>,
+    pub stats: Arc<WriterStats>,
+    pub task: tokio::task::JoinHandle<Result<(), august_sinks::SinkError>>,
 }
 
-async fn emulator(config: EmulatorConfig) -> Emulator {
+pub async fn emulator(config: EmulatorConfig) -> Emulator {
     let mapping = Mapping::parse(MAPPING, "test").unwrap();
     coda_emulator::serve("127.0.0.1:0".parse().unwrap(), &mapping, EmulatorConfig { window: WINDOW, ..config })
         .await
         .unwrap()
 }
 
-fn client(db: &august_testkit::TestDb, emulator: &Emulator, timeout: Duration) -> CodaClient {
+pub fn client(db: &august_testkit::TestDb, emulator: &Emulator, timeout: Duration) -> CodaClient {
     let settings = CodaSettings {
         base: emulator.base_url(),
         token: Secret::new("emulator-token".into()),
@@ -73,7 +73,7 @@ fn client(db: &august_testkit::TestDb, emulator: &Emulator, timeout: Duration) -
     CodaClient::new(settings, AccessLog::start("coda", db.config())).unwrap()
 }
 
-fn start(db: &august_testkit::TestDb, emulator: Emulator, config: WriterConfig) -> Harness {
+pub fn start(db: &august_testkit::TestDb, emulator: Emulator, config: WriterConfig) -> Harness {
     let (output, rx) = mpsc::unbounded_channel();
     let (durable_tx, durable) = watch::channel(Lsn::ZERO);
     let stats = Arc::new(WriterStats::default());
@@ -83,7 +83,7 @@ fn start(db: &august_testkit::TestDb, emulator: Emulator, config: WriterConfig) 
     Harness { emulator, output, durable, stats, task }
 }
 
-fn fast() -> WriterConfig {
+pub fn fast() -> WriterConfig {
     WriterConfig {
         poll: Duration::from_millis(20),
         backoff: (Duration::from_millis(50), Duration::from_millis(500)),
@@ -92,12 +92,17 @@ fn fast() -> WriterConfig {
 }
 
 impl Harness {
-    fn send(&self, lsn: u64, updates: Vec<ViewUpdate>) {
-        self.output.send(Output::Updates { lsn: Lsn(lsn), updates }).unwrap();
+    pub fn send(&self, lsn: u64, updates: Vec<ViewUpdate>) {
+        self.send_committed(lsn, None, updates);
+    }
+
+    /// Sends updates that committed at `commit_time`, then the frontier past them.
+    pub fn send_committed(&self, lsn: u64, commit_time: Option<chrono::DateTime<chrono::Utc>>, updates: Vec<ViewUpdate>) {
+        self.output.send(Output::Updates { lsn: Lsn(lsn), commit_time, updates }).unwrap();
         self.output.send(Output::Frontier(Lsn(lsn + 1))).unwrap();
     }
 
-    async fn durable_past(&mut self, lsn: u64) {
+    pub async fn durable_past(&mut self, lsn: u64) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while *self.durable.borrow_and_update() <= Lsn(lsn) {
             assert!(Instant::now() < deadline, "durable stuck at {}", *self.durable.borrow());
@@ -105,7 +110,7 @@ impl Harness {
         }
     }
 
-    fn coda_rows(&self) -> BTreeMap<String, String> {
+    pub fn coda_rows(&self) -> BTreeMap<String, String> {
         self.emulator
             .rows("doc-test", "grid-providers")
             .into_iter()
@@ -125,7 +130,7 @@ async fn a_backlog_goes_in_full_batches_and_many_updates_to_one_key_in_one_write
     // 1,000 updates to one key before a write slot opens: one row written.
     let before = h.stats.rows_written.load(Ordering::Relaxed);
     for n in 0..1000 {
-        h.output.send(Output::Updates { lsn: Lsn(100 + n), updates: vec![upsert(7, &format!("Name {n}"))] }).unwrap();
+        h.output.send(Output::Updates { lsn: Lsn(100 + n), commit_time: None, updates: vec![upsert(7, &format!("Name {n}"))] }).unwrap();
     }
     h.output.send(Output::Frontier(Lsn(1100))).unwrap();
     h.durable_past(1099).await;

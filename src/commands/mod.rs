@@ -4,5 +4,6 @@ pub mod coda_emulator;
 pub mod ingest;
 pub mod migrate;
 pub mod replicate;
+pub mod serve;
 pub mod tail;
 pub mod views;

@@ -73,7 +73,7 @@ async fn main() {
         .collect();
     eprintln!("backfilling {rows} rows at 10 writes per 6 s…");
     let started = Instant::now();
-    output.send(Output::Updates { lsn: Lsn(10), updates }).unwrap();
+    output.send(Output::Updates { lsn: Lsn(10), commit_time: None, updates }).unwrap();
     output.send(Output::Frontier(Lsn(11))).unwrap();
     while *durable.borrow_and_update() <= Lsn(10) {
         let _ = tokio::time::timeout(Duration::from_secs(1), durable.changed()).await;

@@ -283,6 +283,42 @@ impl CodaClient {
             .unwrap_or_default())
     }
 
+    /// Every row of a table (all pages of 500): row id and values by column id.
+    pub async fn list_rows(
+        &self,
+        doc: &str,
+        table: &str,
+    ) -> Result<Vec<(String, std::collections::BTreeMap<String, Value>)>, CodaError> {
+        let mut rows = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let query = match &token {
+                Some(t) => format!("?pageToken={}", encode(t)),
+                None => "?limit=500&useColumnNames=false&valueFormat=simple".into(),
+            };
+            let page = self
+                .call(
+                    reqwest::Method::GET,
+                    "/docs/{docId}/tables/{tableIdOrName}/rows",
+                    format!("/docs/{}/tables/{}/rows{query}", encode(doc), encode(table)),
+                    None,
+                    None,
+                )
+                .await?;
+            for item in page["items"].as_array().into_iter().flatten() {
+                let (Some(id), Ok(values)) = (item["id"].as_str(), serde_json::from_value(item["values"].clone()))
+                else {
+                    return Err(CodaError::Unavailable("malformed row list".into()));
+                };
+                rows.push((id.to_string(), values));
+            }
+            match page.get("nextPageToken").and_then(Value::as_str) {
+                Some(next) => token = Some(next.to_string()),
+                None => return Ok(rows),
+            }
+        }
+    }
+
     /// Deletes rows by id; returns the request id. Call after [`CodaClient::write_slot`].
     pub async fn delete_rows(&self, doc: &str, table: &str, row_ids: &[String]) -> Result<String, CodaError> {
         let result = self

@@ -1,6 +1,10 @@
 //! The ledger (`coda_sync_state`): what Coda is known to hold, per view row, so a row whose
 //! content Coda already has is never written again, and a delete knows the row's id when a
 //! look-up found it once.
+//!
+//! Beside it, `coda_pending_writes` holds the writes sent but not yet confirmed: recorded
+//! before each request ([`intend`]) and removed with the confirmation ([`record`]), so what a
+//! killed run left unrecorded is settled against Coda at the next start ([`settle`]).
 
 use std::collections::HashMap;
 
@@ -71,6 +75,24 @@ pub async fn record(client: &mut tokio_postgres::Client, confirmed: &[Confirmed]
     }
     let tx = client.transaction().await.map_err(|e| DbError::new("begin the ledger update", e))?;
     set_actor(&tx, Actor::CodaSink).await?;
+    // The intents these writes fulfil; a newer intent for the same row (other content) stays.
+    let (mut done_views, mut done_keys, mut done_hashes) = (Vec::new(), Vec::new(), Vec::new());
+    for item in confirmed {
+        let (view, key, hash) = match item {
+            Confirmed::Written { view, key, hash, .. } => (view, key, Some(hash.as_str())),
+            Confirmed::Deleted { view, key } => (view, key, None),
+        };
+        done_views.push(view.as_str());
+        done_keys.push(key.as_str());
+        done_hashes.push(hash);
+    }
+    tx.execute(
+        "DELETE FROM coda_pending_writes p USING unnest($1::text[], $2::text[], $3::text[]) AS t(v, k, h)
+          WHERE p.view = t.v AND p.row_key = t.k AND p.content_hash IS NOT DISTINCT FROM t.h",
+        &[&done_views, &done_keys, &done_hashes],
+    )
+    .await
+    .map_err(|e| DbError::new("clear settled Coda intents", e))?;
     if !views.is_empty() {
         tx.execute(
             "INSERT INTO coda_sync_state (view, row_key, content_hash, pushed_lsn)
@@ -107,4 +129,67 @@ pub async fn remember_row_id(
         .await
         .map(|_| ())
         .map_err(|e| DbError::new("remember a Coda row id", e))
+}
+
+/// Records, before a write is sent, what it will make Coda hold for each row: the content hash,
+/// or `None` for a delete.
+pub async fn intend(client: &tokio_postgres::Client, view: &str, rows: &[(&str, Option<&str>)]) -> Result<(), DbError> {
+    let keys: Vec<&str> = rows.iter().map(|(k, _)| *k).collect();
+    let hashes: Vec<Option<&str>> = rows.iter().map(|(_, h)| *h).collect();
+    client
+        .execute(
+            "INSERT INTO coda_pending_writes (view, row_key, content_hash)
+             SELECT $1, k, h FROM unnest($2::text[], $3::text[]) AS t(k, h)
+             ON CONFLICT (view, row_key) DO UPDATE SET content_hash = EXCLUDED.content_hash, sent_at = now()",
+            &[&view, &keys, &hashes],
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| DbError::new("record a Coda write intent", e))
+}
+
+/// The rows of `views` that a write was sent for and never confirmed: (view, key).
+pub async fn unsettled(client: &tokio_postgres::Client, views: &[String]) -> Result<Vec<(String, String)>, DbError> {
+    let rows = client
+        .query("SELECT view, row_key FROM coda_pending_writes WHERE view = ANY($1) ORDER BY view, row_key", &[&views])
+        .await
+        .map_err(|e| DbError::new("load unsettled Coda writes", e))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Settles unconfirmed writes with what Coda was found to hold for each row (`None`: no
+/// row), in one transaction: the ledger takes Coda's state, and the intents go.
+pub async fn settle(
+    client: &mut tokio_postgres::Client,
+    view: &str,
+    found: &[(String, Option<Held>)],
+) -> Result<(), DbError> {
+    let tx = client.transaction().await.map_err(|e| DbError::new("begin settling Coda writes", e))?;
+    set_actor(&tx, Actor::CodaSink).await?;
+    let (mut held_keys, mut hashes, mut ids, mut gone) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (key, held) in found {
+        match held {
+            Some(h) => {
+                held_keys.push(key.as_str());
+                hashes.push(h.hash.as_str());
+                ids.push(h.row_id.as_deref());
+            }
+            None => gone.push(key.as_str()),
+        }
+    }
+    let keys: Vec<&str> = found.iter().map(|(k, _)| k.as_str()).collect();
+    let statements: [(&str, Vec<&(dyn tokio_postgres::types::ToSql + Sync)>); 3] = [
+        (
+            "INSERT INTO coda_sync_state (view, row_key, content_hash, coda_row_id, pushed_lsn)
+             SELECT $1, k, h, i, '0/0' FROM unnest($2::text[], $3::text[], $4::text[]) AS t(k, h, i)
+             ON CONFLICT (view, row_key) DO UPDATE SET content_hash = EXCLUDED.content_hash, coda_row_id = EXCLUDED.coda_row_id, pushed_at = now()",
+            vec![&view, &held_keys, &hashes, &ids],
+        ),
+        ("DELETE FROM coda_sync_state WHERE view = $1 AND row_key = ANY($2)", vec![&view, &gone]),
+        ("DELETE FROM coda_pending_writes WHERE view = $1 AND row_key = ANY($2)", vec![&view, &keys]),
+    ];
+    for (sql, params) in statements {
+        tx.execute(sql, &params).await.map_err(|e| DbError::new("settle Coda writes", e))?;
+    }
+    tx.commit().await.map_err(|e| DbError::new("commit settled Coda writes", e))
 }

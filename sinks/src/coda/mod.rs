@@ -5,14 +5,18 @@
 //!   start-up ([`check_mapping`]);
 //! * [`client`]: the API client, under one global write quota and one read quota;
 //! * [`access_log`]: one `access_log` row per call;
+//! * [`cells`]: a view row as Coda cells, and the content hash of them;
 //! * [`ledger`]: what Coda holds, so unchanged rows are never written twice;
+//! * [`settle`]: at start-up, what a killed run sent but never saw confirmed;
 //! * [`writer`]: the write path (coalescing, batching, retries, dead letters, durable LSN).
 
 pub mod access_log;
+pub mod cells;
 pub mod client;
 mod confirm;
 pub mod ledger;
 pub mod mapping;
+pub mod settle;
 pub mod writer;
 
 use client::CodaClient;

@@ -8,23 +8,32 @@
 //! jitter (honouring `Retry-After`); any other 4xx splits the batch until the refused row
 //! stands alone, which goes to `sink_dead_letters` while the rest goes on. The durable LSN is
 //! the last frontier, held back by the oldest change not yet durable.
+//!
+//! Before the first write, writes a previous run left unconfirmed are settled against Coda
+//! ([`super::settle`]); each write records its intent first. Once the initial copy has been
+//! seen, rows the ledger holds that the copy no longer has (deleted while August was down) are
+//! deleted from Coda. Each durable row records its commit-to-durable latency
+//! (`august_e2e_latency_seconds{view}`, from the oldest change it carries).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use august_cdc::{Lsn, Value as CdcValue};
-use august_dataflow::views::to_scalar_json;
+use august_cdc::Lsn;
 use august_dataflow::Output;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 
+use super::cells::{self, cell, key_text, CellSources, Cells};
 use super::client::{CodaClient, CodaError};
 use super::ledger::{self, Confirmed, Held};
 use super::mapping::{Mapping, OnDelete, TableMapping};
 use crate::SinkError;
+
+/// The histogram of commit-to-durable latency, per view.
+pub const LATENCY_METRIC: &str = "august_e2e_latency_seconds";
 
 /// Batch limits and pacing.
 #[derive(Debug, Clone)]
@@ -66,19 +75,64 @@ pub struct WriterStats {
     pub retries: AtomicU64,
     /// Updates skipped because Coda already held them.
     pub skipped: AtomicU64,
+    /// Rows confirmed durable in Coda (written or deleted).
+    pub rows_durable: AtomicU64,
+    /// Rows settled at start-up from a previous run's unconfirmed writes.
+    pub settled: AtomicU64,
+    /// The latest commit-to-durable latencies, in milliseconds (at most [`RECENT`]).
+    pub recent_latency_ms: Mutex<VecDeque<u64>>,
+}
+
+/// How many latencies [`WriterStats::recent_latency_ms`] keeps.
+pub const RECENT: usize = 512;
+
+impl WriterStats {
+    /// The `q` quantile (0..=1) of the recent latencies, in milliseconds.
+    pub fn recent_latency(&self, q: f64) -> Option<u64> {
+        let mut recent: Vec<u64> = self.recent_latency_ms.lock().ok()?.iter().copied().collect();
+        if recent.is_empty() {
+            return None;
+        }
+        recent.sort_unstable();
+        Some(recent[((recent.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize])
+    }
+
+    fn observe_latency(&self, view: &str, latency: Duration) {
+        metrics::histogram!(LATENCY_METRIC, "view" => view.to_string()).record(latency.as_secs_f64());
+        if let Ok(mut recent) = self.recent_latency_ms.lock() {
+            if recent.len() == RECENT {
+                recent.pop_front();
+            }
+            recent.push_back(latency.as_millis() as u64);
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 enum Change {
-    Upsert { cells: Vec<(String, Value)>, hash: String },
+    Upsert { cells: Cells, hash: String },
     Delete,
+}
+
+impl Change {
+    fn hash(&self) -> Option<&str> {
+        match self {
+            Change::Upsert { hash, .. } => Some(hash),
+            Change::Delete => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 struct Pending {
     key: String,
     key_value: Value,
+    /// The latest change this carries.
     lsn: Lsn,
+    /// The oldest change this carries (coalescing keeps it): durability waits for it.
+    since: Lsn,
+    /// When the oldest change committed (`None` for the initial copy).
+    committed: Option<DateTime<Utc>>,
     change: Change,
 }
 
@@ -99,28 +153,23 @@ pub async fn write_to_coda(
     durable: watch::Sender<Lsn>,
     stats: Arc<WriterStats>,
 ) -> Result<(), SinkError> {
-    let db = august_schema::connect(&pg).await?;
+    let mut db = august_schema::connect(&pg).await?;
     let views: Vec<String> = mapping.tables.iter().map(|t| t.view.clone()).collect();
-    let sources = mapping
-        .tables
-        .iter()
-        .map(|table| {
-            let spec = table.view_spec();
-            table
-                .columns
-                .iter()
-                .filter_map(|(column, coda)| spec.columns.iter().position(|c| c == column).map(|i| (coda.clone(), i)))
-                .collect()
-        })
-        .collect();
+    let sources: Vec<CellSources> = mapping.tables.iter().map(CellSources::of).collect();
+    let mut held = ledger::load(&db, &views).await?;
+    let settled = super::settle::settle_unconfirmed(&mut db, &client, &mapping, &sources, &mut held).await?;
+    stats.settled.fetch_add(settled as u64, Ordering::Relaxed);
     let mut w = Writer {
         sources,
-        held: ledger::load(&db, &views).await?,
+        held,
         pending: vec![BTreeMap::new(); mapping.tables.len()],
         in_flight: HashMap::new(),
         confirm: None,
         retry: VecDeque::new(),
         frontier: Lsn::ZERO,
+        snapshot_keys: Some(vec![HashSet::new(); mapping.tables.len()]),
+        pg: pg.clone(),
+        db,
         client,
         mapping,
         config,
@@ -143,7 +192,7 @@ pub async fn write_to_coda(
                 Some(answer) => w.confirmed(answer?),
                 None => return Err(SinkError::Shape { view: "coda", message: "the confirmer stopped".into() }),
             },
-            _ = w.client.write_slot(), if ready => w.send_next(&db).await?,
+            _ = w.client.write_slot(), if ready => w.send_next().await?,
             _ = tokio::time::sleep_until(next_retry.into()), if !w.retry.is_empty() && !ready => {}
             _ = tokio::time::sleep(Duration::from_millis(100)), if drain_until.is_some() => {}
         }
@@ -161,8 +210,10 @@ pub async fn write_to_coda(
 }
 
 struct Writer {
-    /// Per mapped table: each Coda column and the view column it takes, by position.
-    sources: Vec<Vec<(String, usize)>>,
+    /// Per mapped table: each Coda column and the view column it takes.
+    sources: Vec<CellSources>,
+    pg: tokio_postgres::Config,
+    db: tokio_postgres::Client,
     client: CodaClient,
     mapping: Mapping,
     config: WriterConfig,
@@ -173,22 +224,9 @@ struct Writer {
     confirm: Option<mpsc::UnboundedSender<(String, Vec<Confirmed>)>>,
     retry: VecDeque<(Instant, Batch)>,
     frontier: Lsn,
-}
-
-/// The text a key is recorded under in the ledger.
-pub fn key_text(value: &CdcValue) -> String {
-    match to_scalar_json(value) {
-        Value::String(s) => s,
-        other => other.to_string(),
-    }
-}
-
-/// A cell value as Coda takes it: a scalar; NULL becomes an empty string (no null in Coda).
-fn cell(value: &CdcValue) -> Value {
-    match to_scalar_json(value) {
-        Value::Null => Value::String(String::new()),
-        other => other,
-    }
+    /// Per mapped table, the keys of the initial copy (everything before the first frontier
+    /// past 0), until the copy is complete.
+    snapshot_keys: Option<Vec<HashSet<String>>>,
 }
 
 impl Writer {
@@ -208,7 +246,7 @@ impl Writer {
             .flat_map(|p| p.values())
             .chain(self.in_flight.values().flat_map(|b| &b.items))
             .chain(self.retry.iter().flat_map(|(_, b)| &b.items))
-            .map(|p| p.lsn)
+            .map(|p| p.since)
             .min();
         oldest.map_or(self.frontier, |lsn| lsn.min(self.frontier))
     }
@@ -232,22 +270,27 @@ impl Writer {
     }
 
     fn take(&mut self, item: Output) {
-        let updates = match item {
+        let (lsn, commit_time, updates) = match item {
             Output::Frontier(lsn) => {
                 self.frontier = self.frontier.max(lsn);
+                if lsn > Lsn::ZERO {
+                    self.copy_complete();
+                }
                 return;
             }
-            Output::Updates { updates, lsn } => updates.into_iter().map(move |u| (lsn, u)),
+            Output::Updates { updates, lsn, commit_time } => (lsn, commit_time, updates),
         };
-        for (lsn, update) in updates {
+        for update in updates {
             let Some(t) = self.mapping.tables.iter().position(|m| m.view == update.view) else { continue };
             let table: &TableMapping = &self.mapping.tables[t];
             let key = key_text(&update.key);
+            if let Some(copy) = &mut self.snapshot_keys {
+                copy[t].insert(key.clone()); // before the first frontier: the initial copy
+            }
             let change = match &update.row {
                 Some(row) => {
-                    let cells: Vec<(String, Value)> =
-                        self.sources[t].iter().map(|(coda, i)| (coda.clone(), cell(&row[*i]))).collect();
-                    let hash = hex::encode(&Sha256::digest(serde_json::to_vec(&cells).unwrap_or_default())[..16]);
+                    let cells = self.sources[t].cells(row);
+                    let hash = cells::hash(&cells);
                     Change::Upsert { cells, hash }
                 }
                 None if table.on_delete == OnDelete::Keep => {
@@ -256,33 +299,63 @@ impl Writer {
                 }
                 None => Change::Delete,
             };
-            self.pending[t].remove(&key);
+            let older = self.pending[t].remove(&key);
             let expected = self.expected(&table.view, &key);
-            let already = match &change {
-                Change::Upsert { hash, .. } => expected.as_deref() == Some(hash.as_str()),
-                Change::Delete => expected.is_none(),
-            };
-            if already {
+            if expected.as_deref() == change.hash() {
                 self.stats.skipped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
+            let (since, committed) = older.map_or((lsn, commit_time), |o| (o.since, o.committed.or(commit_time)));
             let key_value = cell(&update.key);
-            self.pending[t].insert(key.clone(), Pending { key, key_value, lsn, change });
+            self.pending[t].insert(key.clone(), Pending { key, key_value, lsn, since, committed, change });
+        }
+    }
+
+    /// The initial copy is complete: a row the ledger holds that the copy lacks was deleted
+    /// while August was not running, so it is deleted from Coda too (per `on_delete`).
+    fn copy_complete(&mut self) {
+        let Some(copy) = self.snapshot_keys.take() else { return };
+        for (t, table) in self.mapping.tables.iter().enumerate() {
+            if table.on_delete == OnDelete::Keep {
+                continue;
+            }
+            let gone: Vec<String> = self
+                .held
+                .keys()
+                .filter(|(view, key)| *view == table.view && !copy[t].contains(key) && !self.pending[t].contains_key(key))
+                .map(|(_, key)| key.clone())
+                .collect();
+            for key in gone {
+                let key_value = Value::String(key.clone());
+                let pending = Pending {
+                    key: key.clone(),
+                    key_value,
+                    lsn: Lsn::ZERO,
+                    since: Lsn::ZERO,
+                    committed: None,
+                    change: Change::Delete,
+                };
+                self.pending[t].insert(key, pending);
+            }
         }
     }
 
     /// Sends one write: a batch due for retry, or the next batch of the table whose oldest
-    /// change is oldest. The caller has taken the write slot.
-    async fn send_next(&mut self, db: &tokio_postgres::Client) -> Result<(), SinkError> {
+    /// change is oldest. The caller has taken the write slot. Its intent is recorded first.
+    async fn send_next(&mut self) -> Result<(), SinkError> {
         let batch = match self.retry.front() {
             Some((at, _)) if *at <= Instant::now() => self.retry.pop_front().map(|(_, b)| b),
             _ => self.next_batch(),
         };
         let Some(batch) = batch else { return Ok(()) };
         let table = self.mapping.tables[batch.table].clone();
+        if let Err(error) = self.intend(&table.view, &batch.items).await {
+            tracing::warn!(error = %error, "cannot record a Coda write intent; retrying");
+            return self.failed(batch, CodaError::Unavailable("the ledger is unavailable".into())).await;
+        }
         let result = match &batch.items[0].change {
             Change::Upsert { .. } => {
-                let rows: Vec<Vec<(String, Value)>> = batch
+                let rows: Vec<Cells> = batch
                     .items
                     .iter()
                     .filter_map(
@@ -293,7 +366,7 @@ impl Writer {
                     .upsert_rows(&self.mapping.doc_id, &table.table_id, &rows, &[table.key_column().to_string()])
                     .await
             }
-            Change::Delete => self.delete(db, &table, &batch.items).await,
+            Change::Delete => self.delete(&table, &batch.items).await,
         };
         match result {
             Ok(request) => {
@@ -323,8 +396,17 @@ impl Writer {
                 self.in_flight.insert(request, batch);
                 Ok(())
             }
-            Err(error) => self.failed(db, batch, error).await,
+            Err(error) => self.failed(batch, error).await,
         }
+    }
+
+    /// Records what a write is about to make Coda hold, on a connection restored if it broke.
+    async fn intend(&mut self, view: &str, items: &[Pending]) -> Result<(), august_schema::DbError> {
+        if self.db.is_closed() {
+            self.db = august_schema::connect(&self.pg).await?;
+        }
+        let rows: Vec<(&str, Option<&str>)> = items.iter().map(|p| (p.key.as_str(), p.change.hash())).collect();
+        ledger::intend(&self.db, view, &rows).await
     }
 
     fn next_batch(&mut self) -> Option<Batch> {
@@ -361,12 +443,7 @@ impl Writer {
     }
 
     /// Deletes by row id: the ledger's when known, else found by a keyed look-up.
-    async fn delete(
-        &mut self,
-        db: &tokio_postgres::Client,
-        table: &TableMapping,
-        items: &[Pending],
-    ) -> Result<String, CodaError> {
+    async fn delete(&mut self, table: &TableMapping, items: &[Pending]) -> Result<String, CodaError> {
         let mut ids = Vec::new();
         for item in items {
             let held = self.held.get(&(table.view.clone(), item.key.clone())).and_then(|h| h.row_id.clone());
@@ -378,7 +455,7 @@ impl Writer {
                         .find_rows(&self.mapping.doc_id, &table.table_id, table.key_column(), &item.key_value)
                         .await?;
                     for id in &found {
-                        let _ = ledger::remember_row_id(db, &table.view, &item.key, id).await;
+                        let _ = ledger::remember_row_id(&self.db, &table.view, &item.key, id).await;
                     }
                     ids.extend(found);
                 }
@@ -387,12 +464,7 @@ impl Writer {
         self.client.delete_rows(&self.mapping.doc_id, &table.table_id, &ids).await
     }
 
-    async fn failed(
-        &mut self,
-        db: &tokio_postgres::Client,
-        mut batch: Batch,
-        error: CodaError,
-    ) -> Result<(), SinkError> {
+    async fn failed(&mut self, mut batch: Batch, error: CodaError) -> Result<(), SinkError> {
         match error {
             CodaError::RateLimited { .. } | CodaError::Unavailable(_) => {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -429,7 +501,8 @@ impl Writer {
                     Change::Upsert { cells, .. } => serde_json::json!({"cells": cells}),
                     Change::Delete => serde_json::json!({"delete": item.key_value}),
                 };
-                db.execute(
+                self.db
+                    .execute(
                     "INSERT INTO sink_dead_letters (sink, view, row_key, target, status_code, message, payload, lsn)
                      VALUES ('coda', $1, $2, $3, $4, $5, $6, $7::text::pg_lsn)",
                     &[
@@ -459,7 +532,12 @@ impl Writer {
             super::confirm::Confirmation::Done(request) => {
                 let Some(batch) = self.in_flight.remove(&request) else { return };
                 let view = self.mapping.tables[batch.table].view.clone();
+                self.stats.rows_durable.fetch_add(batch.items.len() as u64, Ordering::Relaxed);
+                let now = Utc::now();
                 for item in batch.items {
+                    if let Some(committed) = item.committed {
+                        self.stats.observe_latency(&view, (now - committed).to_std().unwrap_or_default());
+                    }
                     let key = (view.clone(), item.key);
                     match item.change {
                         Change::Upsert { hash, .. } => {

@@ -3,7 +3,8 @@
 //! many), asynchronous mutations with `mutationStatus`, the Bearer check, Coda's error body,
 //! the write (10 per 6 s) and read (100 per 6 s) quotas with 429s, and injected faults (error
 //! rate with timeouts, added latency, 429 storms, slow mutation completion, a value rejected
-//! with 400). A plain HTML page at `/` shows each table's rows.
+//! with 400). A plain HTML page at `/` shows each table's rows, and `GET /_emulator/stats` (not
+//! part of Coda's API) what it saw, including writes that changed nothing.
 //!
 //! Run it with `august coda-emulator --listen 127.0.0.1:PORT --from-mapping FILE`, or as a
 //! library with [`serve`].
@@ -141,6 +142,18 @@ impl Emulator {
         *self.inner.reject_value.lock().expect("reject lock") = Some(value);
     }
 
+    /// Upserted rows that changed nothing (every value sent was already held).
+    pub fn unchanged_rows(&self) -> u64 {
+        self.inner.model.lock().expect("model lock").unchanged_rows
+    }
+
+    /// Reports every applied upsert, with its time, on the returned channel.
+    pub fn observe(&self) -> tokio::sync::mpsc::UnboundedReceiver<state::Applied> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.inner.model.lock().expect("model lock").observer = Some(tx);
+        rx
+    }
+
     /// The applied rows of a table: values by column id, in row order.
     pub fn rows(&self, doc: &str, table: &str) -> Vec<std::collections::BTreeMap<String, serde_json::Value>> {
         let mut model = self.inner.model.lock().expect("model lock");
@@ -187,6 +200,7 @@ fn router(shared: Shared) -> Router {
         )
         .route("/docs/{doc}/tables/{table}/rows/{row}", axum::routing::delete(routes::delete_row))
         .route("/mutationStatus/{request}", get(routes::mutation_status))
+        .route("/_emulator/stats", get(routes::stats))
         .fallback(|| async {
             routes::error(
                 axum::http::StatusCode::NOT_FOUND,

@@ -87,12 +87,17 @@ pub struct ListParams {
     query: Option<String>,
 }
 
+/// A page of `items`. Like Coda's, the page token carries the first request's limit, so a
+/// client that sends only `pageToken` keeps its page size.
 fn page<T: Clone>(items: &[T], params: &ListParams, max: usize) -> (Vec<T>, Option<String>) {
-    let start =
-        params.page_token.as_deref().and_then(|t| t.strip_prefix("o")).and_then(|n| n.parse().ok()).unwrap_or(0usize);
-    let limit = params.limit.unwrap_or(25).clamp(1, max);
+    let token = params.page_token.as_deref().and_then(|t| t.strip_prefix("o")).and_then(|rest| {
+        let (start, limit) = rest.split_once('-')?;
+        Some((start.parse::<usize>().ok()?, limit.parse::<usize>().ok()?))
+    });
+    let (start, limit) = token.unwrap_or((0, params.limit.unwrap_or(25)));
+    let limit = limit.clamp(1, max);
     let end = (start + limit).min(items.len());
-    let next = (end < items.len()).then(|| format!("o{end}"));
+    let next = (end < items.len()).then(|| format!("o{end}-{limit}"));
     (items.get(start..end).unwrap_or_default().to_vec(), next)
 }
 
@@ -305,4 +310,20 @@ pub async fn mutation_status(
         Some(completed) => Json(json!({"completed": completed})).into_response(),
         None => not_found(),
     }
+}
+
+/// `GET /_emulator/stats` (the emulator's own, not Coda's): what it saw.
+pub async fn stats(State(shared): State<Shared>) -> Response {
+    let stats = &shared.stats;
+    let unchanged = shared.model.lock().expect("model lock").unchanged_rows;
+    Json(json!({
+        "writes": stats.writes.load(Ordering::Relaxed),
+        "reads": stats.reads.load(Ordering::Relaxed),
+        "throttled": stats.throttled.load(Ordering::Relaxed),
+        "faults": stats.faults.load(Ordering::Relaxed),
+        "rows_upserted": stats.rows_upserted.load(Ordering::Relaxed),
+        "rows_deleted": stats.rows_deleted.load(Ordering::Relaxed),
+        "rows_unchanged": unchanged,
+    }))
+    .into_response()
 }

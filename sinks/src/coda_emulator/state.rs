@@ -83,6 +83,17 @@ pub enum Edit {
     },
 }
 
+/// Rows an upsert applied to one table, and when: what an observer of the emulator sees.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// Table id.
+    pub table: String,
+    /// The rows' cells by column id, as sent.
+    pub rows: Vec<BTreeMap<String, Value>>,
+    /// When the mutation took effect.
+    pub at: Instant,
+}
+
 /// The emulated service.
 #[derive(Debug, Default)]
 pub struct Model {
@@ -90,6 +101,11 @@ pub struct Model {
     pub docs: HashMap<String, Vec<Table>>,
     mutations: HashMap<String, (Instant, Option<Edit>)>,
     next_request: u64,
+    /// Upserted rows that matched an existing row whose cells already held every value sent:
+    /// writes that changed nothing.
+    pub unchanged_rows: u64,
+    /// Where applied upserts are reported, when someone watches.
+    pub observer: Option<tokio::sync::mpsc::UnboundedSender<Applied>>,
 }
 
 impl Model {
@@ -117,11 +133,15 @@ impl Model {
         self.docs.get_mut(doc)?.iter_mut().find(|t| t.id == id)
     }
 
-    /// Queues an edit; it takes effect after `delay`. Returns its request id.
+    /// Queues an edit; it takes effect after `delay` (at once when there is none). Returns
+    /// its request id.
     pub fn queue(&mut self, edit: Edit, delay: Duration) -> String {
         self.next_request += 1;
         let id = format!("req-{:08}", self.next_request);
         self.mutations.insert(id.clone(), (Instant::now() + delay, Some(edit)));
+        if delay.is_zero() {
+            self.apply_due();
+        }
         id
     }
 
@@ -148,8 +168,15 @@ impl Model {
 
     fn apply(&mut self, edit: Edit) {
         let now = chrono::Utc::now();
+        if let (Some(observer), Edit::Upsert { table, rows, .. }) = (&self.observer, &edit) {
+            let applied = Applied { table: table.clone(), rows: rows.clone(), at: Instant::now() };
+            if observer.send(applied).is_err() {
+                self.observer = None;
+            }
+        }
         match edit {
             Edit::Upsert { doc, table, rows, key_columns } => {
+                let mut unchanged = 0;
                 let Some(table) = self.table_mut(&doc, &table) else { return };
                 // Rows by their key values, built once per mutation (not per row: a backfill
                 // of n rows would otherwise cost n² comparisons).
@@ -183,11 +210,16 @@ impl Model {
                         table.next_row += 1;
                     } else {
                         for i in matches {
-                            table.rows[i].values.extend(cells.clone());
-                            table.rows[i].updated_at = now;
+                            let row = &mut table.rows[i];
+                            if cells.iter().all(|(column, value)| row.values.get(column) == Some(value)) {
+                                unchanged += 1;
+                            }
+                            row.values.extend(cells.clone());
+                            row.updated_at = now;
                         }
                     }
                 }
+                self.unchanged_rows += unchanged;
             }
             Edit::Delete { doc, table, row_ids } => {
                 if let Some(table) = self.table_mut(&doc, &table) {

@@ -1,0 +1,61 @@
+//! `august serve`: the webhook endpoints and the replication pipeline in one process, the
+//! default deployment for a single clinic. Metrics for both are at `GET /metrics` on the webhook
+//! port. SIGTERM or Ctrl-C stops the endpoints taking deliveries (those in flight finish) and
+//! stops the pipeline as `replicate` does; exit 0.
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::ingest::Webhooks;
+use super::replicate::ReplicateArgs;
+use crate::pipeline::{Pipeline, PipelineStats};
+use crate::settings::Sources;
+
+/// Serves until SIGTERM or Ctrl-C.
+pub async fn run(sources: &Sources, args: ReplicateArgs) -> anyhow::Result<()> {
+    let serving = Serving::start(sources, &args, crate::metrics::install()?).await?;
+    tracing::info!("serving webhooks and replicating; stop with SIGTERM or Ctrl-C");
+    serving.run_until(crate::shutdown_signal()).await
+}
+
+/// Webhooks and pipeline, running.
+pub struct Serving {
+    /// Where the webhooks listen.
+    pub addr: std::net::SocketAddr,
+    /// The pipeline's counters.
+    pub stats: PipelineStats,
+    pipeline: Pipeline,
+    webhooks: tokio::task::JoinHandle<anyhow::Result<()>>,
+    stop_http: CancellationToken,
+    http_ended: CancellationToken,
+}
+
+impl Serving {
+    /// Binds the endpoints (so a bad address fails before anything starts), starts the
+    /// pipeline, then serves.
+    pub async fn start(sources: &Sources, args: &ReplicateArgs, metrics: PrometheusHandle) -> anyhow::Result<Self> {
+        let webhooks = Webhooks::bind(sources, metrics).await?;
+        let addr = webhooks.addr;
+        let pipeline = Pipeline::start(sources, args.dataflow()?, args.resnapshot).await?;
+        let (stop_http, http_ended) = (CancellationToken::new(), CancellationToken::new());
+        let webhooks = webhooks.spawn(stop_http.clone(), http_ended.clone());
+        Ok(Self { addr, stats: pipeline.stats.clone(), pipeline, webhooks, stop_http, http_ended })
+    }
+
+    /// Runs until `stop` resolves or either half fails, then stops both.
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        let Serving { pipeline, webhooks, stop_http, http_ended, .. } = self;
+        let stop_both = async {
+            tokio::select! {
+                _ = stop => {}
+                _ = http_ended.cancelled() => {}
+            }
+            stop_http.cancel();
+        };
+        let replicated = pipeline.run_until(stop_both).await;
+        stop_http.cancel();
+        let served = webhooks.await?;
+        replicated?;
+        served
+    }
+}

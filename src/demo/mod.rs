@@ -1,0 +1,154 @@
+//! `august demo`: the whole pipeline with no configuration, accounts or servers to set up.
+//!
+//! It starts a private PostgreSQL from the installed binaries (data in `--dir`, reused on the
+//! next run) and migrates it; serves the Coda emulator with the tables of the bundled demo
+//! mapping (`examples/demo-mapping.toml`, every view); runs `serve` (webhooks + replication)
+//! against both; and plays a synthetic clinic through the real webhook endpoints at a steady
+//! rate ([`clinic`]), with one live status line ([`status`]). Ctrl-C or SIGTERM stops the
+//! clinic, then `serve` cleanly, then Postgres: nothing it started keeps running (the
+//! emulator and `serve` live in this process; Postgres also stops if the process is killed).
+
+pub mod clinic;
+pub mod status;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use august_sinks::coda::mapping::Mapping;
+use august_sinks::coda_emulator::{self, EmulatorConfig};
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+
+use crate::commands::replicate::ReplicateArgs;
+use crate::commands::serve::Serving;
+use crate::settings::Sources;
+
+/// The bundled mapping: every view, one emulated Coda table each.
+pub const MAPPING: &str = include_str!("../../examples/demo-mapping.toml");
+
+/// How the demo runs.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Folder for the demo's private PostgreSQL (kept for the next run).
+    #[arg(long, value_name = "DIR", default_value = ".august/demo")]
+    dir: PathBuf,
+    /// Events per second the synthetic clinic sends (webhooks and staff edits).
+    #[arg(long, default_value_t = 2.0, value_parser = rate)]
+    rate: f64,
+    /// Port of August's webhook endpoints, /health and /metrics (0: any free port; a taken
+    /// default moves to a free one).
+    #[arg(long, default_value_t = 8080)]
+    http_port: u16,
+    /// Port of the Coda emulator (0: any free port; a taken default moves to a free one).
+    #[arg(long, default_value_t = 8090)]
+    coda_port: u16,
+    /// Let the emulator ignore Coda's quota of 10 writes per 6 s (and August too).
+    #[arg(long)]
+    no_quota: bool,
+    /// Stop by itself after this many seconds (default: run until Ctrl-C).
+    #[arg(long, value_name = "SECONDS")]
+    stop_after: Option<u64>,
+}
+
+fn rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if (0.05..=500.0).contains(&r) => Ok(r),
+        _ => Err("must be a number of events per second from 0.05 to 500".into()),
+    }
+}
+
+/// Runs the demo until Ctrl-C or SIGTERM (or `--stop-after`).
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let (postgres, env) = crate::embedded::start(&args.dir).await?;
+    let result = run_on(&args, env).await;
+    eprintln!("august demo: stopping PostgreSQL (its data stays in {})", args.dir.display());
+    postgres.stop()?;
+    result
+}
+
+async fn run_on(args: &DemoArgs, mut env: Vec<(String, String)>) -> anyhow::Result<()> {
+    let database = env.iter().find(|(k, _)| k == "DATABASE_URL").map(|(_, v)| v.clone()).context("no database")?;
+    let pg: tokio_postgres::Config = database.parse()?;
+    let mut client = august_schema::connect(&pg).await?;
+    let report = august_schema::migrate(&mut client, august_schema::Migration::embedded()).await?;
+    drop(client);
+    eprintln!("august demo: schema ready ({} migrations applied now)", report.applied.len());
+
+    let mapping = Mapping::parse(MAPPING, "examples/demo-mapping.toml")?;
+    let mapping_file = args.dir.join("demo-mapping.toml");
+    std::fs::write(&mapping_file, MAPPING).with_context(|| format!("write {}", mapping_file.display()))?;
+    let secret = || -> String { hex(rand::rng().random::<[u8; 16]>()) };
+    let (token, drchrono_secret, deepcura_secret) = (secret(), secret(), secret());
+    let emulator = EmulatorConfig { token: token.clone(), quota: !args.no_quota, ..EmulatorConfig::default() };
+    let emulator = coda_emulator::serve(free_or_any(args.coda_port, 8090), &mapping, emulator).await?;
+
+    let http = free_or_any(args.http_port, 8080);
+    let settings = [
+        ("AUGUST_HTTP_ADDR", http.to_string()),
+        ("DRCHRONO_WEBHOOK_SECRET", drchrono_secret.clone()),
+        ("DEEPCURA_SHARED_SECRET", deepcura_secret.clone()),
+        ("AUGUST_CODA_MAPPING", mapping_file.display().to_string()),
+        ("CODA_API_BASE", emulator.base_url()),
+        ("CODA_API_TOKEN", token),
+        ("AUGUST_SLOT", "august_demo".into()),
+        ("AUGUST_HEARTBEAT_SECS", "1".into()),
+    ];
+    env.retain(|(k, _)| !settings.iter().any(|(s, _)| s == k) && k != "PORT");
+    env.extend(settings.into_iter().map(|(k, v)| (k.to_string(), v)));
+    if args.no_quota {
+        env.push(("AUGUST_CODA_WRITES_PER_6S".into(), "6000".into()));
+        env.push(("AUGUST_CODA_READS_PER_6S".into(), "60000".into()));
+    }
+    let sources = Sources::load(None, env).map_err(crate::ConfigError)?;
+    let serving = Serving::start(&sources, &ReplicateArgs::default(), crate::metrics::install()?).await?;
+    let base = format!("http://{}", serving.addr);
+    eprintln!(
+        "august demo: a synthetic clinic sends {} events/s to August; Ctrl-C stops everything.\n  \
+         Coda emulator (the staff's tables):  {}/\n  \
+         August health:                       {base}/health\n  \
+         August metrics:                      {base}/metrics\n  \
+         PostgreSQL:                          {database}",
+        args.rate,
+        emulator.base_url(),
+    );
+
+    let stop = CancellationToken::new();
+    let clinic_stats = Arc::new(clinic::ClinicStats::default());
+    let to = clinic::Endpoints { base, drchrono_secret, deepcura_secret };
+    let clinic = clinic::Clinic::open(to, &pg, clinic_stats.clone()).await?;
+    let playing = tokio::spawn(clinic.play(args.rate, stop.clone()));
+    let coda = serving.stats.coda.clone().context("the demo maps every view to Coda")?;
+    let quota = (!args.no_quota).then_some(10);
+    let showing = tokio::spawn(status::show(status::Sources { coda, clinic: clinic_stats, quota }, stop.clone()));
+
+    let stop_after = args.stop_after.map(Duration::from_secs);
+    let until = async move {
+        match stop_after {
+            Some(after) => tokio::select! { _ = crate::shutdown_signal() => {}, _ = tokio::time::sleep(after) => {} },
+            None => crate::shutdown_signal().await,
+        }
+        stop.cancel();
+        let _ = playing.await;
+        let _ = showing.await;
+        eprintln!("august demo: stopping: the clinic has stopped; August finishes its writes");
+    };
+    serving.run_until(until).await?;
+    eprintln!("august demo: August stopped cleanly");
+    Ok(())
+}
+
+/// `port` on loopback if it is free (or 0); a taken default moves to any free port.
+fn free_or_any(port: u16, default: u16) -> SocketAddr {
+    let wanted = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    if port == default && std::net::TcpListener::bind(wanted).is_err() {
+        return SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    }
+    wanted
+}
+
+fn hex(bytes: [u8; 16]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

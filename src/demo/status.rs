@@ -1,0 +1,77 @@
+//! The demo's live status line: rows mirrored into Coda, end-to-end lag (commit → Coda
+//! durable, over the latest rows), Coda writes used of the quota in the last 6 s, and what the
+//! clinic sent. On a terminal it is one line redrawn every second; otherwise a line every 5 s.
+
+use std::collections::VecDeque;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use august_sinks::coda::writer::WriterStats;
+use tokio_util::sync::CancellationToken;
+
+use super::clinic::ClinicStats;
+
+/// What the line reads.
+pub struct Sources {
+    /// The Coda sink's counters.
+    pub coda: Arc<WriterStats>,
+    /// The clinic's.
+    pub clinic: Arc<ClinicStats>,
+    /// Coda writes allowed per 6 s (`None`: no quota).
+    pub quota: Option<u32>,
+}
+
+/// Prints the line until `stop` is cancelled, then ends it with a newline.
+pub async fn show(sources: Sources, stop: CancellationToken) {
+    let terminal = std::io::stderr().is_terminal();
+    let mut writes: VecDeque<u64> = VecDeque::new(); // one sample a second, the last 6 s
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = ticks.tick() => {}
+        }
+        writes.push_back(sources.coda.writes.load(Ordering::Relaxed));
+        if writes.len() > 7 {
+            writes.pop_front();
+        }
+        let used = writes.back().copied().unwrap_or(0) - writes.front().copied().unwrap_or(0);
+        let text = line(&sources, used);
+        n += 1;
+        if terminal {
+            eprint!("\r\x1b[2K{text}");
+            let _ = std::io::stderr().flush();
+        } else if n % 5 == 0 {
+            eprintln!("{text}");
+        }
+    }
+    if terminal {
+        eprintln!();
+    }
+}
+
+/// The line itself.
+pub fn line(sources: &Sources, writes_in_window: u64) -> String {
+    let coda = &sources.coda;
+    let lag = match (coda.recent_latency(0.5), coda.recent_latency(0.99)) {
+        (Some(p50), Some(p99)) => format!("lag p50 {} p99 {}", seconds(p50), seconds(p99)),
+        _ => "lag —".to_string(),
+    };
+    let quota = match sources.quota {
+        Some(q) => format!("{writes_in_window}/{q}"),
+        None => format!("{writes_in_window} (no quota)"),
+    };
+    format!(
+        "mirrored {} rows · {lag} · Coda writes {quota} per 6 s · webhooks {} sent, {} refused",
+        coda.rows_durable.load(Ordering::Relaxed),
+        sources.clinic.delivered.load(Ordering::Relaxed),
+        sources.clinic.refused.load(Ordering::Relaxed),
+    )
+}
+
+fn seconds(ms: u64) -> String {
+    format!("{:.2} s", ms as f64 / 1000.0)
+}

@@ -1,0 +1,43 @@
+//! Prometheus metrics: one recorder per process (installed once, by the command that serves
+//! them), rendered at `GET /metrics`. Labels carry ids and names of views and events, never
+//! PHI.
+
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Buckets for commit-to-Coda latency: from well under a second (no quota pressure) to the
+/// minutes a large backlog can take at Coda's 10 writes per 6 s.
+const LATENCY_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+
+/// Installs the process's recorder. Histograms of latency get buckets (for
+/// `histogram_quantile` in dashboards); others are summaries.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(august_sinks::coda::writer::LATENCY_METRIC.into()), LATENCY_BUCKETS)
+        .map_err(|e| anyhow::anyhow!("cannot configure metrics: {e}"))?
+        .install_recorder()
+        .map_err(|e| anyhow::anyhow!("cannot record metrics: {e}"))
+}
+
+/// `GET /metrics`, to merge into a router.
+pub fn route(handle: PrometheusHandle) -> Router {
+    Router::new().route("/metrics", get(move || std::future::ready(handle.render())))
+}
+
+/// Serves `GET /metrics` alone on `addr` until `stop` resolves.
+pub async fn serve_alone(
+    addr: std::net::SocketAddr,
+    handle: PrometheusHandle,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        crate::ConfigError(august_schema::SettingError::new("AUGUST_METRICS_ADDR", e.to_string()))
+    })?;
+    tracing::info!(addr = %listener.local_addr()?, "metrics listening");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, route(handle)).with_graceful_shutdown(stop).await {
+            tracing::error!(error = %e, "the metrics endpoint stopped");
+        }
+    }))
+}
