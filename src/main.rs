@@ -80,6 +80,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return report(anyhow::anyhow!("cannot start the async runtime: {e}")),
     };
+    listen_for_shutdown(&runtime);
     if let Command::Demo(args) = cli.command {
         return run_demo(&runtime, args);
     }
@@ -140,20 +141,33 @@ fn report(error: anyhow::Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Resolves on Ctrl-C or SIGTERM (what Cloud Run and `kill` send).
-pub async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// Cancelled on the first Ctrl-C or SIGTERM (what Cloud Run and `kill` send).
+static SHUTDOWN: std::sync::OnceLock<tokio_util::sync::CancellationToken> = std::sync::OnceLock::new();
+
+/// Listens for Ctrl-C and SIGTERM from the start, so one that arrives while a command is still
+/// starting stops it cleanly once it runs, instead of killing it half-way.
+fn listen_for_shutdown(runtime: &tokio::runtime::Runtime) {
+    let token = SHUTDOWN.get_or_init(tokio_util::sync::CancellationToken::new).clone();
+    let _guard = runtime.enter();
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    runtime.spawn(async move {
+        match (terminate, interrupt) {
+            (Ok(mut terminate), Ok(mut interrupt)) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
+            _ => std::future::pending::<()>().await,
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
+        token.cancel();
+    });
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    SHUTDOWN.get_or_init(tokio_util::sync::CancellationToken::new).cancelled().await;
 }
 
 fn init_logging(sources: &Sources) -> anyhow::Result<()> {

@@ -31,9 +31,9 @@ pub async fn serve_alone(
     handle: PrometheusHandle,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        crate::ConfigError(august_schema::SettingError::new("AUGUST_METRICS_ADDR", e.to_string()))
-    })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| crate::ConfigError(august_schema::SettingError::new("AUGUST_METRICS_ADDR", e.to_string())))?;
     tracing::info!(addr = %listener.local_addr()?, "metrics listening");
     Ok(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, route(handle)).with_graceful_shutdown(stop).await {

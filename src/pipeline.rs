@@ -84,7 +84,8 @@ impl Pipeline {
         let watched = |task: JoinHandle<Result<(), SinkError>>| {
             let ended = sink_ended.clone();
             tokio::spawn(async move {
-                let result = task.await.unwrap_or_else(|e| Err(SinkError::Shape { view: "sink", message: e.to_string() }));
+                let result =
+                    task.await.unwrap_or_else(|e| Err(SinkError::Shape { view: "sink", message: e.to_string() }));
                 ended.cancel();
                 result
             })

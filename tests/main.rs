@@ -2,10 +2,14 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod coda_emulator_command;
+mod demo_command;
 mod ingest_command;
 mod migrate_command;
 mod replicate_command;
+mod replicate_kill;
+mod serve_end_to_end;
 mod settings_errors;
+mod support;
 mod tail_command;
 mod views_command;
 

@@ -3,7 +3,6 @@
 use august_ingest::deepcura::encrypt;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::{count, send, state, DEEPCURA_SECRET};

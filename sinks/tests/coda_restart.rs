@@ -14,7 +14,11 @@ use august_sinks::coda_emulator::EmulatorConfig;
 use crate::coda_sink::{client, emulator, fast, provider, start, upsert, MAPPING};
 
 /// Runs a writer over `updates` (as the initial copy) until durable, then stops it.
-async fn run_once(db: &august_testkit::TestDb, emulator: &august_sinks::coda_emulator::Emulator, updates: Vec<ViewUpdate>) {
+async fn run_once(
+    db: &august_testkit::TestDb,
+    emulator: &august_sinks::coda_emulator::Emulator,
+    updates: Vec<ViewUpdate>,
+) {
     let mut h = start(db, emulator.clone(), fast());
     h.send(10, updates);
     h.durable_past(10).await;

@@ -97,7 +97,12 @@ impl Harness {
     }
 
     /// Sends updates that committed at `commit_time`, then the frontier past them.
-    pub fn send_committed(&self, lsn: u64, commit_time: Option<chrono::DateTime<chrono::Utc>>, updates: Vec<ViewUpdate>) {
+    pub fn send_committed(
+        &self,
+        lsn: u64,
+        commit_time: Option<chrono::DateTime<chrono::Utc>>,
+        updates: Vec<ViewUpdate>,
+    ) {
         self.output.send(Output::Updates { lsn: Lsn(lsn), commit_time, updates }).unwrap();
         self.output.send(Output::Frontier(Lsn(lsn + 1))).unwrap();
     }
@@ -130,7 +135,13 @@ async fn a_backlog_goes_in_full_batches_and_many_updates_to_one_key_in_one_write
     // 1,000 updates to one key before a write slot opens: one row written.
     let before = h.stats.rows_written.load(Ordering::Relaxed);
     for n in 0..1000 {
-        h.output.send(Output::Updates { lsn: Lsn(100 + n), commit_time: None, updates: vec![upsert(7, &format!("Name {n}"))] }).unwrap();
+        h.output
+            .send(Output::Updates {
+                lsn: Lsn(100 + n),
+                commit_time: None,
+                updates: vec![upsert(7, &format!("Name {n}"))],
+            })
+            .unwrap();
     }
     h.output.send(Output::Frontier(Lsn(1100))).unwrap();
     h.durable_past(1099).await;

@@ -47,7 +47,11 @@ impl Webhooks {
     }
 
     /// Serves in a task of its own until `stop` is cancelled; `ended` is cancelled when it ends.
-    pub fn spawn(self, stop: CancellationToken, ended: CancellationToken) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    pub fn spawn(
+        self,
+        stop: CancellationToken,
+        ended: CancellationToken,
+    ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
         tokio::spawn(async move {
             let result = self.serve_until(stop.cancelled_owned()).await;
             ended.cancel();

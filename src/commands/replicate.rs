@@ -87,7 +87,9 @@ pub async fn run(sources: &Sources, args: ReplicateArgs) -> anyhow::Result<()> {
     let metrics_addr = sources.metrics_addr().map_err(ConfigError)?;
     let stop = CancellationToken::new();
     let metrics = match metrics_addr {
-        Some(addr) => Some(crate::metrics::serve_alone(addr, crate::metrics::install()?, stop.clone().cancelled_owned()).await?),
+        Some(addr) => {
+            Some(crate::metrics::serve_alone(addr, crate::metrics::install()?, stop.clone().cancelled_owned()).await?)
+        }
         None => None,
     };
     let pipeline = Pipeline::start(sources, dataflow_config, args.resnapshot).await?;

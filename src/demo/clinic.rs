@@ -135,7 +135,8 @@ impl Clinic {
         }
         let i = self.rng.random_range(0..self.visits.len());
         self.visits[i].step += 1;
-        let (appointment, patient, step) = (self.visits[i].appointment.clone(), self.visits[i].patient, self.visits[i].step);
+        let (appointment, patient, step) =
+            (self.visits[i].appointment.clone(), self.visits[i].patient, self.visits[i].step);
         match step {
             1 => {
                 self.staff(

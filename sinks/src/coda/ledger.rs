@@ -140,7 +140,7 @@ pub async fn intend(client: &tokio_postgres::Client, view: &str, rows: &[(&str, 
         .execute(
             "INSERT INTO coda_pending_writes (view, row_key, content_hash)
              SELECT $1, k, h FROM unnest($2::text[], $3::text[]) AS t(k, h)
-             ON CONFLICT (view, row_key) DO UPDATE SET content_hash = EXCLUDED.content_hash, sent_at = now()",
+             ON CONFLICT (view, row_key) DO UPDATE SET content_hash = EXCLUDED.content_hash, request_id = NULL, sent_at = now()",
             &[&view, &keys, &hashes],
         )
         .await
@@ -148,13 +148,39 @@ pub async fn intend(client: &tokio_postgres::Client, view: &str, rows: &[(&str, 
         .map_err(|e| DbError::new("record a Coda write intent", e))
 }
 
-/// The rows of `views` that a write was sent for and never confirmed: (view, key).
-pub async fn unsettled(client: &tokio_postgres::Client, views: &[String]) -> Result<Vec<(String, String)>, DbError> {
+/// Records Coda's request id for the write just sent for `keys`.
+pub async fn sent(client: &tokio_postgres::Client, view: &str, keys: &[&str], request: &str) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE coda_pending_writes SET request_id = $3 WHERE view = $1 AND row_key = ANY($2)",
+            &[&view, &keys, &request],
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| DbError::new("record a Coda request id", e))
+}
+
+/// A write sent and never confirmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsettled {
+    /// View.
+    pub view: String,
+    /// Row key.
+    pub key: String,
+    /// Coda's request id, when Coda answered before the run ended.
+    pub request: Option<String>,
+}
+
+/// The rows of `views` that a write was sent for and never confirmed.
+pub async fn unsettled(client: &tokio_postgres::Client, views: &[String]) -> Result<Vec<Unsettled>, DbError> {
     let rows = client
-        .query("SELECT view, row_key FROM coda_pending_writes WHERE view = ANY($1) ORDER BY view, row_key", &[&views])
+        .query(
+            "SELECT view, row_key, request_id FROM coda_pending_writes WHERE view = ANY($1) ORDER BY view, row_key",
+            &[&views],
+        )
         .await
         .map_err(|e| DbError::new("load unsettled Coda writes", e))?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows.iter().map(|r| Unsettled { view: r.get(0), key: r.get(1), request: r.get(2) }).collect())
 }
 
 /// Settles unconfirmed writes with what Coda was found to hold for each row (`None`: no

@@ -1,16 +1,20 @@
 //! Settling, at start-up, the writes a previous run sent but never saw confirmed (it was
-//! killed, or Coda failed it): for each table with such rows, Coda's rows are read (reads, not
-//! writes) and the ledger takes what Coda really holds. A write that did land is then not sent
-//! again, and one that did not land is sent, because the ledger no longer claims it.
+//! killed, or Coda failed it). Coda applies writes asynchronously, so first every such write's
+//! mutation is awaited (by its request id; a write killed before Coda's answer was recorded
+//! gets a grace period instead). Then, for each table with such rows, Coda's rows are read
+//! (reads, not writes) and the ledger takes what Coda really holds. A write that did land is
+//! then not sent again, and one that did not land is sent, because the ledger no longer
+//! claims it.
 //!
 //! The comparison uses the same cell shaping and hash as the writer. Should Coda return a value
 //! in another form than it was sent (a real doc's column formats may convert some), the row
 //! merely counts as different and is written once more: never a lost update.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 use super::cells::{coda_key_text, hash, CellSources};
-use super::client::CodaClient;
+use super::client::{CodaClient, CodaError};
 use super::ledger::{self, Held};
 use super::mapping::Mapping;
 use crate::SinkError;
@@ -29,8 +33,16 @@ pub async fn settle_unconfirmed(
     if unsettled.is_empty() {
         return Ok(0);
     }
+    let requests: BTreeSet<&String> = unsettled.iter().filter_map(|u| u.request.as_ref()).collect();
+    for request in requests {
+        await_mutation(client, request).await?;
+    }
+    if unsettled.iter().any(|u| u.request.is_none()) {
+        // Killed between sending and recording Coda's answer: the write may still land.
+        tokio::time::sleep(UNANSWERED_GRACE).await;
+    }
     for (t, table) in mapping.tables.iter().enumerate() {
-        let keys: Vec<&String> = unsettled.iter().filter(|(v, _)| *v == table.view).map(|(_, k)| k).collect();
+        let keys: Vec<&String> = unsettled.iter().filter(|u| u.view == table.view).map(|u| &u.key).collect();
         if keys.is_empty() {
             continue;
         }
@@ -44,7 +56,8 @@ pub async fn settle_unconfirmed(
                 Some((key, Held { hash: hash(&sources[t].cells_of_coda_row(&values)), row_id: Some(id) }))
             })
             .collect();
-        let found: Vec<(String, Option<Held>)> = keys.iter().map(|k| ((*k).clone(), in_coda.get(*k).cloned())).collect();
+        let found: Vec<(String, Option<Held>)> =
+            keys.iter().map(|k| ((*k).clone(), in_coda.get(*k).cloned())).collect();
         ledger::settle(db, &table.view, &found).await?;
         for (key, state) in &found {
             let entry = (table.view.clone(), key.clone());
@@ -56,4 +69,28 @@ pub async fn settle_unconfirmed(
         tracing::info!(view = %table.view, rows = found.len(), "settled Coda writes left unconfirmed by the last run");
     }
     Ok(unsettled.len())
+}
+
+/// How long a write whose answer was never recorded is given to land before its row is read.
+pub const UNANSWERED_GRACE: Duration = Duration::from_secs(2);
+
+/// The longest a previous run's mutation is awaited.
+const MUTATION_WAIT: Duration = Duration::from_secs(60);
+
+/// Waits until Coda has applied (or forgotten) a mutation.
+async fn await_mutation(client: &CodaClient, request: &str) -> Result<(), SinkError> {
+    let deadline = Instant::now() + MUTATION_WAIT;
+    loop {
+        match client.mutation_completed(request).await {
+            Ok(true) | Err(CodaError::Fatal { status: 404, .. }) => return Ok(()),
+            Ok(false) if Instant::now() < deadline => {}
+            Ok(false) => {
+                tracing::warn!("a previous run's Coda write has not completed in a minute; reading the rows anyway");
+                return Ok(());
+            }
+            Err(e) if e.kind() == august_schema::ErrorKind::Retryable && Instant::now() < deadline => {}
+            Err(e) => return Err(e.into()),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -1,0 +1,77 @@
+//! A write that failed: 429s, 5xx and time-outs wait and go again (with backoff and jitter,
+//! honouring `Retry-After`); another 4xx splits the batch until the refused row stands alone,
+//! which goes to `sink_dead_letters` (with Coda's message, which may quote a value, and
+//! nowhere else) while the rest goes on; 401/403/404 stop the sink.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::{Batch, Change, Writer};
+use crate::coda::client::CodaError;
+use crate::SinkError;
+
+impl Writer {
+    /// Handles a failed write of `batch`.
+    pub(super) async fn failed(&mut self, mut batch: Batch, error: CodaError) -> Result<(), SinkError> {
+        match error {
+            CodaError::RateLimited { .. } | CodaError::Unavailable(_) => {
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                batch.attempts += 1;
+                let (min, max) = self.config.backoff;
+                let backoff = (min * 2u32.saturating_pow(batch.attempts.min(16) - 1)).min(max);
+                let jittered = backoff.mul_f64(0.5 + rand::random::<f64>() / 2.0);
+                let wait = match error {
+                    CodaError::RateLimited { retry_after: Some(after) } => after.max(jittered),
+                    _ => jittered,
+                };
+                tracing::warn!(error = %error, retry_in_ms = wait.as_millis() as u64, "Coda write failed; retrying");
+                self.retry.push_back((Instant::now() + wait, batch));
+                Ok(())
+            }
+            CodaError::Rejected { status, message } if batch.items.len() > 1 => {
+                // Split until the refused row stands alone; the others go on.
+                tracing::warn!(
+                    status,
+                    rows = batch.items.len(),
+                    "Coda refused a batch; splitting it to find the refused row"
+                );
+                let half = batch.items.split_off(batch.items.len() / 2);
+                let now = Instant::now();
+                self.retry.push_front((now, Batch { table: batch.table, items: half, attempts: 0 }));
+                self.retry.push_front((now, Batch { table: batch.table, items: batch.items, attempts: 0 }));
+                drop(message); // Coda's message may quote a value: it goes to the dead letter only
+                Ok(())
+            }
+            CodaError::Rejected { status, message } => {
+                let item = &batch.items[0];
+                self.flying[batch.table].remove(&item.key);
+                let table = &self.mapping.tables[batch.table];
+                let payload = match &item.change {
+                    Change::Upsert { cells, .. } => serde_json::json!({"cells": cells}),
+                    Change::Delete => serde_json::json!({"delete": item.key_value}),
+                };
+                self.db
+                    .execute(
+                    "INSERT INTO sink_dead_letters (sink, view, row_key, target, status_code, message, payload, lsn)
+                     VALUES ('coda', $1, $2, $3, $4, $5, $6, $7::text::pg_lsn)",
+                    &[
+                        &table.view,
+                        &item.key,
+                        &format!("{}/{}", self.mapping.doc_id, table.table_id),
+                        &i32::from(status),
+                        &message,
+                        &payload,
+                        &item.lsn.to_string(),
+                    ],
+                )
+                .await
+                .map_err(|e| august_schema::DbError::new("record a dead letter", e))?;
+                self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("august_coda_dead_letters_total", "view" => table.view.clone()).increment(1);
+                tracing::error!(view = %table.view, key = %item.key, status, "Coda refused a row; it is in sink_dead_letters");
+                Ok(())
+            }
+            fatal @ CodaError::Fatal { .. } => Err(SinkError::Coda(fatal)),
+        }
+    }
+}

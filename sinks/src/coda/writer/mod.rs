@@ -1,0 +1,296 @@
+//! The write path: view updates become as few and as full Coda writes as the quota allows.
+//!
+//! Updates are coalesced per key (the latest wins) while waiting for a write slot; a row whose
+//! content Coda already holds (per the ledger, or per a write in flight) is not written again.
+//! When a slot opens, the table with the oldest pending change sends a batch of up to
+//! `max_rows` rows and `max_bytes` bytes. A write is durable when `mutationStatus` says
+//! completed and the ledger records it. 429s, 5xx and time-outs are retried with backoff and
+//! jitter (honouring `Retry-After`); any other 4xx splits the batch until the refused row
+//! stands alone, which goes to `sink_dead_letters` while the rest goes on. The durable LSN is
+//! the last frontier, held back by the oldest change not yet durable.
+//!
+//! Before the first write, writes a previous run left unconfirmed are settled against Coda
+//! ([`super::settle`]); each write records its intent first. Once the initial copy has been
+//! seen, rows the ledger holds that the copy no longer has (deleted while August was down) are
+//! deleted from Coda. Each durable row records its commit-to-durable latency
+//! (`august_e2e_latency_seconds{view}`, from the oldest change it carries).
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use august_cdc::Lsn;
+use august_dataflow::Output;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use super::cells::{self, cell, key_text, CellSources, Cells};
+use super::client::CodaClient;
+use super::ledger::{self, Confirmed, Held};
+use super::mapping::{Mapping, OnDelete, TableMapping};
+use crate::SinkError;
+
+mod failures;
+mod send;
+mod stats;
+
+pub use stats::{WriterStats, LATENCY_METRIC, RECENT};
+
+/// Batch limits and pacing.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Rows per request (`max_rows_per_request`, default 500).
+    pub max_rows: usize,
+    /// Bytes per request body (`max_request_bytes`, default 1 MiB).
+    pub max_bytes: usize,
+    /// How often mutations in flight are checked.
+    pub poll: Duration,
+    /// First and longest wait before retrying a failed write.
+    pub backoff: (Duration, Duration),
+    /// After the output ends, how long to keep writing what is pending.
+    pub drain: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            max_rows: 500,
+            max_bytes: 1 << 20,
+            poll: Duration::from_millis(250),
+            backoff: (Duration::from_millis(500), Duration::from_secs(30)),
+            drain: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Change {
+    Upsert { cells: Cells, hash: String },
+    Delete,
+}
+
+impl Change {
+    fn hash(&self) -> Option<&str> {
+        match self {
+            Change::Upsert { hash, .. } => Some(hash),
+            Change::Delete => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    key: String,
+    key_value: Value,
+    /// The latest change this carries.
+    lsn: Lsn,
+    /// The oldest change this carries (coalescing keeps it): durability waits for it.
+    since: Lsn,
+    /// When the oldest change committed (`None` for the initial copy).
+    committed: Option<DateTime<Utc>>,
+    change: Change,
+}
+
+#[derive(Debug)]
+struct Batch {
+    table: usize,
+    items: Vec<Pending>,
+    attempts: u32,
+}
+
+/// Mirrors the dataflow output into Coda until the output ends (then drains for a while).
+pub async fn write_to_coda(
+    pg: tokio_postgres::Config,
+    client: CodaClient,
+    mapping: Mapping,
+    config: WriterConfig,
+    mut output: mpsc::UnboundedReceiver<Output>,
+    durable: watch::Sender<Lsn>,
+    stats: Arc<WriterStats>,
+) -> Result<(), SinkError> {
+    let mut db = august_schema::connect(&pg).await?;
+    let views: Vec<String> = mapping.tables.iter().map(|t| t.view.clone()).collect();
+    let sources: Vec<CellSources> = mapping.tables.iter().map(CellSources::of).collect();
+    let mut held = ledger::load(&db, &views).await?;
+    let settled = super::settle::settle_unconfirmed(&mut db, &client, &mapping, &sources, &mut held).await?;
+    stats.settled.fetch_add(settled as u64, Ordering::Relaxed);
+    let mut w = Writer {
+        sources,
+        held,
+        pending: vec![BTreeMap::new(); mapping.tables.len()],
+        flying: vec![HashMap::new(); mapping.tables.len()],
+        in_flight: HashMap::new(),
+        confirm: None,
+        retry: VecDeque::new(),
+        frontier: Lsn::ZERO,
+        snapshot_keys: Some(vec![HashSet::new(); mapping.tables.len()]),
+        pg: pg.clone(),
+        db,
+        client,
+        mapping,
+        config,
+        stats,
+    };
+    let (confirm, mut confirmations) = super::confirm::start(pg.clone(), w.client.clone(), w.config.poll);
+    w.confirm = Some(confirm);
+    let mut drain_until: Option<Instant> = None;
+    loop {
+        let next_retry =
+            w.retry.front().map(|(at, _)| *at).unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let ready = w.has_ready_work();
+        tokio::select! {
+            biased;
+            item = output.recv(), if drain_until.is_none() => match item {
+                Some(item) => w.take(item),
+                None => drain_until = Some(Instant::now() + w.config.drain),
+            },
+            answer = confirmations.recv() => match answer {
+                Some(answer) => w.confirmed(answer?),
+                None => return Err(SinkError::Shape { view: "coda", message: "the confirmer stopped".into() }),
+            },
+            _ = w.client.write_slot(), if ready => w.send_next().await?,
+            _ = tokio::time::sleep_until(next_retry.into()), if !w.retry.is_empty() && !ready => {}
+            _ = tokio::time::sleep(Duration::from_millis(100)), if drain_until.is_some() => {}
+        }
+        durable.send_if_modified(|d| {
+            let now = w.durable();
+            (now > *d).then(|| *d = now).is_some()
+        });
+        metrics::gauge!("august_coda_pending_rows").set(w.pending.iter().map(BTreeMap::len).sum::<usize>() as f64);
+        if let Some(until) = drain_until {
+            if w.idle() || Instant::now() >= until {
+                return Ok(());
+            }
+        }
+    }
+}
+
+struct Writer {
+    /// Per mapped table: each Coda column and the view column it takes.
+    sources: Vec<CellSources>,
+    pg: tokio_postgres::Config,
+    db: tokio_postgres::Client,
+    client: CodaClient,
+    mapping: Mapping,
+    config: WriterConfig,
+    stats: Arc<WriterStats>,
+    held: HashMap<(String, String), Held>,
+    pending: Vec<BTreeMap<String, Pending>>,
+    /// Per mapped table, the rows a write is in flight for (sent, or to be sent again), with
+    /// the hash it will leave (`None`: a delete). At most one write per row flies.
+    flying: Vec<HashMap<String, Option<String>>>,
+    in_flight: HashMap<String, Batch>,
+    confirm: Option<mpsc::UnboundedSender<(String, Vec<Confirmed>)>>,
+    retry: VecDeque<(Instant, Batch)>,
+    frontier: Lsn,
+    /// Per mapped table, the keys of the initial copy (everything before the first frontier
+    /// past 0), until the copy is complete.
+    snapshot_keys: Option<Vec<HashSet<String>>>,
+}
+
+impl Writer {
+    fn idle(&self) -> bool {
+        self.in_flight.is_empty() && self.retry.is_empty() && self.pending.iter().all(BTreeMap::is_empty)
+    }
+
+    fn has_ready_work(&self) -> bool {
+        self.retry.front().is_some_and(|(at, _)| *at <= Instant::now())
+            || self.pending.iter().zip(&self.flying).any(|(p, f)| p.keys().any(|k| !f.contains_key(k)))
+    }
+
+    /// Everything below this LSN is in Coda (or dead-lettered).
+    fn durable(&self) -> Lsn {
+        let oldest = self
+            .pending
+            .iter()
+            .flat_map(|p| p.values())
+            .chain(self.in_flight.values().flat_map(|b| &b.items))
+            .chain(self.retry.iter().flat_map(|(_, b)| &b.items))
+            .map(|p| p.since)
+            .min();
+        oldest.map_or(self.frontier, |lsn| lsn.min(self.frontier))
+    }
+
+    /// The hash Coda will hold for a key of table `t` once what is in flight lands.
+    fn expected(&self, t: usize, key: &str) -> Option<String> {
+        match self.flying[t].get(key) {
+            Some(flying) => flying.clone(),
+            None => self.held.get(&(self.mapping.tables[t].view.clone(), key.to_string())).map(|h| h.hash.clone()),
+        }
+    }
+
+    fn take(&mut self, item: Output) {
+        let (lsn, commit_time, updates) = match item {
+            Output::Frontier(lsn) => {
+                self.frontier = self.frontier.max(lsn);
+                if lsn > Lsn::ZERO {
+                    self.copy_complete();
+                }
+                return;
+            }
+            Output::Updates { updates, lsn, commit_time } => (lsn, commit_time, updates),
+        };
+        for update in updates {
+            let Some(t) = self.mapping.tables.iter().position(|m| m.view == update.view) else { continue };
+            let table: &TableMapping = &self.mapping.tables[t];
+            let key = key_text(&update.key);
+            if let Some(copy) = &mut self.snapshot_keys {
+                copy[t].insert(key.clone()); // before the first frontier: the initial copy
+            }
+            let change = match &update.row {
+                Some(row) => {
+                    let cells = self.sources[t].cells(row);
+                    let hash = cells::hash(&cells);
+                    Change::Upsert { cells, hash }
+                }
+                None if table.on_delete == OnDelete::Keep => {
+                    self.pending[t].remove(&key);
+                    continue;
+                }
+                None => Change::Delete,
+            };
+            let older = self.pending[t].remove(&key);
+            let expected = self.expected(t, &key);
+            if expected.as_deref() == change.hash() {
+                self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let (since, committed) = older.map_or((lsn, commit_time), |o| (o.since, o.committed.or(commit_time)));
+            let key_value = cell(&update.key);
+            self.pending[t].insert(key.clone(), Pending { key, key_value, lsn, since, committed, change });
+        }
+    }
+
+    /// The initial copy is complete: a row the ledger holds that the copy lacks was deleted
+    /// while August was not running, so it is deleted from Coda too (per `on_delete`).
+    fn copy_complete(&mut self) {
+        let Some(copy) = self.snapshot_keys.take() else { return };
+        for (t, table) in self.mapping.tables.iter().enumerate() {
+            if table.on_delete == OnDelete::Keep {
+                continue;
+            }
+            let gone: Vec<String> = self
+                .held
+                .keys()
+                .filter(|(view, key)| {
+                    *view == table.view && !copy[t].contains(key) && !self.pending[t].contains_key(key)
+                })
+                .map(|(_, key)| key.clone())
+                .collect();
+            for key in gone {
+                let key_value = Value::String(key.clone());
+                let pending = Pending {
+                    key: key.clone(),
+                    key_value,
+                    lsn: Lsn::ZERO,
+                    since: Lsn::ZERO,
+                    committed: None,
+                    change: Change::Delete,
+                };
+                self.pending[t].insert(key, pending);
+            }
+        }
+    }
+}

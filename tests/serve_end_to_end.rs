@@ -1,0 +1,145 @@
+//! `august serve` end to end, as deployed: the real binary against a real Postgres and the
+//! Coda emulator as a separate server (Coda's quota on). A DrChrono patient, appointment and
+//! locked clinical note and a Deep Cura Gridhook go in over HTTP; the joined, enriched rows come
+//! out in Coda, the link is written back, the latency is measured, and SIGTERM stops it all.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::{demo_mapping_path, emulator, free_port, get_json, August};
+
+const DRCHRONO_SECRET: &str = "drchrono-secret-0123456789";
+const DEEPCURA_SECRET: &str = "deepcura-secret-0123456789";
+const TOKEN: &str = "e2e-token";
+
+async fn drchrono(base: &str, event: &str, delivery: &str, object: Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/webhooks/drchrono"))
+        .header("X-drchrono-signature", DRCHRONO_SECRET)
+        .header("X-drchrono-event", event)
+        .header("X-drchrono-delivery", delivery)
+        .json(&json!({"receiver": {"id": 1}, "object": object}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{event}: {}", response.text().await.unwrap());
+}
+
+/// The row of `table` whose key column holds `key`, once it satisfies `ready`.
+async fn coda_row(coda: &str, table: &str, key_column: &str, key: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let (_, page) = get_json(&format!("{coda}/docs/demo-clinic/tables/{table}/rows?limit=500"), TOKEN).await;
+        let row = page["items"].as_array().into_iter().flatten().find(|r| r["values"][key_column] == json!(key));
+        if let Some(row) = row.filter(|r| ready(&r["values"])) {
+            return row["values"].clone();
+        }
+        assert!(Instant::now() < deadline, "{table} never showed {key} as expected: {page}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_reaches_coda_joined_and_enriched_through_august_serve() {
+    let db = august_testkit::fresh_db("e2e_serve").await;
+    let (_coda_process, coda) = emulator(TOKEN, &[]).await;
+    let port = free_port();
+    let mut serve = August::spawn(
+        &["serve"],
+        &[
+            ("DATABASE_URL", db.url().to_string()),
+            ("PORT", port.to_string()),
+            ("AUGUST_HTTP_ADDR", "127.0.0.1:0".into()),
+            ("DRCHRONO_WEBHOOK_SECRET", DRCHRONO_SECRET.into()),
+            ("DEEPCURA_SHARED_SECRET", DEEPCURA_SECRET.into()),
+            ("AUGUST_CODA_MAPPING", demo_mapping_path().display().to_string()),
+            ("CODA_API_BASE", coda.clone()),
+            ("CODA_API_TOKEN", TOKEN.into()),
+            ("AUGUST_SLOT", db.name.clone()),
+            ("AUGUST_HEARTBEAT_SECS", "1".into()),
+        ],
+    );
+    serve.line_with("serving webhooks and replicating", Duration::from_secs(60)).await;
+    let august = format!("http://127.0.0.1:{port}");
+
+    drchrono(&august, "PATIENT_CREATE", "e2e-1", json!({
+        "id": 501, "first_name": "Ada", "last_name": "Lovelace", "date_of_birth": "1990-04-01", "cell_phone": "555-0100",
+        "doctor": 9, "updated_at": "2026-11-30T10:00:00",
+        "primary_insurance": {"insurance_company": "Aetna", "insurance_id_number": "M123", "is_subscriber_the_patient": true}
+    }))
+    .await;
+    drchrono(
+        &august,
+        "APPOINTMENT_CREATE",
+        "e2e-2",
+        json!({
+            "id": "A-9001", "patient": 501, "doctor": 9, "scheduled_time": "2026-12-01T09:30:00", "duration": 50,
+            "status": "Arrived", "reason": "Follow-up", "updated_at": "2026-11-30T10:01:00"
+        }),
+    )
+    .await;
+    drchrono(
+        &august,
+        "CLINICAL_NOTE_LOCK",
+        "e2e-3",
+        json!({"appointment": "A-9001", "patient": "501", "archived": false}),
+    )
+    .await;
+    let note = json!({
+        "note_id": "6f1c2a34-0000-4000-8000-0000000000aa", "drchrono_patient_id": 501, "drchrono_appointment_id": "A-9001",
+        "session_date": "2026-12-01", "provider_npi": "1234567890", "transcript": "Synthetic transcript.",
+        "soap": {"subjective": "sleeping better", "objective": "calm", "assessment": "improving", "plan": "continue CBT"},
+        "icd10_suggestions": [{"code": "F41.1", "description": "GAD", "confidence": 0.8}],
+        "cpt_suggestions": [{"code": "90837", "description": "Psychotherapy, 60 min"}],
+        "risk_assessment": {"level": "low", "factors": []}
+    });
+    let body = august_ingest::deepcura::encrypt(DEEPCURA_SECRET, note.to_string().as_bytes(), [3; 16]);
+    let response = reqwest::Client::new()
+        .post(format!("{august}/webhooks/deepcura"))
+        .header("X-DeepCura-Secret", DEEPCURA_SECRET)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let clinical = coda_row(&coda, "grid-clinical-notes", "c-clinical-note-id", "A-9001", |v| {
+        v["c-soap-subjective"] == json!("sleeping better")
+    })
+    .await;
+    assert_eq!(clinical["c-patient-name"], json!("Ada Lovelace"));
+    assert_eq!((&clinical["c-soap-plan"], &clinical["c-locked"]), (&json!("continue CBT"), &json!(true)));
+    assert_eq!((&clinical["c-icd10-suggestions"], &clinical["c-risk-level"]), (&json!("F41.1"), &json!("low")));
+    let scheduling =
+        coda_row(&coda, "grid-scheduling-ops", "c-appointment-id", "A-9001", |v| v["c-deepcura-linked"] == json!(true))
+            .await;
+    assert_eq!(scheduling["c-patient-name"], json!("Ada Lovelace"));
+    assert_eq!(scheduling["c-primary-insurance-payer"], json!("Aetna"));
+    assert_eq!((&scheduling["c-status"], &scheduling["c-clinical-note-locked"]), (&json!("Arrived"), &json!(true)));
+    let linked: Option<String> = db
+        .client()
+        .await
+        .query_one("SELECT clinical_note_id FROM deepcura_notes WHERE id = '6f1c2a34-0000-4000-8000-0000000000aa'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(linked.as_deref(), Some("A-9001"));
+
+    let metrics = reqwest::get(format!("{august}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"august_e2e_latency_seconds_bucket{view="clinical_notes""#), "{metrics}");
+    assert!(metrics.contains("august_ingest_deliveries_total") && metrics.contains("august_cdc_changes_total"));
+    let access: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM access_log WHERE service = 'coda' AND method = 'POST'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(access > 0, "every Coda call leaves an access_log row");
+
+    serve.signal("TERM");
+    let status = serve.exit(Duration::from_secs(30)).await;
+    assert!(status.success(), "{}", serve.log());
+    assert!(serve.log().contains("stopped cleanly"), "{}", serve.log());
+}
