@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 
-use crate::{count, send, state, DEEPCURA_SECRET};
+use crate::{send, state, DEEPCURA_SECRET};
 
 pub fn note() -> Value {
     json!({
@@ -54,10 +54,10 @@ async fn an_encrypted_gridhook_is_stored_with_typed_fields() {
     assert_eq!(row.get::<_, String>(3), "F32.1");
     assert_eq!(row.get::<_, String>(4), "low");
     assert_eq!(row.get::<_, String>(5), "Patient reports improved sleep.");
-    assert_eq!(count(&db, "SELECT count(*) FROM change_log WHERE actor = 'deepcura_gridhook'").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM change_log WHERE actor = 'deepcura_gridhook'").await, 1);
     // The same note again changes nothing.
     assert_eq!(send(&state, gridhook(DEEPCURA_SECRET, body)).await.1["written"], 0);
-    assert_eq!(count(&db, "SELECT count(*) FROM change_log").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM change_log").await, 1);
 }
 
 #[tokio::test]
@@ -96,7 +96,7 @@ async fn wrong_secrets_and_broken_bodies_are_refused_precisely() {
         assert!(message.contains(says), "{message} should mention {says}");
         assert!(!message.contains("improved sleep"), "no note text in errors");
     }
-    assert_eq!(count(&db, "SELECT count(*) FROM deepcura_notes").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM deepcura_notes").await, 0);
     let wrong_type =
         Request::post("/webhooks/deepcura").header("x-deepcura-secret", DEEPCURA_SECRET).body(Body::from("x")).unwrap();
     assert_eq!(send(&state, wrong_type).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);

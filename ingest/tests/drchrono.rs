@@ -5,7 +5,7 @@ use axum::http::{Request, StatusCode};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{json, Value};
 
-use crate::{count, send, state, DRCHRONO_SECRET};
+use crate::{send, state, DRCHRONO_SECRET};
 
 fn delivery(event: &str, id: &str, object: Value) -> Request<Body> {
     Request::post("/webhooks/drchrono")
@@ -78,52 +78,43 @@ async fn every_event_family_lands_in_its_table_as_drchrono_webhook() {
         (row.get::<_, String>(0), row.get::<_, String>(1), row.get::<_, i64>(2)),
         ("Ada".into(), "1990-04-01".into(), 9)
     );
-    assert_eq!(count(&db, "SELECT count(*) FROM insurance_records WHERE patient_id = 501 AND type = 'primary' AND insurance_company = 'Aetna'").await, 1);
-    assert_eq!(count(&db, "SELECT count(*) FROM appointments WHERE drchrono_id = 'A-9001' AND duration = 50 AND icd10_codes = '{F32.1}'").await, 1);
-    assert_eq!(count(&db, "SELECT count(*) FROM clinical_notes WHERE drchrono_id = 'A-9001' AND locked AND locked_by = 'Dr Freud' AND patient_id = 501").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM insurance_records WHERE patient_id = 501 AND type = 'primary' AND insurance_company = 'Aetna'").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM appointments WHERE drchrono_id = 'A-9001' AND duration = 50 AND icd10_codes = '{F32.1}'").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM clinical_notes WHERE drchrono_id = 'A-9001' AND locked AND locked_by = 'Dr Freud' AND patient_id = 501").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM medications WHERE drchrono_id = 71 AND dispense_quantity = 30").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM problems WHERE drchrono_id = 72 AND icd_code = 'F32.1'").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM allergies WHERE drchrono_id = 73").await, 1);
     assert_eq!(
-        count(&db, "SELECT count(*) FROM medications WHERE drchrono_id = 71 AND dispense_quantity = 30").await,
-        1
-    );
-    assert_eq!(count(&db, "SELECT count(*) FROM problems WHERE drchrono_id = 72 AND icd_code = 'F32.1'").await, 1);
-    assert_eq!(count(&db, "SELECT count(*) FROM allergies WHERE drchrono_id = 73").await, 1);
-    assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM line_items WHERE drchrono_id = 74 AND price = 180 AND appointment_id = '9001'"
-        )
-        .await,
+        db.count("SELECT count(*) FROM line_items WHERE drchrono_id = 74 AND price = 180 AND appointment_id = '9001'")
+            .await,
         1
     );
     assert_eq!(
-        count(&db, "SELECT count(*) FROM change_log WHERE actor <> 'drchrono_webhook'").await,
+        db.count("SELECT count(*) FROM change_log WHERE actor <> 'drchrono_webhook'").await,
         0,
         "every write attributed"
     );
     assert_eq!(
-        count(&db, "SELECT count(*) FROM sync_log WHERE source = 'drchrono_webhook' AND status = 'succeeded'").await,
+        db.count("SELECT count(*) FROM sync_log WHERE source = 'drchrono_webhook' AND status = 'succeeded'").await,
         7
     );
 
     // Unlock clears the flag; a delete soft-deletes; PING and unknown events are fine.
     let unlock = json!({"appointment": "A-9001", "patient": "501", "archived": false});
     assert_eq!(send(&state, delivery("CLINICAL_NOTE_UNLOCK", "d-10", unlock)).await.0, StatusCode::OK);
-    assert_eq!(count(&db, "SELECT count(*) FROM clinical_notes WHERE NOT locked AND locked_at IS NULL").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM clinical_notes WHERE NOT locked AND locked_at IS NULL").await, 1);
     assert_eq!(
         send(&state, delivery("LINE_ITEM_DELETE", "d-11", json!({"id": 74, "updated_at": "2026-02-02T11:00:00"})))
             .await
             .0,
         StatusCode::OK
     );
-    assert_eq!(
-        count(&db, "SELECT count(*) FROM line_items WHERE drchrono_id = 74 AND deleted_at IS NOT NULL").await,
-        1
-    );
+    assert_eq!(db.count("SELECT count(*) FROM line_items WHERE drchrono_id = 74 AND deleted_at IS NOT NULL").await, 1);
     assert_eq!(send(&state, delivery("PING", "d-12", json!({}))).await.0, StatusCode::OK);
     let (status, body) = send(&state, delivery("LAB_ORDER_CREATE", "d-13", json!({"id": 1}))).await;
     assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ignored")));
     assert_eq!(
-        count(&db, "SELECT count(*) FROM sync_log WHERE status = 'ignored' AND event = 'LAB_ORDER_CREATE'").await,
+        db.count("SELECT count(*) FROM sync_log WHERE status = 'ignored' AND event = 'LAB_ORDER_CREATE'").await,
         1
     );
 }
@@ -135,11 +126,11 @@ async fn the_same_delivery_twice_writes_once_and_an_older_copy_loses() {
     let first = send(&state, delivery("PATIENT_MODIFY", "same", patient("2026-03-01T10:00:00", "555-0100"))).await;
     let again = send(&state, delivery("PATIENT_MODIFY", "same", patient("2026-03-01T10:00:00", "555-0100"))).await;
     assert_eq!((first.0, again.0, again.1["status"].as_str()), (StatusCode::OK, StatusCode::OK, Some("duplicate")));
-    assert_eq!(count(&db, "SELECT count(*) FROM change_log WHERE table_name = 'patients'").await, 1, "one write");
+    assert_eq!(db.count("SELECT count(*) FROM change_log WHERE table_name = 'patients'").await, 1, "one write");
 
     // A redelivery under a new id of the same object: the no-op guard.
     send(&state, delivery("PATIENT_MODIFY", "other-id", patient("2026-03-01T10:00:00", "555-0100"))).await;
-    assert_eq!(count(&db, "SELECT count(*) FROM change_log WHERE table_name = 'patients'").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM change_log WHERE table_name = 'patients'").await, 1);
 
     // An older copy arriving late does not overwrite.
     let (status, _) =
@@ -162,7 +153,7 @@ async fn a_forged_signature_is_refused_with_nothing_written() {
     unsigned.headers_mut().remove("x-drchrono-signature");
     assert_eq!(send(&state, unsigned).await.0, StatusCode::UNAUTHORIZED);
     for table in ["patients", "change_log", "sync_log", "processed_messages"] {
-        assert_eq!(count(&db, &format!("SELECT count(*) FROM {table}")).await, 0, "{table}");
+        assert_eq!(db.count(&format!("SELECT count(*) FROM {table}")).await, 0, "{table}");
     }
 }
 
@@ -218,7 +209,7 @@ async fn each_malformed_input_gets_its_own_error() {
     let mut no_event = raw("application/json", b"{}".to_vec(), "x");
     no_event.headers_mut().remove("x-drchrono-event");
     assert_eq!(send(&state, no_event).await.0, StatusCode::BAD_REQUEST);
-    assert_eq!(count(&db, "SELECT count(*) FROM patients").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM patients").await, 0);
 }
 
 #[tokio::test]

@@ -29,7 +29,3 @@ pub async fn send(state: &IngestState, request: Request<Body>) -> (StatusCode, s
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
     (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
 }
-
-pub async fn count(db: &august_testkit::TestDb, sql: &str) -> i64 {
-    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
-}

@@ -26,10 +26,6 @@ async fn run_once(
     h.task.await.unwrap().unwrap();
 }
 
-async fn count(db: &august_testkit::TestDb, sql: &str) -> i64 {
-    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
-}
-
 #[tokio::test]
 async fn writes_a_killed_run_left_unconfirmed_are_settled_not_sent_again() {
     let db = august_testkit::fresh_db("coda_settle").await;
@@ -67,7 +63,7 @@ async fn writes_a_killed_run_left_unconfirmed_are_settled_not_sent_again() {
     assert_eq!(emulator.unchanged_rows(), 0, "Coda never received content it already held");
     let rows = h.coda_rows();
     assert_eq!((rows["0"].as_str(), rows["1"].as_str(), rows["2"].as_str(), rows["3"].as_str()), ("B", "B", "C", "A"));
-    assert_eq!(count(&db, "SELECT count(*) FROM coda_pending_writes").await, 0, "every intent settled");
+    assert_eq!(db.count("SELECT count(*) FROM coda_pending_writes").await, 0, "every intent settled");
 }
 
 #[tokio::test]
@@ -80,7 +76,7 @@ async fn a_row_deleted_while_august_was_down_leaves_coda_after_the_copy() {
     let rows = emulator.rows("doc-test", "grid-providers");
     let ids: Vec<String> = rows.iter().map(|r| r["c-id"].to_string()).collect();
     assert_eq!(ids, ["0", "1", "2"]);
-    assert_eq!(count(&db, "SELECT count(*) FROM coda_sync_state").await, 3);
+    assert_eq!(db.count("SELECT count(*) FROM coda_sync_state").await, 3);
     assert_eq!(emulator.unchanged_rows(), 0);
 }
 

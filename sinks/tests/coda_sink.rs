@@ -148,13 +148,7 @@ async fn a_backlog_goes_in_full_batches_and_many_updates_to_one_key_in_one_write
     assert_eq!(h.stats.rows_written.load(Ordering::Relaxed) - before, 1);
     assert_eq!(h.coda_rows()["7"], "Name 999");
     assert_eq!(h.emulator.stats().throttled.load(Ordering::Relaxed), 0);
-    let logged: i64 = db
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM access_log WHERE service = 'coda' AND method = 'POST'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let logged = db.count("SELECT count(*) FROM access_log WHERE service = 'coda' AND method = 'POST'").await;
     assert!(logged >= 4, "every call is in access_log ({logged})");
 }
 
@@ -220,7 +214,7 @@ async fn deletes_reach_coda() {
     assert_eq!(rows.len(), 20);
     assert!(!rows.contains_key("3") && rows.contains_key("10"));
     assert_eq!(h.emulator.stats().rows_deleted.load(Ordering::Relaxed), 10, "one batched delete");
-    let ledger: i64 = db.client().await.query_one("SELECT count(*) FROM coda_sync_state", &[]).await.unwrap().get(0);
+    let ledger = db.count("SELECT count(*) FROM coda_sync_state").await;
     assert_eq!(ledger, 20);
 }
 

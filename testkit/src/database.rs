@@ -53,6 +53,11 @@ impl TestDb {
         DbSettings::from_url("DATABASE_URL", self.url.clone())
     }
 
+    /// The `bigint` the query `sql` (e.g. a `count(*)`) answers, on a new connection.
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.client().await.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+    }
+
     /// A new connection, driven on the current runtime.
     pub async fn client(&self) -> tokio_postgres::Client {
         connect(&self.url).await.unwrap_or_else(|e| panic!("connect to {}: {e}", self.name))

@@ -194,32 +194,33 @@ impl CodaClient {
         })
     }
 
-    /// Every column of a table (all pages).
-    pub async fn list_columns(&self, doc: &str, table: &str) -> Result<Vec<ColumnInfo>, CodaError> {
-        let mut columns = Vec::new();
+    /// Every item of a paginated list, following `nextPageToken` (a token carries the first
+    /// page's parameters).
+    async fn all_pages(&self, template: &'static str, path: String, first: &str) -> Result<Vec<Value>, CodaError> {
+        let mut items = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let query = match &token {
                 Some(t) => format!("?pageToken={}", encode(t)),
-                None => "?limit=100".into(),
+                None => first.to_string(),
             };
-            let page = self
-                .call(
-                    reqwest::Method::GET,
-                    "/docs/{docId}/tables/{tableIdOrName}/columns",
-                    format!("/docs/{}/tables/{}/columns{query}", encode(doc), encode(table)),
-                    None,
-                    None,
-                )
-                .await?;
-            let items: Vec<ColumnInfo> = serde_json::from_value(page["items"].clone())
-                .map_err(|_| CodaError::Unavailable("malformed column list".into()))?;
-            columns.extend(items);
+            let page = self.call(reqwest::Method::GET, template, format!("{path}{query}"), None, None).await?;
+            match page.get("items").and_then(Value::as_array) {
+                Some(page_items) => items.extend(page_items.iter().cloned()),
+                None => return Err(CodaError::Unavailable("malformed list".into())),
+            }
             match page.get("nextPageToken").and_then(Value::as_str) {
                 Some(next) => token = Some(next.to_string()),
-                None => return Ok(columns),
+                None => return Ok(items),
             }
         }
+    }
+
+    /// Every column of a table (all pages).
+    pub async fn list_columns(&self, doc: &str, table: &str) -> Result<Vec<ColumnInfo>, CodaError> {
+        let path = format!("/docs/{}/tables/{}/columns", encode(doc), encode(table));
+        let items = self.all_pages("/docs/{docId}/tables/{tableIdOrName}/columns", path, "?limit=100").await?;
+        serde_json::from_value(Value::Array(items)).map_err(|_| CodaError::Unavailable("malformed column list".into()))
     }
 
     /// Upserts rows (cells as `(column id, value)`) keyed on `key_columns`; returns the
@@ -289,34 +290,16 @@ impl CodaClient {
         doc: &str,
         table: &str,
     ) -> Result<Vec<(String, std::collections::BTreeMap<String, Value>)>, CodaError> {
-        let mut rows = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let query = match &token {
-                Some(t) => format!("?pageToken={}", encode(t)),
-                None => "?limit=500&useColumnNames=false&valueFormat=simple".into(),
-            };
-            let page = self
-                .call(
-                    reqwest::Method::GET,
-                    "/docs/{docId}/tables/{tableIdOrName}/rows",
-                    format!("/docs/{}/tables/{}/rows{query}", encode(doc), encode(table)),
-                    None,
-                    None,
-                )
-                .await?;
-            for item in page["items"].as_array().into_iter().flatten() {
-                let (Some(id), Ok(values)) = (item["id"].as_str(), serde_json::from_value(item["values"].clone()))
-                else {
-                    return Err(CodaError::Unavailable("malformed row list".into()));
-                };
-                rows.push((id.to_string(), values));
-            }
-            match page.get("nextPageToken").and_then(Value::as_str) {
-                Some(next) => token = Some(next.to_string()),
-                None => return Ok(rows),
-            }
-        }
+        let path = format!("/docs/{}/tables/{}/rows", encode(doc), encode(table));
+        let first = "?limit=500&useColumnNames=false&valueFormat=simple";
+        let items = self.all_pages("/docs/{docId}/tables/{tableIdOrName}/rows", path, first).await?;
+        items
+            .into_iter()
+            .map(|item| match (item["id"].as_str(), serde_json::from_value(item["values"].clone())) {
+                (Some(id), Ok(values)) => Ok((id.to_string(), values)),
+                _ => Err(CodaError::Unavailable("malformed row list".into())),
+            })
+            .collect()
     }
 
     /// Deletes rows by id; returns the request id. Call after [`CodaClient::write_slot`].
