@@ -1,13 +1,14 @@
 //! The write path: view updates become as few and as full Coda writes as the quota allows.
 //!
 //! Updates are coalesced per key (the latest wins) while waiting for a write slot; a row whose
-//! content Coda already holds (per the ledger, or per a write in flight) is not written again.
-//! When a slot opens, the table with the oldest pending change sends a batch of up to
-//! `max_rows` rows and `max_bytes` bytes. A write is durable when `mutationStatus` says
-//! completed and the ledger records it. 429s, 5xx and time-outs are retried with backoff and
-//! jitter (honouring `Retry-After`); any other 4xx splits the batch until the refused row
-//! stands alone, which goes to `sink_dead_letters` while the rest goes on. The durable LSN is
-//! the last frontier, held back by the oldest change not yet durable.
+//! content Coda already holds (per the ledger, or per a write in flight) is not written again,
+//! and a row whose write is in flight waits for its confirmation (`send.rs`). When a slot
+//! opens, the table with the oldest pending change sends a batch of up to `max_rows` rows and
+//! `max_bytes` bytes. A write is durable when `mutationStatus` says completed and the ledger
+//! records it. 429s, 5xx and time-outs are retried with backoff and jitter (honouring
+//! `Retry-After`); any other 4xx splits the batch until the refused row stands alone, which
+//! goes to `sink_dead_letters` while the rest goes on (`failures.rs`). The durable LSN is the
+//! last frontier, held back by the oldest change not yet durable.
 //!
 //! Before the first write, writes a previous run left unconfirmed are settled against Coda
 //! ([`super::settle`]); each write records its intent first. Once the initial copy has been

@@ -11,138 +11,9 @@ use std::time::Duration;
 use august_schema::settings::ConnectTarget;
 use august_schema::{DbSettings, PoolSettings, Secret, SettingError};
 
-/// One setting.
-#[derive(Debug)]
-pub struct Setting {
-    /// Environment variable.
-    pub env: &'static str,
-    /// Key in the config file (`section.key`).
-    pub file_key: &'static str,
-    /// Value when unset, if any.
-    pub default: Option<&'static str>,
-    /// What it does (shown in the README table).
-    pub doc: &'static str,
-}
+mod catalog;
 
-macro_rules! setting {
-    ($env:literal, $key:literal, $default:expr, $doc:literal) => {
-        Setting { env: $env, file_key: $key, default: $default, doc: $doc }
-    };
-}
-
-/// Every setting August reads.
-pub const SETTINGS: &[Setting] = &[
-    setting!(
-        "DATABASE_URL",
-        "database.url",
-        None,
-        "Postgres connection string (`postgres://user:password@host:port/db`). Use this or the `DB_*` parts."
-    ),
-    setting!(
-        "DB_HOST",
-        "database.host",
-        None,
-        "Postgres host name, IP or unix-socket folder (when `DATABASE_URL` is not set)."
-    ),
-    setting!("DB_PORT", "database.port", Some("5432"), "Postgres port."),
-    setting!("DB_NAME", "database.name", None, "Database name."),
-    setting!("DB_USER", "database.user", None, "Database user."),
-    setting!(
-        "DB_PASSWORD",
-        "database.password",
-        None,
-        "Database password (secret). May also complete a `DATABASE_URL` that has none."
-    ),
-    setting!("DB_POOL_MAX_SIZE", "database.pool_max_size", Some("10"), "Most pooled connections."),
-    setting!(
-        "DB_POOL_IDLE_SECS",
-        "database.pool_idle_secs",
-        Some("30"),
-        "Seconds before an idle pooled connection is closed."
-    ),
-    setting!(
-        "DB_CONNECT_TIMEOUT_SECS",
-        "database.connect_timeout_secs",
-        Some("2"),
-        "Seconds to wait for a new connection."
-    ),
-    setting!("AUGUST_HTTP_ADDR", "http.addr", Some("0.0.0.0:8080"), "Address the webhook endpoints listen on."),
-    setting!(
-        "PORT",
-        "http.port",
-        None,
-        "Port to listen on (set by Cloud Run); overrides the port of `AUGUST_HTTP_ADDR`."
-    ),
-    setting!(
-        "DRCHRONO_WEBHOOK_SECRET",
-        "drchrono.webhook_secret",
-        None,
-        "DrChrono webhook secret (secret): what `X-drchrono-signature` must carry, and the handshake's HMAC key."
-    ),
-    setting!(
-        "DEEPCURA_SHARED_SECRET",
-        "deepcura.shared_secret",
-        None,
-        "Deep Cura shared secret (secret): what `X-DeepCura-Secret` must carry, and (hashed) the AES key."
-    ),
-    setting!("AUGUST_SLOT", "replication.slot", Some("august"), "Replication slot August streams from."),
-    setting!(
-        "AUGUST_CODA_MAPPING",
-        "coda.mapping",
-        None,
-        "Coda mapping file (TOML). Without it, `replicate` writes no Coda tables."
-    ),
-    setting!(
-        "CODA_API_BASE",
-        "coda.api_base",
-        Some("https://coda.io/apis/v1"),
-        "Coda API base URL (the emulator's, for tests and the demo)."
-    ),
-    setting!("CODA_API_TOKEN", "coda.api_token", None, "Coda API token (secret), sent as `Authorization: Bearer`."),
-    setting!(
-        "AUGUST_CODA_MAX_ROWS_PER_REQUEST",
-        "coda.max_rows_per_request",
-        Some("500"),
-        "Most rows in one Coda write."
-    ),
-    setting!(
-        "AUGUST_CODA_MAX_REQUEST_BYTES",
-        "coda.max_request_bytes",
-        Some("1048576"),
-        "Largest Coda write body, in bytes."
-    ),
-    setting!(
-        "AUGUST_CODA_WRITES_PER_6S",
-        "coda.writes_per_6s",
-        Some("10"),
-        "Coda write quota shared by every table and doc (Coda allows 10 per 6 s per user)."
-    ),
-    setting!(
-        "AUGUST_CODA_READS_PER_6S",
-        "coda.reads_per_6s",
-        Some("100"),
-        "Coda read quota (Coda allows 100 reads per 6 s per user): mutation checks, look-ups, start-up checks."
-    ),
-    setting!(
-        "AUGUST_METRICS_ADDR",
-        "http.metrics_addr",
-        None,
-        "Address `august replicate` serves `GET /metrics` on (none when unset; `serve` and `ingest` serve it on the webhook port)."
-    ),
-    setting!(
-        "AUGUST_HEARTBEAT_SECS",
-        "replication.heartbeat_secs",
-        Some("10"),
-        "Seconds between heartbeats written to the WAL (they keep the slot moving when only unpublished tables change)."
-    ),
-    setting!(
-        "AUGUST_LOG",
-        "log.filter",
-        Some("info,tokio_postgres=warn"),
-        "Log filter (`tracing` syntax, e.g. `info,august_cdc=debug`)."
-    ),
-    setting!("AUGUST_LOG_FORMAT", "log.format", Some("text"), "`text` for people, `json` for Cloud Logging."),
-];
+pub use catalog::{markdown_table, SETTINGS};
 
 /// Where a value came from, for error messages.
 #[derive(Debug, Clone)]
@@ -375,16 +246,6 @@ impl Sources {
     }
 }
 
-/// The settings as a Markdown table, as printed by `august settings` and kept in the README.
-pub fn markdown_table() -> String {
-    let mut out = String::from("| Variable | Config file key | Default | Meaning |\n|---|---|---|---|\n");
-    for s in SETTINGS {
-        let default = s.default.map(|d| format!("`{d}`")).unwrap_or_else(|| "—".to_string());
-        out.push_str(&format!("| `{}` | `{}` | {default} | {} |\n", s.env, s.file_key, s.doc));
-    }
-    out
-}
-
 fn flatten(prefix: &str, table: &toml::Table, out: &mut HashMap<String, String>) -> Result<(), String> {
     for (key, value) in table {
         let full = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
@@ -478,7 +339,7 @@ mod tests {
 
     #[test]
     fn the_readme_carries_the_current_settings_table() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../README.md");
         assert!(
             readme.contains(&markdown_table()),
             "README's settings table is stale: paste the output of `august settings`"
