@@ -5,9 +5,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+/// Waits until `august tail`'s slot is streaming from a consistent point. A slot shows as
+/// active while it still waits for the transactions running anywhere in the cluster to end
+/// (other tests' included); changes committed before its consistent point are not decoded, so
+/// the wait is for `confirmed_flush_lsn`, which is set only once the point is found.
 async fn wait_for_temporary_slot(client: &tokio_postgres::Client) {
-    for _ in 0..200 {
-        let n: i64 = client.query_one("SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'august_tail_%' AND active AND database = current_database()", &[]).await.unwrap().get(0);
+    for _ in 0..600 {
+        let n: i64 = client.query_one("SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'august_tail_%' AND active AND confirmed_flush_lsn IS NOT NULL AND database = current_database()", &[]).await.unwrap().get(0);
         if n > 0 {
             return;
         }
