@@ -82,6 +82,10 @@ fn main() -> ExitCode {
     };
     listen_for_shutdown(&runtime);
     if let Command::Demo(args) = cli.command {
+        if cli.embedded.is_some() {
+            let why = "is not for `august demo`, which runs its own private PostgreSQL (its folder is --dir)";
+            return report(ConfigError(august_schema::SettingError::new("--embedded", why)).into());
+        }
         return run_demo(&runtime, args);
     }
     let (server, env) = match &cli.embedded {

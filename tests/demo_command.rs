@@ -70,3 +70,13 @@ async fn the_demo_mirrors_a_clinic_into_coda_and_ctrl_c_leaves_nothing_running()
     again.signal("TERM");
     assert!(again.exit(Duration::from_secs(60)).await.success(), "{}", again.log());
 }
+
+#[test]
+fn the_demo_refuses_another_database_flag_with_exit_2() {
+    let out = crate::august(&["demo", "--embedded", "/tmp/elsewhere"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(crate::stderr(&out).contains("--embedded"), "{}", crate::stderr(&out));
+    let out = crate::august(&["demo", "--rate", "0"], &[]);
+    assert_eq!(out.status.code(), Some(2), "a rate of 0 is refused by name");
+    assert!(crate::stderr(&out).contains("--rate"), "{}", crate::stderr(&out));
+}
