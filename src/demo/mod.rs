@@ -122,7 +122,7 @@ async fn run_on(args: &DemoArgs, mut env: Vec<(String, String)>) -> anyhow::Resu
     let playing = tokio::spawn(clinic.play(args.rate, stop.clone()));
     let coda = serving.stats.coda.clone().context("the demo maps every view to Coda")?;
     let quota = (!args.no_quota).then_some(10);
-    let showing = tokio::spawn(status::show(status::Sources { coda, clinic: clinic_stats, quota }, stop.clone()));
+    let showing = tokio::spawn(status::show(status::Counters { coda, clinic: clinic_stats, quota }, stop.clone()));
 
     let stop_after = args.stop_after.map(Duration::from_secs);
     let until = async move {

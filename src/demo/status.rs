@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::clinic::ClinicStats;
 
-/// What the line reads.
-pub struct Sources {
+/// The counters the line reads.
+pub struct Counters {
     /// The Coda sink's counters.
     pub coda: Arc<WriterStats>,
     /// The clinic's.
@@ -24,7 +24,7 @@ pub struct Sources {
 }
 
 /// Prints the line until `stop` is cancelled, then ends it with a newline.
-pub async fn show(sources: Sources, stop: CancellationToken) {
+pub async fn show(counters: Counters, stop: CancellationToken) {
     let terminal = std::io::stderr().is_terminal();
     let mut writes: VecDeque<u64> = VecDeque::new(); // one sample a second, the last 6 s
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
@@ -34,12 +34,12 @@ pub async fn show(sources: Sources, stop: CancellationToken) {
             _ = stop.cancelled() => break,
             _ = ticks.tick() => {}
         }
-        writes.push_back(sources.coda.writes.load(Ordering::Relaxed));
+        writes.push_back(counters.coda.writes.load(Ordering::Relaxed));
         if writes.len() > 7 {
             writes.pop_front();
         }
         let used = writes.back().copied().unwrap_or(0) - writes.front().copied().unwrap_or(0);
-        let text = line(&sources, used);
+        let text = line(&counters, used);
         n += 1;
         if terminal {
             eprint!("\r\x1b[2K{text}");
@@ -54,21 +54,21 @@ pub async fn show(sources: Sources, stop: CancellationToken) {
 }
 
 /// The line itself.
-pub fn line(sources: &Sources, writes_in_window: u64) -> String {
-    let coda = &sources.coda;
+pub fn line(counters: &Counters, writes_in_window: u64) -> String {
+    let coda = &counters.coda;
     let lag = match (coda.recent_latency(0.5), coda.recent_latency(0.99)) {
         (Some(p50), Some(p99)) => format!("lag p50 {} p99 {}", seconds(p50), seconds(p99)),
         _ => "lag —".to_string(),
     };
-    let quota = match sources.quota {
+    let quota = match counters.quota {
         Some(q) => format!("{writes_in_window}/{q}"),
         None => format!("{writes_in_window} (no quota)"),
     };
     format!(
         "mirrored {} rows · {lag} · Coda writes {quota} per 6 s · webhooks {} sent, {} refused",
         coda.rows_durable.load(Ordering::Relaxed),
-        sources.clinic.delivered.load(Ordering::Relaxed),
-        sources.clinic.refused.load(Ordering::Relaxed),
+        counters.clinic.delivered.load(Ordering::Relaxed),
+        counters.clinic.refused.load(Ordering::Relaxed),
     )
 }
 
