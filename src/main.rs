@@ -55,6 +55,11 @@ enum Command {
     /// Serve the webhook endpoints and replicate, in one process (a single clinic's
     /// deployment), until SIGTERM or Ctrl-C.
     Serve(commands::replicate::ReplicateArgs),
+    /// Pull from DrChrono's API: the initial backfill, or what changed since the last pull.
+    Sync(commands::sync::SyncArgs),
+    /// Compare DrChrono with Postgres (counts, checksums, differing ids) and, with --coda,
+    /// every mapped Coda table with its view. Exit 0 when equal, 1 with the differences.
+    Verify(commands::verify::VerifyArgs),
     /// Serve the in-repo Coda API emulator for the tables of a mapping file.
     CodaEmulator(commands::coda_emulator::EmulatorArgs),
     /// Run everything on a private Postgres and the Coda emulator, with a synthetic clinic
@@ -111,6 +116,8 @@ fn main() -> ExitCode {
             Command::Ingest => commands::ingest::run(&sources).await,
             Command::Serve(args) => commands::serve::run(&sources, args).await,
             Command::Tail(args) => commands::tail::run(&sources, args).await,
+            Command::Sync(args) => commands::sync::run(&sources, args).await,
+            Command::Verify(args) => commands::verify::run(&sources, args).await,
         }
     });
     let stopped = server.map(|s| s.stop()).transpose();

@@ -11,6 +11,7 @@ mod serve_end_to_end;
 mod settings_errors;
 mod support;
 mod tail_command;
+mod verify_coda;
 mod views_command;
 
 use std::process::{Command, Output};

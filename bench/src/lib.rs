@@ -5,8 +5,10 @@
 
 use std::time::Duration;
 
+use august_emulators::coda::{Doc, TableSpec};
 use august_schema::embedded::EmbeddedPostgres;
 use august_schema::{migrate, Migration};
+use august_sinks::coda::mapping::Mapping;
 
 /// A benchmark's database server and the migrated database on it.
 #[derive(Debug)]
@@ -38,6 +40,13 @@ impl BenchDb {
     pub async fn client(&self) -> Result<tokio_postgres::Client, Box<dyn std::error::Error>> {
         Ok(august_schema::connect(&self.config).await?)
     }
+}
+
+/// The doc a mapping names, for the Coda emulator to serve: each mapped table with its mapped
+/// columns, named by their ids.
+pub fn emulated_doc(mapping: &Mapping) -> Doc {
+    let tables = mapping.tables.iter().map(|t| TableSpec::new(&t.table_id, &t.view, t.columns.values()));
+    Doc::new(&mapping.doc_id, tables)
 }
 
 /// Rate per second.

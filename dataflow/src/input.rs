@@ -112,7 +112,7 @@ impl Driver {
 }
 
 /// The table, natural key and new value (`None` for a soft-deleted row) of a row.
-fn upsert_of(relation: &Relation, row: &Row) -> Option<(usize, Vec<Value>, Option<Row>)> {
+pub(crate) fn upsert_of(relation: &Relation, row: &Row) -> Option<(usize, Vec<Value>, Option<Row>)> {
     let t = table_index(&relation.name)?;
     let spec = &TABLES[t];
     let projected = spec.project(relation, row);

@@ -1,12 +1,14 @@
 //! The views computed from scratch, in plain Rust, from the live rows of every table. Tests
-//! compare the incremental dataflow with it after every step, and the end-to-end checks compare
-//! what a sink holds with it. It shares each view's row shaping with the dataflow; only the
-//! joins differ.
+//! compare the incremental dataflow with it after every step, and the end-to-end checks and
+//! `august verify --coda` compare what a sink holds with it. It shares each view's row shaping
+//! with the dataflow; only the joins differ. [`read_live_tables`] copies its input from
+//! Postgres.
 
 use std::collections::{BTreeMap, HashMap};
 
-use august_cdc::{Row, Value};
+use august_cdc::{CdcConfig, CdcError, Event, Lsn, Row, Value};
 
+use crate::input::upsert_of;
 use crate::tables::table;
 use crate::views::deepcura_links::{clinical_note_day, decide, note_evidence, Evidence, Link};
 use crate::views::{self, Cols, ViewRow};
@@ -31,6 +33,36 @@ impl<'a> Lookup<'a> {
         let cols = Cols::of(table);
         self.rows(table).filter(|r| !cols.get(r, column).is_null()).map(|r| (cols.get(r, column).clone(), r)).collect()
     }
+}
+
+/// Every published table's live rows, copied by `cdc` itself through one consistent snapshot
+/// and shaped as the dataflow's input shapes them. It streams from a temporary slot of its own
+/// session, so the pipeline's slot is never touched.
+pub async fn read_live_tables(pg: &tokio_postgres::Config) -> Result<Tables, CdcError> {
+    let config = CdcConfig { temporary_slot: true, heartbeat: None, ..CdcConfig::default() };
+    let (_durable, durable_watch) = tokio::sync::watch::channel(Lsn::ZERO);
+    let mut stream = august_cdc::start(pg.clone(), config, durable_watch);
+    let mut tables = Tables::new();
+    loop {
+        match stream.next().await {
+            Some(Event::SnapshotRow { relation, row }) => {
+                if let Some((_, key, Some(row))) = upsert_of(&relation, &row) {
+                    tables.entry(relation.name.clone()).or_default().insert(key, row);
+                }
+            }
+            Some(Event::SnapshotEnd { .. }) => break,
+            Some(_) => {}
+            None => {
+                // The consumer stopped before the copy ended; how it ended says why.
+                stream.finish().await?;
+                return Err(CdcError::Protocol("the change stream ended before its copy of the tables".into()));
+            }
+        }
+    }
+    // The copy is all that is wanted; the stream after it (whose temporary slot name other
+    // readers in this process may race for) is not.
+    let _ = stream.finish().await;
+    Ok(tables)
 }
 
 /// Every view, from scratch.

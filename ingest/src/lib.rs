@@ -2,7 +2,9 @@
 //!
 //! * `GET /health`: 200 with the database's status when Postgres answers, 503 otherwise;
 //! * `GET /webhooks/drchrono?msg=M` and `POST /webhooks/drchrono` ([`drchrono`]);
-//! * `POST /webhooks/deepcura` ([`deepcura`]).
+//! * `POST /webhooks/deepcura` ([`deepcura`]);
+//! * `POST /sync/{resource}` and `GET /sync/runs/{id}` ([`sync_api`], merged in by the binary):
+//!   DrChrono pull sync ([`drchrono::pull`]) behind Google-signed OIDC ([`oidc`]).
 //!
 //! Every error is `{"error": {"code", "message"}}` ([`IngestError`]); a bad signature or
 //! secret is a 401 with nothing written and nothing of the payload logged. Bodies are limited
@@ -15,6 +17,8 @@ pub mod drchrono;
 mod error;
 pub mod fields;
 mod journal;
+pub mod oidc;
+pub mod sync_api;
 
 use std::time::{Duration, Instant};
 

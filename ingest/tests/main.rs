@@ -4,6 +4,9 @@
 mod deepcura;
 mod drchrono;
 mod fuzz;
+mod oidc;
+mod pull;
+mod sync_api;
 
 use august_ingest::{app, IngestState};
 use august_schema::{PoolSettings, Secret};

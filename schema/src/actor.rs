@@ -14,6 +14,8 @@ pub enum Actor {
     Migrate,
     /// A DrChrono webhook delivery.
     DrChronoWebhook,
+    /// A DrChrono pull (`august sync`, `/sync/*`, the reconciliation pass).
+    DrChronoSync,
     /// A Deep Cura Gridhook delivery.
     DeepCuraGridhook,
     /// The dataflow's link write-back into `deepcura_notes`.
@@ -31,6 +33,7 @@ impl Actor {
         match self {
             Actor::Migrate => "august_migrate",
             Actor::DrChronoWebhook => "drchrono_webhook",
+            Actor::DrChronoSync => "drchrono_sync",
             Actor::DeepCuraGridhook => "deepcura_gridhook",
             Actor::Linker => "august_linker",
             Actor::CodaSink => "august_coda_sink",

@@ -10,10 +10,12 @@
 //!   changes nothing: no row version, no audit row, no change on the replication stream;
 //! - [`embedded`]: a private server from the installed binaries, for zero-setup runs and tests;
 //! - [`catalog`]: the tables by role (mirrors, operational, published, audit);
+//! - [`access_log`]: one `access_log` row per call to an external API;
 //! - [`actor`]: the names written into `change_log.actor` by each writer;
 //! - [`error`]: errors that say whether trying again can help.
 #![forbid(missing_docs)]
 
+pub mod access_log;
 pub mod actor;
 pub mod catalog;
 pub mod embedded;

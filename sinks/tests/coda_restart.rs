@@ -7,18 +7,14 @@ use std::time::Duration;
 
 use august_cdc::Value;
 use august_dataflow::ViewUpdate;
+use august_emulators::coda::{Emulator, EmulatorConfig};
 use august_sinks::coda::cells::{hash, CellSources};
 use august_sinks::coda::mapping::Mapping;
-use august_sinks::coda_emulator::EmulatorConfig;
 
 use crate::coda_sink::{client, emulator, fast, provider, start, upsert, MAPPING};
 
 /// Runs a writer over `updates` (as the initial copy) until durable, then stops it.
-async fn run_once(
-    db: &august_testkit::TestDb,
-    emulator: &august_sinks::coda_emulator::Emulator,
-    updates: Vec<ViewUpdate>,
-) {
+async fn run_once(db: &august_testkit::TestDb, emulator: &Emulator, updates: Vec<ViewUpdate>) {
     let mut h = start(db, emulator.clone(), fast());
     h.send(10, updates);
     h.durable_past(10).await;

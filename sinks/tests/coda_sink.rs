@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use august_cdc::{Lsn, Value};
 use august_dataflow::tables::table;
 use august_dataflow::{Output, ViewUpdate};
+use august_emulators::coda::{Doc, Emulator, EmulatorConfig, Faults, TableSpec};
 use august_schema::Secret;
 use august_sinks::coda::access_log::AccessLog;
 use august_sinks::coda::check_mapping;
 use august_sinks::coda::client::{CodaClient, CodaSettings};
 use august_sinks::coda::mapping::Mapping;
 use august_sinks::coda::writer::{write_to_coda, WriterConfig, WriterStats};
-use august_sinks::coda_emulator::{self, Emulator, EmulatorConfig, Faults};
 use tokio::sync::{mpsc, watch};
 
 pub const MAPPING: &str = r#"
@@ -55,9 +55,12 @@ pub struct Harness {
     pub task: tokio::task::JoinHandle<Result<(), august_sinks::SinkError>>,
 }
 
+/// An emulator serving the doc, tables and columns [`MAPPING`] names.
 pub async fn emulator(config: EmulatorConfig) -> Emulator {
     let mapping = Mapping::parse(MAPPING, "test").unwrap();
-    coda_emulator::serve("127.0.0.1:0".parse().unwrap(), &mapping, EmulatorConfig { window: WINDOW, ..config })
+    let tables = mapping.tables.iter().map(|t| TableSpec::new(&t.table_id, &t.view, t.columns.values()));
+    let doc = Doc::new(&mapping.doc_id, tables);
+    august_emulators::coda::serve("127.0.0.1:0".parse().unwrap(), doc, EmulatorConfig { window: WINDOW, ..config })
         .await
         .unwrap()
 }

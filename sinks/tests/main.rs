@@ -3,5 +3,4 @@
 
 mod coda_restart;
 mod coda_sink;
-mod emulator_schema;
 mod link_writeback;

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use august_emulators::coda::{self, Doc, EmulatorConfig, Faults, TableSpec};
 use august_sinks::coda::mapping::Mapping;
-use august_sinks::coda_emulator::{self, EmulatorConfig, Faults};
 
 use crate::ConfigError;
 
@@ -50,7 +50,7 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
         mutation_delay: Duration::from_millis(args.mutation_delay_ms),
     };
     let config = EmulatorConfig { token: args.token, quota: !args.no_quota, faults, ..EmulatorConfig::default() };
-    let emulator = coda_emulator::serve(args.listen, &mapping, config).await?;
+    let emulator = coda::serve(args.listen, emulated_doc(&mapping), config).await?;
     eprintln!(
         "august: Coda emulator on {} (doc {}); its tables at {}/",
         emulator.base_url(),
@@ -59,4 +59,11 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
     );
     crate::shutdown_signal().await;
     Ok(())
+}
+
+/// The doc a mapping file names, as the emulator serves it: each mapped table with its mapped
+/// columns (a mapping knows only their ids, so the ids are their names too).
+pub(crate) fn emulated_doc(mapping: &Mapping) -> Doc {
+    let tables = mapping.tables.iter().map(|t| TableSpec::new(&t.table_id, &t.view, t.columns.values()));
+    Doc::new(&mapping.doc_id, tables)
 }

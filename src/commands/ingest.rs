@@ -2,6 +2,11 @@
 //! or `AUGUST_HTTP_ADDR`, with graceful shutdown on SIGTERM or Ctrl-C, and Prometheus metrics at
 //! `GET /metrics`. `serve` and `demo` bind the same endpoints beside the pipeline.
 
+use std::time::Duration;
+
+use august_ingest::drchrono::runs::Syncer;
+use august_ingest::oidc::OidcVerifier;
+use august_ingest::sync_api::{self, SyncApi};
 use august_ingest::{app, IngestState};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +28,7 @@ pub struct Webhooks {
     pub addr: std::net::SocketAddr,
     listener: tokio::net::TcpListener,
     router: axum::Router,
+    reconcile: Option<(Syncer, Duration)>,
 }
 
 impl Webhooks {
@@ -30,19 +36,51 @@ impl Webhooks {
     pub async fn bind(sources: &Sources, metrics: PrometheusHandle) -> anyhow::Result<Self> {
         let (settings, pg) = sources.database().map_err(ConfigError)?;
         let (addr, drchrono_secret, deepcura_secret) = sources.ingest().map_err(ConfigError)?;
-        let pool = august_schema::connect_pool(&settings.pool, pg).await?;
+        let pool = august_schema::connect_pool(&settings.pool, pg.clone()).await?;
+        let syncer = super::sync::syncer(sources, &pool, &pg).await?;
+        let sync = match (sources.sync_oidc().map_err(ConfigError)?, &syncer) {
+            (None, _) => SyncApi::not_configured("AUGUST_SYNC_OIDC_AUDIENCE"),
+            (Some(_), None) => SyncApi::not_configured("DRCHRONO_CLIENT_ID and DRCHRONO_CLIENT_SECRET"),
+            (Some(oidc), Some(syncer)) => {
+                let verifier = OidcVerifier::new(oidc.jwks_url, oidc.audience, oidc.invoker, reqwest::Client::new());
+                SyncApi::new(syncer.clone(), verifier)
+            }
+        };
+        let reconcile = match (syncer, sources.reconcile_every().map_err(ConfigError)?) {
+            (Some(syncer), Some(every)) => Some((syncer, every)),
+            _ => None,
+        };
         let state = IngestState { pool, drchrono_secret, deepcura_secret };
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| ConfigError(august_schema::SettingError::new("AUGUST_HTTP_ADDR", e.to_string())))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "webhooks listening");
-        Ok(Self { addr, listener, router: app(state).merge(crate::metrics::route(metrics)) })
+        let router = app(state).merge(sync_api::routes(sync)).merge(crate::metrics::route(metrics));
+        Ok(Self { addr, listener, router, reconcile })
     }
 
     /// Serves until `stop` resolves; requests in flight then finish (each has 10 s at most).
+    /// With DrChrono credentials and `AUGUST_RECONCILE_SECS`, reconciliation passes run
+    /// meanwhile.
     pub async fn serve_until(self, stop: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router).with_graceful_shutdown(stop).await?;
+        let stopped = CancellationToken::new();
+        let reconciling = self.reconcile.map(|(syncer, every)| {
+            tracing::info!(every_secs = every.as_secs(), "DrChrono reconciliation on");
+            tokio::spawn(super::sync::reconcile_until(syncer, every, stopped.clone()))
+        });
+        let signal = stopped.clone();
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                stop.await;
+                signal.cancel();
+            })
+            .await;
+        stopped.cancel();
+        if let Some(reconciling) = reconciling {
+            let _ = reconciling.await;
+        }
+        served?;
         Ok(())
     }
 

@@ -5,5 +5,7 @@ pub mod ingest;
 pub mod migrate;
 pub mod replicate;
 pub mod serve;
+pub mod sync;
 pub mod tail;
+pub mod verify;
 pub mod views;

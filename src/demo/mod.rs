@@ -2,8 +2,10 @@
 //!
 //! It starts a private PostgreSQL from the installed binaries (data in `--dir`, reused on the
 //! next run) and migrates it; serves the Coda emulator with the tables of the bundled demo
-//! mapping (`examples/demo-mapping.toml`, every view); runs `serve` (webhooks + replication)
-//! against both; and plays a synthetic clinic through the real webhook endpoints at a steady
+//! mapping (`examples/demo-mapping.toml`, every view) and the DrChrono emulator with a
+//! synthetic practice; backfills that practice through the real pull sync (as a clinic's
+//! cut-over does); runs `serve` (webhooks + replication + 15-minute reconciliation, here every
+//! minute) against all three; and plays a synthetic clinic through the real webhook endpoints at a steady
 //! rate ([`clinic`]), with one live status line ([`status`]). Ctrl-C or SIGTERM stops the
 //! clinic, then `serve` cleanly, then Postgres: nothing it started keeps running (the
 //! emulator and `serve` live in this process; Postgres also stops if the process is killed).
@@ -17,11 +19,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use august_emulators::coda::{self as coda_emulator, EmulatorConfig};
+use august_emulators::drchrono::{self as drchrono_emulator, DrChronoConfig};
 use august_sinks::coda::mapping::Mapping;
-use august_sinks::coda_emulator::{self, EmulatorConfig};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
+use crate::commands::coda_emulator::emulated_doc;
 use crate::commands::replicate::ReplicateArgs;
 use crate::commands::serve::Serving;
 use crate::settings::Sources;
@@ -45,6 +49,12 @@ pub struct DemoArgs {
     /// Port of the Coda emulator (0: any free port; a taken default moves to a free one).
     #[arg(long, default_value_t = 8090)]
     coda_port: u16,
+    /// Port of the DrChrono emulator (0: any free port; a taken default moves to a free one).
+    #[arg(long, default_value_t = 8091)]
+    drchrono_port: u16,
+    /// Patients of the synthetic practice in the DrChrono emulator, backfilled at the start.
+    #[arg(long, default_value_t = 100)]
+    patients: usize,
     /// Let the emulator ignore Coda's quota of 10 writes per 6 s (and August too).
     #[arg(long)]
     no_quota: bool,
@@ -83,10 +93,24 @@ async fn run_on(args: &DemoArgs, mut env: Vec<(String, String)>) -> anyhow::Resu
     let secret = || -> String { hex(rand::rng().random::<[u8; 16]>()) };
     let (token, drchrono_secret, deepcura_secret) = (secret(), secret(), secret());
     let emulator = EmulatorConfig { token: token.clone(), quota: !args.no_quota, ..EmulatorConfig::default() };
-    let emulator = coda_emulator::serve(free_or_any(args.coda_port, 8090), &mapping, emulator).await?;
+    let emulator = coda_emulator::serve(free_or_any(args.coda_port, 8090), emulated_doc(&mapping), emulator).await?;
+
+    // A fresh refresh token each run: the emulator starts anew, and a new seed replaces the
+    // token the last run's emulator had rotated.
+    let drchrono = DrChronoConfig { patients: args.patients, refresh_token: secret(), ..DrChronoConfig::default() };
+    let (client_id, client_secret, refresh_token) =
+        (drchrono.client_id.clone(), drchrono.client_secret.clone(), drchrono.refresh_token.clone());
+    let drchrono = drchrono_emulator::serve(free_or_any(args.drchrono_port, 8091), drchrono).await?;
 
     let http = free_or_any(args.http_port, 8080);
     let settings = [
+        ("DRCHRONO_API_BASE", drchrono.base_url()),
+        ("DRCHRONO_CLIENT_ID", client_id),
+        ("DRCHRONO_CLIENT_SECRET", client_secret),
+        ("DRCHRONO_REFRESH_TOKEN", refresh_token),
+        // Demo data only, kept in the demo's folder: a fixed key is fine here, never elsewhere.
+        ("DRCHRONO_TOKEN_KEY", "august demo token key (demo data only)".into()),
+        ("AUGUST_RECONCILE_SECS", "60".into()),
         ("AUGUST_HTTP_ADDR", http.to_string()),
         ("DRCHRONO_WEBHOOK_SECRET", drchrono_secret.clone()),
         ("DEEPCURA_SHARED_SECRET", deepcura_secret.clone()),
@@ -103,16 +127,19 @@ async fn run_on(args: &DemoArgs, mut env: Vec<(String, String)>) -> anyhow::Resu
         env.push(("AUGUST_CODA_READS_PER_6S".into(), "60000".into()));
     }
     let sources = Sources::load(None, env).map_err(crate::ConfigError)?;
+    backfill(&sources, &pg).await?;
     let serving = Serving::start(&sources, &ReplicateArgs::default(), crate::metrics::install()?).await?;
     let base = format!("http://{}", serving.addr);
     eprintln!(
         "august demo: a synthetic clinic sends {} events/s to August; Ctrl-C stops everything.\n  \
          Coda emulator (the staff's tables):  {}/\n  \
+         DrChrono emulator (the practice):    {}/api/patients\n  \
          August health:                       {base}/health\n  \
          August metrics:                      {base}/metrics\n  \
          PostgreSQL:                          {database}",
         args.rate,
         emulator.base_url(),
+        drchrono.base_url(),
     );
 
     let stop = CancellationToken::new();
@@ -137,6 +164,30 @@ async fn run_on(args: &DemoArgs, mut env: Vec<(String, String)>) -> anyhow::Resu
     };
     serving.run_until(until).await?;
     eprintln!("august demo: August stopped cleanly");
+    Ok(())
+}
+
+/// Pulls the DrChrono emulator's practice into Postgres before going live, as a cut-over does.
+async fn backfill(sources: &Sources, pg: &tokio_postgres::Config) -> anyhow::Result<()> {
+    use august_ingest::drchrono::{budget::Priority, feeds::FEEDS, pull};
+    let started = std::time::Instant::now();
+    let pool = august_schema::connect_pool(&august_schema::PoolSettings::default(), pg.clone()).await?;
+    let syncer = crate::commands::sync::syncer(sources, &pool, pg).await?.context("the demo configures DrChrono")?;
+    let options = pull::PullOptions { full: false, since: None, priority: Priority::Manual };
+    let run = syncer.claim(FEEDS.iter().collect(), options, "demo_backfill").await?;
+    let summary = run.run(tokio::sync::watch::channel(pull::Progress::default()).0).await;
+    if let Some(error) = summary.error {
+        anyhow::bail!("the backfill from the DrChrono emulator failed: {error}");
+    }
+    let c = summary.counts;
+    eprintln!(
+        "august demo: backfilled the practice from DrChrono in {:.1} s: {} pages, {} objects ({} new, {} unchanged)",
+        started.elapsed().as_secs_f64(),
+        c.pages,
+        c.fetched,
+        c.inserted,
+        c.unchanged
+    );
     Ok(())
 }
 

@@ -76,6 +76,68 @@ pub const SETTINGS: &[Setting] = &[
         None,
         "Deep Cura shared secret (secret): what `X-DeepCura-Secret` must carry, and (hashed) the AES key."
     ),
+    setting!(
+        "DRCHRONO_API_BASE",
+        "drchrono.api_base",
+        Some("https://app.drchrono.com"),
+        "DrChrono API base URL (the emulator's, for tests and the demo); the token URL is `{base}/o/token/`."
+    ),
+    setting!("DRCHRONO_CLIENT_ID", "drchrono.client_id", None, "DrChrono OAuth client id. With the secret, turns pull sync on."),
+    setting!("DRCHRONO_CLIENT_SECRET", "drchrono.client_secret", None, "DrChrono OAuth client secret (secret)."),
+    setting!(
+        "DRCHRONO_REFRESH_TOKEN",
+        "drchrono.refresh_token",
+        None,
+        "DrChrono refresh token (secret): seeds the token store once; a different value replaces it (re-authorisation)."
+    ),
+    setting!(
+        "DRCHRONO_TOKEN_KEY",
+        "drchrono.token_key",
+        None,
+        "Key (secret, at least 16 characters) that seals the DrChrono tokens stored in Postgres."
+    ),
+    setting!(
+        "DRCHRONO_CALLS_PER_HOUR",
+        "drchrono.calls_per_hour",
+        Some("500"),
+        "DrChrono calls allowed per hour for the account, shared by every August process and command."
+    ),
+    setting!(
+        "DRCHRONO_CALLS_RESERVE",
+        "drchrono.calls_reserve",
+        Some("50"),
+        "Calls per hour that scheduled syncs leave for people running `august sync` and `august verify`."
+    ),
+    setting!(
+        "DRCHRONO_RATE_WINDOW_SECS",
+        "drchrono.rate_window_secs",
+        Some("3600"),
+        "Length of DrChrono's rate-limit window (an hour; shorter only against the emulator)."
+    ),
+    setting!(
+        "AUGUST_RECONCILE_SECS",
+        "drchrono.reconcile_secs",
+        Some("900"),
+        "Seconds between `serve`'s incremental DrChrono reconciliation passes (0 turns them off)."
+    ),
+    setting!(
+        "AUGUST_SYNC_OIDC_AUDIENCE",
+        "sync.oidc_audience",
+        None,
+        "Audience the Cloud Scheduler OIDC token of `/sync/*` must carry; without it `/sync/*` answers 503."
+    ),
+    setting!(
+        "AUGUST_SYNC_OIDC_INVOKER",
+        "sync.oidc_invoker",
+        None,
+        "Service-account email `/sync/*` callers must be (the token's verified `email`)."
+    ),
+    setting!(
+        "AUGUST_SYNC_JWKS_URL",
+        "sync.jwks_url",
+        Some("https://www.googleapis.com/oauth2/v3/certs"),
+        "Where the OIDC signing keys of `/sync/*` tokens are published (Google's by default)."
+    ),
     setting!("AUGUST_SLOT", "replication.slot", Some("august"), "Replication slot August streams from."),
     setting!(
         "AUGUST_CODA_MAPPING",

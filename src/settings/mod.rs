@@ -12,8 +12,10 @@ use august_schema::settings::ConnectTarget;
 use august_schema::{DbSettings, PoolSettings, Secret, SettingError};
 
 mod catalog;
+mod drchrono;
 
 pub use catalog::{markdown_table, SETTINGS};
+pub use drchrono::SyncOidc;
 
 /// Where a value came from, for error messages.
 #[derive(Debug, Clone)]

@@ -1,5 +1,6 @@
 //! What the end-to-end tests share: August and its emulator as real child processes, plain
-//! HTTP to them, and the Coda tables the views say there should be, read from Postgres.
+//! HTTP to them, and waiting until Coda holds what the views say it should (the comparison of
+//! `august verify --coda`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -7,10 +8,10 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use august_cdc::{CdcConfig, Event, Lsn};
-use august_dataflow::reference::{self, Tables};
-use august_dataflow::tables::table;
-use august_sinks::coda::cells::{coda_key_text, key_text, CellSources};
+use august_schema::Secret;
+use august_sinks::coda::access_log::AccessLog;
+use august_sinks::coda::client::{CodaClient, CodaSettings};
+use august_sinks::coda::compare::{compare_with, RowDifference};
 use august_sinks::coda::mapping::Mapping;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -93,7 +94,12 @@ impl August {
 /// `august coda-emulator` for the demo mapping, as its own process, with extra flags;
 /// returns it and its URL.
 pub async fn emulator(token: &str, flags: &[&str]) -> (August, String) {
-    let mapping = demo_mapping_path();
+    emulator_for(&demo_mapping_path(), token, flags).await
+}
+
+/// `august coda-emulator` for the tables of the mapping file `mapping`, as its own process,
+/// with extra flags; returns it and its URL.
+pub async fn emulator_for(mapping: &std::path::Path, token: &str, flags: &[&str]) -> (August, String) {
     let mut args = vec!["coda-emulator", "--listen", "127.0.0.1:0", "--from-mapping", mapping.to_str().unwrap()];
     args.extend(flags);
     let emulator = August::spawn(&args, &[("CODA_API_TOKEN", token.to_string())]);
@@ -108,79 +114,22 @@ pub async fn get_json(url: &str, token: &str) -> (u16, Value) {
     (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
 }
 
-/// Coda rows per mapped table: key (as the ledger writes it) → values by column id.
-pub type CodaTables = BTreeMap<String, BTreeMap<String, BTreeMap<String, Value>>>;
-
-/// What the emulator at `base` holds for every table of `mapping`. Panics on a duplicate key.
-pub async fn coda_tables(base: &str, token: &str, mapping: &Mapping) -> CodaTables {
-    let mut tables = CodaTables::new();
-    for table in &mapping.tables {
-        let mut rows = BTreeMap::new();
-        let mut url = format!("{base}/docs/{}/tables/{}/rows?limit=500", mapping.doc_id, table.table_id);
-        loop {
-            let (status, page) = get_json(&url, token).await;
-            assert_eq!(status, 200, "{page}");
-            for item in page["items"].as_array().unwrap() {
-                let values: BTreeMap<String, Value> = serde_json::from_value(item["values"].clone()).unwrap();
-                let key = coda_key_text(&values[table.key_column()]);
-                assert!(rows.insert(key.clone(), values).is_none(), "two Coda rows for {} {key}", table.view);
-            }
-            match page["nextPageToken"].as_str() {
-                Some(next) => {
-                    url = format!("{base}/docs/{}/tables/{}/rows?pageToken={next}", mapping.doc_id, table.table_id)
-                }
-                None => break,
-            }
-        }
-        tables.insert(table.table_id.clone(), rows);
-    }
-    tables
+/// A Coda client for the emulator at `base`, with quotas no test reaches; its calls are logged
+/// in `pg`'s `access_log` like the sink's.
+pub fn coda_client(base: &str, token: &str, pg: &tokio_postgres::Config) -> CodaClient {
+    let settings = CodaSettings {
+        base: base.to_string(),
+        token: Secret::new(token.to_string()),
+        writes: (60_000, Duration::from_secs(6)),
+        reads: (60_000, Duration::from_secs(6)),
+        ..CodaSettings::default()
+    };
+    CodaClient::new(settings, AccessLog::start("coda", pg.clone())).unwrap()
 }
 
-/// What Coda should hold for every table of `mapping`: the views computed from scratch over a
-/// consistent copy of the database, shaped into cells as the sink shapes them.
-pub async fn expected_tables(pg: &tokio_postgres::Config, mapping: &Mapping) -> CodaTables {
-    let views = reference::compute(&read_tables(pg).await);
-    let mut tables = CodaTables::new();
-    for table in &mapping.tables {
-        let sources = CellSources::of(table);
-        let rows = views
-            .get(&table.view)
-            .into_iter()
-            .flatten()
-            .map(|(key, row)| (key_text(key), sources.cells(row).into_iter().collect::<BTreeMap<String, Value>>()));
-        tables.insert(table.table_id.clone(), rows.collect());
-    }
-    tables
-}
-
-/// Every published table's live rows, read through a consistent snapshot by `cdc` itself.
-async fn read_tables(pg: &tokio_postgres::Config) -> Tables {
-    let config = CdcConfig { temporary_slot: true, heartbeat: None, ..CdcConfig::default() };
-    let (_durable, watch) = tokio::sync::watch::channel(Lsn::ZERO);
-    let mut stream = august_cdc::start(pg.clone(), config, watch);
-    let mut tables = Tables::new();
-    while let Some(event) = tokio::time::timeout(Duration::from_secs(60), stream.next()).await.unwrap() {
-        match event {
-            Event::SnapshotRow { relation, row } => {
-                let Some(spec) = table(&relation.name) else { continue };
-                let row = spec.project(&relation, &row);
-                if !spec.is_soft_deleted(&row) {
-                    tables.entry(relation.name.clone()).or_default().insert(spec.key_of(&row), row);
-                }
-            }
-            Event::SnapshotEnd { .. } => break,
-            _ => {}
-        }
-    }
-    // The copy is all that is wanted; the stream after it (which concurrent readers in this
-    // process may race to name) is not.
-    let _ = stream.finish().await;
-    tables
-}
-
-/// Waits until the emulator holds exactly what the views say (every table, row for row),
-/// up to `within`; returns the last difference otherwise.
+/// Waits until the emulator holds exactly what the views say (every table, row for row, as
+/// `august verify --coda` compares them), up to `within`; returns the rows compared, or the
+/// last differences.
 pub async fn converged(
     pg: &tokio_postgres::Config,
     base: &str,
@@ -188,34 +137,31 @@ pub async fn converged(
     mapping: &Mapping,
     within: Duration,
 ) -> Result<usize, String> {
+    let client = coda_client(base, token, pg);
     let deadline = Instant::now() + within;
     loop {
-        let (expected, actual) = (expected_tables(pg, mapping).await, coda_tables(base, token, mapping).await);
-        if expected == actual {
-            return Ok(expected.values().map(BTreeMap::len).sum());
+        let comparison = tokio::time::timeout(Duration::from_secs(120), compare_with(&client, mapping, pg))
+            .await
+            .expect("a comparison within 2 minutes")
+            .unwrap();
+        if comparison.differences.is_empty() {
+            return Ok(comparison.rows);
         }
         if Instant::now() > deadline {
-            return Err(describe_difference(&expected, &actual));
+            return Err(describe(&comparison.differences));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
-fn describe_difference(expected: &CodaTables, actual: &CodaTables) -> String {
-    let mut out = Vec::new();
-    for (table, rows) in expected {
-        let held = &actual[table];
-        let missing = rows.keys().filter(|k| !held.contains_key(*k)).count();
-        let extra = held.keys().filter(|k| !rows.contains_key(*k)).count();
-        let differ: Vec<&String> =
-            rows.iter().filter(|(k, v)| held.get(*k).is_some_and(|h| h != *v)).map(|(k, _)| k).collect();
-        if missing + extra + differ.len() > 0 {
-            out.push(format!(
-                "{table}: {missing} missing, {extra} extra, {} differ (e.g. {:?})",
-                differ.len(),
-                differ.first()
-            ));
-        }
+/// Differences counted per view and problem, with the first key of each.
+fn describe(differences: &[RowDifference]) -> String {
+    let mut counts: BTreeMap<(String, String), (usize, String)> = BTreeMap::new();
+    for d in differences {
+        let problem = d.problem.to_string();
+        counts.entry((d.view.clone(), problem)).or_insert((0, d.key.clone())).0 += 1;
     }
-    out.join("; ")
+    let lines: Vec<String> =
+        counts.into_iter().map(|((view, problem), (n, key))| format!("{view}: {n} {problem} (e.g. {key})")).collect();
+    lines.join("; ")
 }

@@ -11,16 +11,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use august_bench::BenchDb;
+use august_bench::{emulated_doc, BenchDb};
 use august_cdc::{Lsn, Value};
 use august_dataflow::tables::table;
 use august_dataflow::{Output, ViewUpdate};
+use august_emulators::coda::{self as coda_emulator, EmulatorConfig};
 use august_schema::Secret;
 use august_sinks::coda::access_log::AccessLog;
 use august_sinks::coda::client::{CodaClient, CodaSettings};
 use august_sinks::coda::mapping::Mapping;
 use august_sinks::coda::writer::{write_to_coda, WriterConfig, WriterStats};
-use august_sinks::coda_emulator::{self, EmulatorConfig};
 use tokio::sync::{mpsc, watch};
 
 const MAPPING: &str = r#"
@@ -43,8 +43,8 @@ async fn main() {
     let rows: i64 = std::env::var("AUGUST_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let db = BenchDb::start().await.unwrap();
     let mapping = Mapping::parse(MAPPING, "bench").unwrap();
-    let emulator =
-        coda_emulator::serve("127.0.0.1:0".parse().unwrap(), &mapping, EmulatorConfig::default()).await.unwrap();
+    let doc = emulated_doc(&mapping);
+    let emulator = coda_emulator::serve("127.0.0.1:0".parse().unwrap(), doc, EmulatorConfig::default()).await.unwrap();
     let settings = CodaSettings {
         base: emulator.base_url(),
         token: Secret::new("emulator-token".into()),

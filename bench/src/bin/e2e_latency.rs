@@ -22,10 +22,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use august_bench::BenchDb;
+use august_bench::{emulated_doc, BenchDb};
 use august_dataflow::views::scheduling_ops::SPEC;
+use august_emulators::coda::{self as coda_emulator, Emulator, EmulatorConfig};
 use august_sinks::coda::mapping::Mapping;
-use august_sinks::coda_emulator::{self, Emulator, EmulatorConfig};
 use serde_json::{json, Value};
 
 const APPOINTMENTS: usize = 5_000;
@@ -151,7 +151,7 @@ async fn seed(db: &BenchDb) {
 /// A fresh emulator (quota off) whose applied writes are recorded in the returned book.
 async fn observed_emulator(mapping: &Mapping) -> (Emulator, Arc<Mutex<Book>>) {
     let config = EmulatorConfig { quota: false, ..EmulatorConfig::default() };
-    let emulator = coda_emulator::serve("127.0.0.1:0".parse().unwrap(), mapping, config).await.unwrap();
+    let emulator = coda_emulator::serve("127.0.0.1:0".parse().unwrap(), emulated_doc(mapping), config).await.unwrap();
     let book = Arc::new(Mutex::new(Book::default()));
     let mut applied = emulator.observe();
     let seen = book.clone();

@@ -12,7 +12,15 @@
 //! no-op guard and the stale guard (`updated_at` may not go backwards), a `sync_log` row is
 //! added, and only after the commit is DrChrono answered 2xx.
 
+pub mod budget;
+pub mod client;
+pub mod error;
+pub mod feeds;
+pub mod oauth;
 mod objects;
+pub mod pull;
+pub mod runs;
+pub mod verify;
 
 use std::collections::HashMap;
 
@@ -26,9 +34,13 @@ use sha2::Sha256;
 
 use august_schema::{Actor, DbError, Upsert, UpsertOutcome};
 
+pub use client::{DrChronoClient, DrChronoSettings};
+pub use error::DrChronoError;
+
 use crate::fields::{column_text, Kind};
 use crate::{constant_time_eq, require_json, IngestError, IngestState};
-use objects::{ObjectSpec, ALLERGIES, APPOINTMENTS, INSURANCE, LINE_ITEMS, MEDICATIONS, PATIENTS, PROBLEMS};
+pub(crate) use objects::{ObjectSpec, ALLERGIES, APPOINTMENTS, LINE_ITEMS, MEDICATIONS, PATIENTS, PROBLEMS, PROVIDERS};
+use objects::INSURANCE;
 
 const SOURCE: &str = "drchrono_webhook";
 
@@ -136,25 +148,13 @@ async fn handle(
     }
     let delivery = header(headers, "x-drchrono-delivery")?.to_string();
     let rows = parse_event(event, body)?;
-    let upserts: Vec<Upsert> = rows
-        .iter()
-        .map(|row| {
-            Upsert::new(
-                row.table,
-                row.conflict,
-                &row.columns.iter().map(String::as_str).collect::<Vec<_>>(),
-                row.stale_guard,
-            )
-        })
-        .collect();
+    let upserts = upserts_for(&rows);
 
     // One pipeline, executed in this order: name the actor, claim the delivery, upsert.
     let tx = client.transaction().await.map_err(|e| DbError::new("begin", e))?;
     let actor = crate::journal::set_actor_text(&tx, Actor::DrChronoWebhook);
     let claim = crate::journal::claim_text(&tx, SOURCE, &delivery);
-    let writes = futures_util::future::try_join_all(
-        upserts.iter().zip(&rows).map(|(upsert, row)| upsert.run_text(&tx, &row.values)),
-    );
+    let writes = write_rows(&tx, &upserts, &rows);
     let (_, claimed, outcomes) = tokio::try_join!(biased; actor, claim, writes)?;
     if !claimed {
         tx.rollback().await.map_err(|e| DbError::new("rollback", e))?;
@@ -167,6 +167,45 @@ async fn handle(
     crate::journal::log_in(&tx, SOURCE, event, &delivery, status, received, written).await?;
     tx.commit().await.map_err(|e| DbError::new("commit", e))?;
     Ok(Json(json!({"status": status, "written": written})))
+}
+
+/// The upsert statement of each row.
+pub(crate) fn upserts_for(rows: &[RowWrite]) -> Vec<Upsert> {
+    rows.iter()
+        .map(|row| {
+            let columns: Vec<&str> = row.columns.iter().map(String::as_str).collect();
+            Upsert::new(row.table, row.conflict, &columns, row.stale_guard)
+        })
+        .collect()
+}
+
+/// Runs each row's upsert on `tx`, pipelined in one round trip, in order.
+pub(crate) async fn write_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    upserts: &[Upsert],
+    rows: &[RowWrite],
+) -> Result<Vec<UpsertOutcome>, DbError> {
+    futures_util::future::try_join_all(upserts.iter().zip(rows).map(|(upsert, row)| upsert.run_text(tx, &row.values)))
+        .await
+}
+
+/// The rows a pulled object becomes: the same mapping as its webhook. A pulled clinical note
+/// says nothing of its lock (the list shape has no such field), so it leaves `locked` as the
+/// lock and unlock webhooks set it, unless the object does carry `locked`.
+pub(crate) fn pulled_rows(spec: Option<&'static ObjectSpec>, object: &Value) -> Result<Vec<RowWrite>, IngestError> {
+    match spec {
+        Some(spec) => rows_for(&Action::Upsert(spec, false), object),
+        None => {
+            let locked = object.get("locked").and_then(Value::as_bool);
+            let mut row = clinical_note_row(object, locked.unwrap_or(false))?;
+            if locked.is_none() {
+                let lock_columns = ["locked::boolean", "locked_at::timestamptz"];
+                let (columns, values) = row.columns.into_iter().zip(row.values).filter(|(c, _)| !lock_columns.contains(&c.as_str())).unzip();
+                (row.columns, row.values) = (columns, values);
+            }
+            Ok(vec![row])
+        }
+    }
 }
 
 /// One row to upsert: the table, its conflict key, columns (`name::type`) and text values.

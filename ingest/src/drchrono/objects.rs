@@ -28,6 +28,27 @@ pub struct ObjectSpec {
     pub fields: &'static [Field],
 }
 
+/// Providers (`/api/doctors`; no webhook carries them).
+pub const PROVIDERS: ObjectSpec = ObjectSpec {
+    table: "providers",
+    fields: &[
+        f("id", "drchrono_id", Int),
+        f("first_name", "first_name", Text),
+        f("last_name", "last_name", Text),
+        f("suffix", "suffix", Text),
+        f("specialty", "specialty", Text),
+        f("job_title", "job_title", Text),
+        f("npi_number", "npi_number", Text),
+        f("group_npi_number", "group_npi_number", Text),
+        f("email", "email", Text),
+        f("office_phone", "office_phone", Text),
+        f("cell_phone", "cell_phone", Text),
+        f("practice_group", "practice_group", Text),
+        f("timezone", "timezone", Text),
+        f("is_account_suspended", "is_account_suspended", Bool),
+    ],
+};
+
 /// Patients (`PATIENT_CREATE`, `PATIENT_MODIFY`).
 pub const PATIENTS: ObjectSpec = ObjectSpec {
     table: "patients",

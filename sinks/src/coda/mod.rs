@@ -8,11 +8,14 @@
 //! * [`cells`]: a view row as Coda cells, and the content hash of them;
 //! * [`ledger`]: what Coda holds, so unchanged rows are never written twice;
 //! * [`settle`]: at start-up, what a killed run sent but never saw confirmed;
-//! * [`writer`]: the write path (coalescing, batching, retries, dead letters, durable LSN).
+//! * [`writer`]: the write path (coalescing, batching, retries, dead letters, durable LSN);
+//! * [`compare`]: what Coda holds against the views computed from scratch (`august verify
+//!   --coda`, the end-to-end tests).
 
 pub mod access_log;
 pub mod cells;
 pub mod client;
+pub mod compare;
 mod confirm;
 pub mod ledger;
 pub mod mapping;

@@ -8,9 +8,8 @@
 
 use std::sync::atomic::Ordering;
 
+use august_emulators::coda::{self, Doc, EmulatorConfig, TableSpec};
 use august_sinks::coda::client::upsert_body;
-use august_sinks::coda::mapping::Mapping;
-use august_sinks::coda_emulator::{self, EmulatorConfig};
 use serde_json::{json, Value};
 
 fn spec() -> Value {
@@ -125,24 +124,11 @@ fn check_response(root: &Value, path: &str, method: &str, status: u16, body: &Va
         .unwrap_or_else(|e| panic!("{e}\n{body}"));
 }
 
-const MAPPING: &str = r#"
-doc_id = "doc-s"
-[[tables]]
-view = "providers"
-table_id = "grid-p"
-key = "drchrono_id"
-on_delete = "delete"
-[tables.columns]
-drchrono_id = "c-id"
-last_name = "c-last"
-"#;
-
 #[tokio::test]
 async fn requests_and_responses_follow_the_coda_openapi_document() {
     let root = spec();
-    let mapping = Mapping::parse(MAPPING, "test").unwrap();
-    let emulator =
-        coda_emulator::serve("127.0.0.1:0".parse().unwrap(), &mapping, EmulatorConfig::default()).await.unwrap();
+    let doc = Doc::new("doc-s", [TableSpec::new("grid-p", "providers", ["c-id", "c-last"])]);
+    let emulator = coda::serve("127.0.0.1:0".parse().unwrap(), doc, EmulatorConfig::default()).await.unwrap();
     let base = emulator.base_url();
     let http = reqwest::Client::new();
     let call = |method: reqwest::Method, path: String, body: Option<Value>, token: &'static str| {

@@ -6,8 +6,9 @@
 //! with 400). A plain HTML page at `/` shows each table's rows, and `GET /_emulator/stats` (not
 //! part of Coda's API) what it saw, including writes that changed nothing.
 //!
-//! Run it with `august coda-emulator --listen 127.0.0.1:PORT --from-mapping FILE`, or as a
-//! library with [`serve`].
+//! It serves the tables of one [`Doc`], named at start. Run it with
+//! `august coda-emulator --listen 127.0.0.1:PORT --from-mapping FILE` (the doc a mapping file
+//! names), or as a library with [`serve`].
 
 mod page;
 pub mod quota;
@@ -22,9 +23,9 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 
-use crate::coda::mapping::Mapping;
 use quota::SlidingWindow;
 use state::Model;
+pub use state::{ColumnDef, Doc, TableSpec};
 
 /// Faults to inject (all off by default).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -162,15 +163,15 @@ impl Emulator {
     }
 }
 
-/// Starts an emulator with the doc, tables and columns of `mapping` on `listen`.
-pub async fn serve(listen: SocketAddr, mapping: &Mapping, config: EmulatorConfig) -> std::io::Result<Emulator> {
+/// Starts an emulator serving `doc` on `listen`.
+pub async fn serve(listen: SocketAddr, doc: Doc, config: EmulatorConfig) -> std::io::Result<Emulator> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let inner = Arc::new(Inner {
         token: config.token,
         base: format!("http://{addr}"),
         quota_enabled: config.quota,
-        model: Mutex::new(Model::from_mapping(mapping)),
+        model: Mutex::new(Model::new(doc)),
         quotas: Mutex::new((
             SlidingWindow::new(config.writes_per_window, config.window),
             SlidingWindow::new(config.reads_per_window, config.window),

@@ -6,10 +6,53 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::coda::mapping::Mapping;
+/// The doc an emulator serves from the start: its id and its tables, all empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Doc {
+    /// Doc id.
+    pub id: String,
+    /// Its tables, in order.
+    pub tables: Vec<TableSpec>,
+}
+
+impl Doc {
+    /// A doc with these tables.
+    pub fn new(id: impl Into<String>, tables: impl IntoIterator<Item = TableSpec>) -> Self {
+        Self { id: id.into(), tables: tables.into_iter().collect() }
+    }
+}
+
+/// A table to serve: its id, its name and its columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    /// Table id (`grid-…`).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Columns, in order.
+    pub columns: Vec<ColumnDef>,
+}
+
+impl TableSpec {
+    /// A table whose columns are named by their ids (all a mapping file says of a column).
+    pub fn new(
+        id: impl Into<String>,
+        name: impl Into<String>,
+        column_ids: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        let columns = column_ids
+            .into_iter()
+            .map(|id| {
+                let id = id.into();
+                ColumnDef { name: id.clone(), id }
+            })
+            .collect();
+        Self { id: id.into(), name: name.into(), columns }
+    }
+}
 
 /// A column: its id and name.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnDef {
     /// Column id (`c-…`).
     pub id: String,
@@ -109,18 +152,11 @@ pub struct Model {
 }
 
 impl Model {
-    /// A model with the doc, tables and columns a mapping file names (column names equal ids).
-    pub fn from_mapping(mapping: &Mapping) -> Self {
+    /// A model serving `doc`, its tables empty.
+    pub fn new(doc: Doc) -> Self {
         let mut model = Model::default();
-        let tables = mapping
-            .tables
-            .iter()
-            .map(|t| {
-                let columns = t.columns.values().map(|id| ColumnDef { id: id.clone(), name: id.clone() }).collect();
-                Table::new(&t.table_id, &t.view, columns)
-            })
-            .collect();
-        model.docs.insert(mapping.doc_id.clone(), tables);
+        let tables = doc.tables.into_iter().map(|t| Table::new(&t.id, &t.name, t.columns)).collect();
+        model.docs.insert(doc.id, tables);
         model
     }
 
