@@ -62,6 +62,8 @@ enum Command {
     Verify(commands::verify::VerifyArgs),
     /// Serve the in-repo Coda API emulator for the tables of a mapping file.
     CodaEmulator(commands::coda_emulator::EmulatorArgs),
+    /// Serve the in-repo DrChrono API emulator with a synthetic clinic.
+    DrchronoEmulator(commands::drchrono_emulator::EmulatorArgs),
     /// Run everything on a private Postgres and the Coda emulator, with a synthetic clinic
     /// sending webhooks, and show it live. Needs no configuration.
     Demo(demo::DemoArgs),
@@ -113,6 +115,7 @@ fn main() -> ExitCode {
             Command::Settings | Command::Views { .. } | Command::Demo(_) => Ok(()),
             Command::Replicate(args) => commands::replicate::run(&sources, args).await,
             Command::CodaEmulator(args) => commands::coda_emulator::run(args).await,
+            Command::DrchronoEmulator(args) => commands::drchrono_emulator::run(args).await,
             Command::Ingest => commands::ingest::run(&sources).await,
             Command::Serve(args) => commands::serve::run(&sources, args).await,
             Command::Tail(args) => commands::tail::run(&sources, args).await,

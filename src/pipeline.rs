@@ -18,7 +18,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use august_cdc::{ChangeStream, Event, Lsn, StreamStats};
 use august_dataflow::{Dataflow, DataflowConfig};
-use august_sinks::coda::access_log::AccessLog;
+use august_schema::access_log::AccessLog;
 use august_sinks::coda::check_mapping;
 use august_sinks::coda::client::CodaClient;
 use august_sinks::coda::writer::{write_to_coda, WriterStats};
@@ -65,7 +65,8 @@ impl Pipeline {
         let cdc = august_cdc::CdcConfig { resnapshot, ..sources.cdc().map_err(ConfigError)? };
         let coda = match sources.coda().map_err(ConfigError)? {
             Some((mapping, settings, writer)) => {
-                let client = CodaClient::new(settings, AccessLog::start("coda", pg.clone()))?;
+                let client =
+                    CodaClient::new(settings, AccessLog::start("coda", august_schema::Actor::CodaSink, pg.clone()))?;
                 check_mapping(&client, &mapping).await.map_err(|e| match e {
                     SinkError::Mapping(m) => anyhow::Error::from(ConfigError(august_schema::SettingError::new(
                         "AUGUST_CODA_MAPPING",

@@ -10,6 +10,7 @@ mod replicate_kill;
 mod serve_end_to_end;
 mod settings_errors;
 mod support;
+mod sync_command;
 mod tail_command;
 mod verify_coda;
 mod views_command;

@@ -27,7 +27,7 @@ fn spec() -> &'static Value {
     })
 }
 
-fn resolve<'a>(schema: &'a Value) -> &'a Value {
+fn resolve(schema: &Value) -> &Value {
     match schema.get("$ref").and_then(Value::as_str) {
         Some(reference) => {
             resolve(reference.trim_start_matches("#/").split('/').fold(spec(), |node, part| &node[part]))
@@ -161,11 +161,37 @@ async fn every_list_object_matches_its_paths_response_schema() {
     );
 }
 
+#[test]
+fn the_validator_catches_what_breaks_the_schema() {
+    let patient = &spec()["components"]["schemas"]["Patient"];
+    let broken = serde_json::json!({
+        "id": "12", "gender": "M", "doctor": 3, "cell_phone": null, "invented": 1, "date_of_birth": "1990-01-01"
+    });
+    let mut problems = Vec::new();
+    validate(patient, &broken, "patient", true, &mut problems);
+    for expected in ["patient.id", "patient.gender", "patient.cell_phone", "invented", "primary_insurance"] {
+        assert!(problems.iter().any(|p| p.contains(expected)), "{expected} not caught: {problems:?}");
+    }
+    let line_item = &spec()["components"]["schemas"]["BillingLineItem"];
+    let mut problems = Vec::new();
+    let item = serde_json::json!({"appointment": 1, "code": "99213", "procedure_type": "C", "diagnosis_pointers": [], "price": "12.5"});
+    validate(line_item, &item, "item", false, &mut problems);
+    assert_eq!(problems.len(), 1, "a decimal string needs two places: {problems:?}");
+    let mut problems = Vec::new();
+    data_types(
+        &serde_json::json!({"updated_at": "2024-02-14 13:40:39Z", "service_date": "14/02/2024"}),
+        "x",
+        &mut problems,
+    );
+    assert_eq!(problems.len(), 2, "{problems:?}");
+}
+
 /// The JSON names each mirror table reads, from `f("name", …)` in one `ObjectSpec` (or slice)
 /// of August's `objects.rs`.
 fn august_reads(source: &str, constant: &str) -> Vec<String> {
     let start = source.find(&format!("pub const {constant}:")).unwrap_or_else(|| panic!("{constant} in objects.rs"));
-    let block = &source[start..start + source[start..].find("\n};").unwrap()];
+    let end = ["\n};", "\n];"].iter().filter_map(|end| source[start..].find(end)).min().unwrap();
+    let block = &source[start..start + end];
     block.split("f(\"").skip(1).map(|rest| rest[..rest.find('"').unwrap()].to_string()).collect()
 }
 

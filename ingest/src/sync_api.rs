@@ -51,10 +51,7 @@ impl SyncApi {
 
 /// The `/sync/*` routes.
 pub fn routes(api: SyncApi) -> Router {
-    Router::new()
-        .route("/sync/runs/{id}", get(run_status))
-        .route("/sync/{resource}", post(start_run))
-        .with_state(api)
+    Router::new().route("/sync/runs/{id}", get(run_status)).route("/sync/{resource}", post(start_run)).with_state(api)
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {

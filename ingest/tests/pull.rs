@@ -131,13 +131,12 @@ async fn a_change_made_in_drchrono_arrives_on_the_next_incremental_run() {
     assert!(changed >= 3, "the changes are audited");
     let phone_now = emulator.objects("patients")[3]["cell_phone"].as_str().unwrap().to_string();
     let client = db.client().await;
-    let stored: Option<String> = client
-        .query_one("SELECT cell_phone FROM patients WHERE drchrono_id = $1", &[&patient])
-        .await
-        .unwrap()
-        .get(0);
+    let stored: Option<String> =
+        client.query_one("SELECT cell_phone FROM patients WHERE drchrono_id = $1", &[&patient]).await.unwrap().get(0);
     assert_eq!(stored.as_deref(), Some(phone_now.as_str()));
-    let deleted = db.count(&format!("SELECT count(*) FROM line_items WHERE drchrono_id = {line_item} AND deleted_at IS NOT NULL")).await;
+    let deleted = db
+        .count(&format!("SELECT count(*) FROM line_items WHERE drchrono_id = {line_item} AND deleted_at IS NOT NULL"))
+        .await;
     assert_eq!(deleted, 1, "a line item deleted in DrChrono is soft-deleted");
     assert_mirrors_equal(&db, &emulator).await;
 }
@@ -184,7 +183,8 @@ async fn a_refused_refresh_stops_the_run_with_the_reauthorisation_message() {
     assert!(error.contains("re-authorise") && error.contains("DRCHRONO_REFRESH_TOKEN"), "{error}");
     let client = db.client().await;
     let logged: (String, String) = {
-        let row = client.query_one("SELECT status, error_code FROM sync_log WHERE id = $1", &[&run.run_id]).await.unwrap();
+        let row =
+            client.query_one("SELECT status, error_code FROM sync_log WHERE id = $1", &[&run.run_id]).await.unwrap();
         (row.get(0), row.get(1))
     };
     assert_eq!(logged, ("failed".into(), "reauthorise".into()));
@@ -262,7 +262,8 @@ async fn scheduled_work_leaves_the_reserve_and_the_next_run_resumes_where_it_sto
 #[tokio::test]
 async fn a_run_killed_mid_way_resumes_from_its_last_committed_page() {
     let db = august_testkit::fresh_db("pull_killed").await;
-    let config = DrChronoConfig { faults: Faults { latency: Duration::from_millis(30), ..Faults::default() }, ..quota_off(60) };
+    let config =
+        DrChronoConfig { faults: Faults { latency: Duration::from_millis(30), ..Faults::default() }, ..quota_off(60) };
     let emulator = emulator(config).await;
     let syncer = syncer(&db, &emulator).await;
     let run = syncer.claim(feeds_for(["appointments"]).unwrap(), manual(false), "test").await.unwrap();
@@ -313,5 +314,27 @@ async fn a_feed_held_by_a_run_is_refused_to_another_with_the_running_id() {
     assert!(b.claim(feeds_for(["patients"]).unwrap(), manual(false), "test").await.is_ok(), "other feeds are free");
     drop(held);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(b.claim(feeds_for(["line-items"]).unwrap(), manual(false), "test").await.is_ok(), "a dropped claim frees the feed");
+    assert!(
+        b.claim(feeds_for(["line-items"]).unwrap(), manual(false), "test").await.is_ok(),
+        "a dropped claim frees the feed"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_object_is_skipped_counted_and_named_by_id_while_the_run_goes_on() {
+    let db = august_testkit::fresh_db("pull_malformed").await;
+    let emulator = emulator(quota_off(20)).await;
+    let bad = emulator.objects("patients")[4]["id"].as_i64().unwrap();
+    assert!(emulator.malform_patient(bad));
+    let syncer = syncer(&db, &emulator).await;
+    let run = sync(&syncer, &["patients"], manual(false)).await;
+    assert_eq!(run.status, "succeeded", "a bad object does not fail the run");
+    assert_eq!(run.counts.failed, 1);
+    assert_eq!(run.counts.inserted as usize, emulator.counts()["patients"] - 1);
+    assert_eq!(
+        db.count(&format!("SELECT count(*) FROM patients WHERE drchrono_id = {bad}")).await,
+        0,
+        "nothing half-written"
+    );
+    assert_eq!(db.count("SELECT records_failed::bigint FROM sync_log WHERE source = 'drchrono_sync'").await, 1);
 }

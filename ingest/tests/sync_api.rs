@@ -104,7 +104,8 @@ async fn a_second_request_for_a_running_resource_answers_409_with_the_running_id
 
 #[tokio::test]
 async fn without_configuration_sync_answers_503_and_unknown_names_404() {
-    let (status, body) = call(&SyncApi::not_configured("AUGUST_SYNC_OIDC_AUDIENCE"), "POST", "/sync/all", Some(valid())).await;
+    let (status, body) =
+        call(&SyncApi::not_configured("AUGUST_SYNC_OIDC_AUDIENCE"), "POST", "/sync/all", Some(valid())).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["error"]["code"], "not_configured");
     assert!(body["error"]["message"].as_str().unwrap().contains("AUGUST_SYNC_OIDC_AUDIENCE"));

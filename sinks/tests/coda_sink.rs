@@ -11,8 +11,8 @@ use august_cdc::{Lsn, Value};
 use august_dataflow::tables::table;
 use august_dataflow::{Output, ViewUpdate};
 use august_emulators::coda::{Doc, Emulator, EmulatorConfig, Faults, TableSpec};
+use august_schema::access_log::AccessLog;
 use august_schema::Secret;
-use august_sinks::coda::access_log::AccessLog;
 use august_sinks::coda::check_mapping;
 use august_sinks::coda::client::{CodaClient, CodaSettings};
 use august_sinks::coda::mapping::Mapping;
@@ -73,7 +73,7 @@ pub fn client(db: &august_testkit::TestDb, emulator: &Emulator, timeout: Duratio
         reads: (100, WINDOW),
         timeout,
     };
-    CodaClient::new(settings, AccessLog::start("coda", db.config())).unwrap()
+    CodaClient::new(settings, AccessLog::start("coda", august_schema::Actor::CodaSink, db.config())).unwrap()
 }
 
 pub fn start(db: &august_testkit::TestDb, emulator: Emulator, config: WriterConfig) -> Harness {

@@ -27,8 +27,12 @@ impl Sources {
         let (client_id, client_secret) = match (id, secret) {
             (None, None) => return Ok(None),
             (Some(id), Some(secret)) => (id, Secret::new(secret)),
-            (None, Some(_)) => return Err(SettingError::new("DRCHRONO_CLIENT_ID", "is not set (DRCHRONO_CLIENT_SECRET is)")),
-            (Some(_), None) => return Err(SettingError::new("DRCHRONO_CLIENT_SECRET", "is not set (DRCHRONO_CLIENT_ID is)")),
+            (None, Some(_)) => {
+                return Err(SettingError::new("DRCHRONO_CLIENT_ID", "is not set (DRCHRONO_CLIENT_SECRET is)"))
+            }
+            (Some(_), None) => {
+                return Err(SettingError::new("DRCHRONO_CLIENT_SECRET", "is not set (DRCHRONO_CLIENT_ID is)"))
+            }
         };
         let (base, origin) = self.get("DRCHRONO_API_BASE").expect("DRCHRONO_API_BASE has a default");
         if !(base.starts_with("https://") || base.starts_with("http://")) {

@@ -15,7 +15,6 @@ mod catalog;
 mod drchrono;
 
 pub use catalog::{markdown_table, SETTINGS};
-pub use drchrono::SyncOidc;
 
 /// Where a value came from, for error messages.
 #[derive(Debug, Clone)]

@@ -8,8 +8,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use august_schema::access_log::AccessLog;
 use august_schema::Secret;
-use august_sinks::coda::access_log::AccessLog;
 use august_sinks::coda::client::{CodaClient, CodaSettings};
 use august_sinks::coda::compare::{compare_with, RowDifference};
 use august_sinks::coda::mapping::Mapping;
@@ -124,7 +124,7 @@ pub fn coda_client(base: &str, token: &str, pg: &tokio_postgres::Config) -> Coda
         reads: (60_000, Duration::from_secs(6)),
         ..CodaSettings::default()
     };
-    CodaClient::new(settings, AccessLog::start("coda", pg.clone())).unwrap()
+    CodaClient::new(settings, AccessLog::start("coda", august_schema::Actor::CodaSink, pg.clone())).unwrap()
 }
 
 /// Waits until the emulator holds exactly what the views say (every table, row for row, as

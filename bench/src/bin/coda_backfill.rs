@@ -16,8 +16,8 @@ use august_cdc::{Lsn, Value};
 use august_dataflow::tables::table;
 use august_dataflow::{Output, ViewUpdate};
 use august_emulators::coda::{self as coda_emulator, EmulatorConfig};
+use august_schema::access_log::AccessLog;
 use august_schema::Secret;
-use august_sinks::coda::access_log::AccessLog;
 use august_sinks::coda::client::{CodaClient, CodaSettings};
 use august_sinks::coda::mapping::Mapping;
 use august_sinks::coda::writer::{write_to_coda, WriterConfig, WriterStats};
@@ -50,7 +50,8 @@ async fn main() {
         token: Secret::new("emulator-token".into()),
         ..CodaSettings::default()
     };
-    let client = CodaClient::new(settings, AccessLog::start("coda", db.config.clone())).unwrap();
+    let client =
+        CodaClient::new(settings, AccessLog::start("coda", august_schema::Actor::CodaSink, db.config.clone())).unwrap();
     let config = WriterConfig::default();
     let ceiling_per_minute = config.max_rows as f64 * 100.0; // 10 writes per 6 s = 100 per minute
 

@@ -87,7 +87,8 @@ async fn plain_loop(emulator: &DrChronoEmulator) -> (u64, Duration) {
             url.push_str("&since=1970-01-01");
         }
         loop {
-            let page: serde_json::Value = http.get(&url).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+            let page: serde_json::Value =
+                http.get(&url).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
             objects += page["results"].as_array().map_or(0, Vec::len) as u64;
             match page["next"].as_str() {
                 Some(next) => url = next.to_string(),

@@ -138,6 +138,8 @@ struct Inner {
     tokens: Mutex<Tokens>,
     budget: Mutex<HourlyBudget>,
     faults: Mutex<Faults>,
+    /// Patients served malformed (a birth date that is not a date), as a bad record would be.
+    malformed: Mutex<std::collections::BTreeSet<i64>>,
     stats: Stats,
 }
 
@@ -207,6 +209,7 @@ pub async fn serve(addr: SocketAddr, config: DrChronoConfig) -> std::io::Result<
         )),
         budget: Mutex::new(HourlyBudget::new(config.calls_per_window, config.window)),
         faults: Mutex::new(config.faults),
+        malformed: Mutex::default(),
         stats: Stats::default(),
     });
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -267,6 +270,17 @@ impl DrChronoEmulator {
     /// `/api/line_item_deletions` with `created_at` now. False if there is no such line item.
     pub fn delete_line_item(&self, id: i64) -> bool {
         u64::try_from(id).is_ok_and(|id| self.inner.clinic_mut().delete_line_item(id, now()))
+    }
+
+    /// From now on the patient is served malformed (its `date_of_birth` is not a date), as a
+    /// broken record in DrChrono would be; the client must skip it and go on. False if there is
+    /// no such patient.
+    pub fn malform_patient(&self, id: i64) -> bool {
+        let exists = self.inner.clinic().render_all(Resource::Patients, false).iter().any(|p| p["id"] == json!(id));
+        if exists {
+            self.inner.malformed.lock().expect("malformed lock").insert(id);
+        }
+        exists
     }
 
     /// Every access token issued so far expires now (later refreshes issue working ones).
@@ -334,10 +348,28 @@ async fn list(State(shared): State<Shared>, Path(resource): Path<String>, uri: U
     };
     let origin = origin(&headers, shared.addr);
     match lists::respond(&shared.clinic(), resource, shared.envelope, &origin, &uri) {
-        Ok(body) => Json(body).into_response(),
+        Ok(mut body) => {
+            if resource == Resource::Patients {
+                malform(&mut body, &shared.malformed.lock().expect("malformed lock"));
+            }
+            Json(body).into_response()
+        }
         Err((status, body)) => {
             Stats::bump(&shared.stats.bad_requests);
             (status, Json(body)).into_response()
+        }
+    }
+}
+
+/// Breaks the chosen patients of a page: `date_of_birth` becomes text that is no date.
+fn malform(body: &mut Value, ids: &std::collections::BTreeSet<i64>) {
+    if ids.is_empty() {
+        return;
+    }
+    let key = if body.get("results").is_some() { "results" } else { "data" };
+    for item in body.get_mut(key).and_then(Value::as_array_mut).into_iter().flatten() {
+        if item["id"].as_i64().is_some_and(|id| ids.contains(&id)) {
+            item["date_of_birth"] = json!("not a date");
         }
     }
 }

@@ -183,7 +183,10 @@ impl DrChronoClient {
                     self.record(path, status, started, None);
                     failures += 1;
                     if failures >= ATTEMPTS {
-                        return Err(DrChronoError::Unavailable { path, reason: format!("status {}", status.unwrap_or(0)) });
+                        return Err(DrChronoError::Unavailable {
+                            path,
+                            reason: format!("status {}", status.unwrap_or(0)),
+                        });
                     }
                     backoff(failures).await;
                 }
@@ -203,7 +206,10 @@ impl DrChronoClient {
                 Reservation::Spent { calls_left, wait } => match priority {
                     Priority::Scheduled => return Err(DrChronoError::BudgetSpent { calls_left }),
                     Priority::Manual => {
-                        tracing::info!(wait_secs = wait.as_secs(), "DrChrono hourly budget spent; waiting for the next hour");
+                        tracing::info!(
+                            wait_secs = wait.as_secs(),
+                            "DrChrono hourly budget spent; waiting for the next hour"
+                        );
                         tokio::time::sleep(wait + Duration::from_millis(20)).await;
                     }
                 },
@@ -233,7 +239,13 @@ impl DrChronoClient {
             None => "none".into(),
         };
         metrics::counter!("august_drchrono_calls_total", "path" => path, "status" => outcome).increment(1);
-        self.inner.log.record(AccessEntry { method: "GET", path_template: path, status, duration: started.elapsed(), rows });
+        self.inner.log.record(AccessEntry {
+            method: "GET",
+            path_template: path,
+            status,
+            duration: started.elapsed(),
+            rows,
+        });
     }
 }
 
@@ -299,12 +311,16 @@ mod tests {
 
     #[test]
     fn pages_in_either_envelope_are_read() {
-        let results = parse_page(serde_json::json!({"previous": null, "results": [{"id": 1}], "next": "u"}), "/p").unwrap();
+        let results =
+            parse_page(serde_json::json!({"previous": null, "results": [{"id": 1}], "next": "u"}), "/p").unwrap();
         assert_eq!((results.results.len(), results.next.as_deref()), (1, Some("u")));
         let data = parse_page(serde_json::json!({"data": [{"id": 1}, {"id": 2}], "next": null}), "/p").unwrap();
         assert_eq!((data.results.len(), data.next), (2, None));
         assert!(matches!(parse_page(serde_json::json!({"next": null}), "/p"), Err(DrChronoError::BadPage { .. })));
-        assert!(matches!(parse_page(serde_json::json!({"results": [], "next": 3}), "/p"), Err(DrChronoError::BadPage { .. })));
+        assert!(matches!(
+            parse_page(serde_json::json!({"results": [], "next": 3}), "/p"),
+            Err(DrChronoError::BadPage { .. })
+        ));
     }
 
     #[test]

@@ -84,7 +84,14 @@ pub const FEEDS: &[Feed] = &[
     feed("patients", "/api/patients", ChangeFilter::Since, true, 50, Target::Mirror(&PATIENTS)),
     Feed {
         extra: &[("show_archived", "true")],
-        ..feed("appointments", "/api/appointments", ChangeFilter::SinceRequired, false, 20, Target::Mirror(&APPOINTMENTS))
+        ..feed(
+            "appointments",
+            "/api/appointments",
+            ChangeFilter::SinceRequired,
+            false,
+            20,
+            Target::Mirror(&APPOINTMENTS),
+        )
     },
     Feed {
         id_field: "appointment",
@@ -159,7 +166,13 @@ mod tests {
     #[test]
     fn page_sizes_respect_drchrono_limits() {
         for feed in FEEDS {
-            let most = if feed.path == "/api/appointments" { 20 } else if feed.verbose { 50 } else { 250 };
+            let most = if feed.path == "/api/appointments" {
+                20
+            } else if feed.verbose {
+                50
+            } else {
+                250
+            };
             assert!(feed.page_size <= most, "{} asks for {} per page", feed.name, feed.page_size);
         }
         let unfiltered: Vec<_> = FEEDS.iter().skip_while(|f| !f.unfiltered()).collect();

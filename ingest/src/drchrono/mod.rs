@@ -39,8 +39,8 @@ pub use error::DrChronoError;
 
 use crate::fields::{column_text, Kind};
 use crate::{constant_time_eq, require_json, IngestError, IngestState};
-pub(crate) use objects::{ObjectSpec, ALLERGIES, APPOINTMENTS, LINE_ITEMS, MEDICATIONS, PATIENTS, PROBLEMS, PROVIDERS};
 use objects::INSURANCE;
+pub(crate) use objects::{ObjectSpec, ALLERGIES, APPOINTMENTS, LINE_ITEMS, MEDICATIONS, PATIENTS, PROBLEMS, PROVIDERS};
 
 const SOURCE: &str = "drchrono_webhook";
 
@@ -200,7 +200,12 @@ pub(crate) fn pulled_rows(spec: Option<&'static ObjectSpec>, object: &Value) -> 
             let mut row = clinical_note_row(object, locked.unwrap_or(false))?;
             if locked.is_none() {
                 let lock_columns = ["locked::boolean", "locked_at::timestamptz"];
-                let (columns, values) = row.columns.into_iter().zip(row.values).filter(|(c, _)| !lock_columns.contains(&c.as_str())).unzip();
+                let (columns, values) = row
+                    .columns
+                    .into_iter()
+                    .zip(row.values)
+                    .filter(|(c, _)| !lock_columns.contains(&c.as_str()))
+                    .unzip();
                 (row.columns, row.values) = (columns, values);
             }
             Ok(vec![row])

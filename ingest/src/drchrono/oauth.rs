@@ -216,10 +216,19 @@ impl TokenStore {
         let started = std::time::Instant::now();
         let sent = self.http.post(&self.oauth.token_url).form(&form).timeout(Duration::from_secs(30)).send().await;
         let status = sent.as_ref().ok().map(|r| r.status().as_u16());
-        self.log.record(AccessEntry { method: "POST", path_template: PATH, status, duration: started.elapsed(), rows: None });
-        let response = sent.map_err(|e| DrChronoError::Unavailable { path: PATH, reason: super::client::transport_kind(&e) })?;
+        self.log.record(AccessEntry {
+            method: "POST",
+            path_template: PATH,
+            status,
+            duration: started.elapsed(),
+            rows: None,
+        });
+        let response =
+            sent.map_err(|e| DrChronoError::Unavailable { path: PATH, reason: super::client::transport_kind(&e) })?;
         match response.status().as_u16() {
-            200..=299 => response.json().await.map_err(|_| DrChronoError::BadPage { path: PATH, problem: "no access_token" }),
+            200..=299 => {
+                response.json().await.map_err(|_| DrChronoError::BadPage { path: PATH, problem: "no access_token" })
+            }
             400 | 401 | 403 => {
                 let body: serde_json::Value = response.json().await.unwrap_or_default();
                 let code = match body.get("error").and_then(|e| e.as_str()) {

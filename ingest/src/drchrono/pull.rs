@@ -107,7 +107,12 @@ struct Start {
 
 impl Puller<'_> {
     /// Pulls `feed` until its last page, or until `max_calls` pages were fetched.
-    pub async fn pull(&self, feed: &'static Feed, max_calls: Option<u32>, run: &mut Counts) -> Result<FeedEnd, DrChronoError> {
+    pub async fn pull(
+        &self,
+        feed: &'static Feed,
+        max_calls: Option<u32>,
+        run: &mut Counts,
+    ) -> Result<FeedEnd, DrChronoError> {
         let Start { mut url, skip_before } = self.start(feed).await?;
         let mut calls = 0;
         loop {
@@ -209,8 +214,12 @@ impl Puller<'_> {
             }
             let converted = match feed.target {
                 Target::LineItemDeletions => deletion_id(object).map(|id| deletions.push(id)).ok_or(()),
-                Target::Mirror(spec) => pulled_rows(Some(spec), object).map(|r| push(&mut rows, &mut firsts, r)).map_err(|_| ()),
-                Target::ClinicalNotes => pulled_rows(None, object).map(|r| push(&mut rows, &mut firsts, r)).map_err(|_| ()),
+                Target::Mirror(spec) => {
+                    pulled_rows(Some(spec), object).map(|r| push(&mut rows, &mut firsts, r)).map_err(|_| ())
+                }
+                Target::ClinicalNotes => {
+                    pulled_rows(None, object).map(|r| push(&mut rows, &mut firsts, r)).map_err(|_| ())
+                }
             };
             if converted.is_err() {
                 counts.failed += 1;
@@ -233,7 +242,8 @@ impl Puller<'_> {
                     &[Type::INT8],
                 )
                 .await?;
-            let params: Vec<[&(dyn tokio_postgres::types::ToSql + Sync); 1]> = deletions.iter().map(|id| [id as _]).collect();
+            let params: Vec<[&(dyn tokio_postgres::types::ToSql + Sync); 1]> =
+                deletions.iter().map(|id| [id as _]).collect();
             futures_util::future::try_join_all(params.iter().map(|p| tx.execute(&soft_delete, p))).await
         };
         let (_, outcomes, deleted) = tokio::try_join!(biased; actor, writes, async {
@@ -323,7 +333,9 @@ fn deletion_id(object: &Value) -> Option<i64> {
 fn object_id(object: &Value, field: &str) -> String {
     match object.get(field) {
         Some(Value::Number(n)) => n.to_string(),
-        Some(Value::String(s)) if s.len() <= 32 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => s.clone(),
+        Some(Value::String(s)) if s.len() <= 32 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
+            s.clone()
+        }
         _ => "unknown".into(),
     }
 }
@@ -339,6 +351,10 @@ mod tests {
         assert!(updated_at(&serde_json::json!({"updated_at": 3})).is_none());
         assert_eq!(deletion_id(&serde_json::json!({"billing_line_item_id": 17.0})), Some(17));
         assert_eq!(deletion_id(&serde_json::json!({"billing_line_item_id": "18"})), Some(18));
-        assert_eq!(object_id(&serde_json::json!({"id": "Jane Doe"}), "id"), "unknown", "never a value that is not an id");
+        assert_eq!(
+            object_id(&serde_json::json!({"id": "Jane Doe"}), "id"),
+            "unknown",
+            "never a value that is not an id"
+        );
     }
 }

@@ -66,7 +66,11 @@ struct Shape {
 
 /// Checks `feeds` (line item deletions are skipped: they are events, not rows). Uses at most
 /// the calls a person may make this hour; never waits for the next one.
-pub async fn verify(client: &DrChronoClient, pool: &august_schema::PgPool, feeds: &[&'static Feed]) -> Result<Vec<TableReport>, DrChronoError> {
+pub async fn verify(
+    client: &DrChronoClient,
+    pool: &august_schema::PgPool,
+    feeds: &[&'static Feed],
+) -> Result<Vec<TableReport>, DrChronoError> {
     let feeds: Vec<&'static Feed> =
         feeds.iter().copied().filter(|f| !matches!(f.target, Target::LineItemDeletions)).collect();
     let mut db = pool.get().await.map_err(pool_error)?;
@@ -156,8 +160,12 @@ async fn read_into_temp(
                 .filter(|(c, _)| shape.columns.iter().any(|(name, _)| c.split("::").next() == Some(name)))
                 .map(|(_, v)| v)
                 .collect();
-            let placeholders =
-                shape.columns.iter().enumerate().map(|(i, (_, t))| format!("${}::text::{t}", i + 1)).collect::<Vec<_>>();
+            let placeholders = shape
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, (_, t))| format!("${}::text::{t}", i + 1))
+                .collect::<Vec<_>>();
             let columns = shape.columns.iter().map(|(c, _)| quote_ident(c)).collect::<Vec<_>>().join(", ");
             let params: Vec<(&(dyn ToSql + Sync), Type)> = values.iter().map(|v| (*v as _, Type::TEXT)).collect();
             tx.query_typed(
@@ -204,7 +212,8 @@ async fn compare(
     let temp = quote_ident(&temp_name(shape.table));
     let table = quote_ident(shape.table);
     let key = shape.key.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ");
-    let key_text = shape.key.iter().map(|k| format!("{}::text", quote_ident(k))).collect::<Vec<_>>().join(" || ':' || ");
+    let key_text =
+        shape.key.iter().map(|k| format!("{}::text", quote_ident(k))).collect::<Vec<_>>().join(" || ':' || ");
     let columns = shape.columns.iter().map(|(c, _)| quote_ident(c)).collect::<Vec<_>>().join(", ");
     let sampled = if whole { String::new() } else { format!(" AND ({key}) IN (SELECT {key} FROM {temp})") };
     let sql = format!(

@@ -12,7 +12,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::access_log::{AccessEntry, AccessLog};
+use august_schema::access_log::{AccessEntry, AccessLog};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]

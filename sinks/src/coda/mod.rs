@@ -4,7 +4,6 @@
 //! * [`mapping`]: the mapping file, checked against the views at load and against Coda at
 //!   start-up ([`check_mapping`]);
 //! * [`client`]: the API client, under one global write quota and one read quota;
-//! * [`access_log`]: one `access_log` row per call;
 //! * [`cells`]: a view row as Coda cells, and the content hash of them;
 //! * [`ledger`]: what Coda holds, so unchanged rows are never written twice;
 //! * [`settle`]: at start-up, what a killed run sent but never saw confirmed;
@@ -12,7 +11,6 @@
 //! * [`compare`]: what Coda holds against the views computed from scratch (`august verify
 //!   --coda`, the end-to-end tests).
 
-pub mod access_log;
 pub mod cells;
 pub mod client;
 pub mod compare;

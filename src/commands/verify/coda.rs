@@ -3,8 +3,8 @@
 //! Postgres, the way the sink judges whether Coda already holds a row
 //! ([`august_sinks::coda::compare`]).
 
+use august_schema::access_log::AccessLog;
 use august_schema::SettingError;
-use august_sinks::coda::access_log::AccessLog;
 use august_sinks::coda::client::CodaClient;
 use august_sinks::coda::compare::{compare_with, CompareError};
 use august_sinks::SinkError;
@@ -32,8 +32,11 @@ pub async fn compare(sources: &Sources) -> anyhow::Result<(usize, Vec<CodaDiffer
         return Err(ConfigError(SettingError::new("AUGUST_CODA_MAPPING", why)).into());
     };
     let (_, pg) = sources.database().map_err(ConfigError)?;
-    let client = CodaClient::new(settings, AccessLog::start("coda", pg.clone()))?;
-    let comparison = compare_with(&client, &mapping, &pg).await.map_err(|e| match e {
+    let log = AccessLog::start("coda", august_schema::Actor::CodaSink, pg.clone());
+    let client = CodaClient::new(settings, log.clone())?;
+    let compared = compare_with(&client, &mapping, &pg).await;
+    log.flush().await; // a short-lived command: every Coda read gets its access_log row first
+    let comparison = compared.map_err(|e| match e {
         CompareError::Coda(SinkError::Mapping(m)) => {
             anyhow::Error::from(ConfigError(SettingError::new("AUGUST_CODA_MAPPING", m.to_string())))
         }

@@ -32,18 +32,27 @@ pub struct VerifyArgs {
 pub async fn run(sources: &Sources, args: VerifyArgs) -> anyhow::Result<()> {
     let feeds = feeds_for(args.resources.iter().map(String::as_str)).map_err(|unknown| {
         let known: Vec<&str> = RESOURCES.iter().map(|(n, _)| *n).collect();
-        ConfigError(SettingError::new("RESOURCE", format!("`{unknown}` is not a resource (one of {}, or all)", known.join(", "))))
+        ConfigError(SettingError::new(
+            "RESOURCE",
+            format!("`{unknown}` is not a resource (one of {}, or all)", known.join(", ")),
+        ))
     })?;
     let mut different = 0;
     if !args.no_drchrono {
         let (settings, pg) = sources.database().map_err(ConfigError)?;
         let pool = august_schema::connect_pool(&settings.pool, pg.clone()).await?;
         let syncer = super::sync::syncer(sources, &pool, &pg).await?.ok_or_else(|| {
-            ConfigError(SettingError::new("DRCHRONO_CLIENT_ID", "is not set (august verify needs the DrChrono credentials)"))
+            ConfigError(SettingError::new(
+                "DRCHRONO_CLIENT_ID",
+                "is not set (august verify needs the DrChrono credentials)",
+            ))
         })?;
         let reports = august_ingest::drchrono::verify::verify(syncer.client(), &pool, &feeds).await?;
         syncer.client().flush_access_log().await;
-        println!("{:<16} {:<18} {:>8} {:>10} {:>10} {:<9} differing ids", "resource", "table", "pages", "DrChrono", "Postgres", "checksum");
+        println!(
+            "{:<16} {:<18} {:>8} {:>10} {:>10} {:<9} differing ids",
+            "resource", "table", "pages", "DrChrono", "Postgres", "checksum"
+        );
         for r in &reports {
             let pages = if r.whole { r.pages.to_string() } else { format!("{} (sample)", r.pages) };
             let listed = if r.differing_total > r.differing.len() as i64 {

@@ -172,3 +172,99 @@ impl Clinic {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveTime;
+
+    fn day() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2025, 3, 10).expect("a date")
+    }
+
+    #[test]
+    fn every_list_is_in_strict_key_order() {
+        struct Ordered;
+        impl Visit for Ordered {
+            type Out = bool;
+            fn visit<T: Listed>(self, items: &[T]) -> bool {
+                items.windows(2).all(|pair| pair[0].key() < pair[1].key())
+            }
+        }
+        let clinic = generate(3, 500, day());
+        for resource in Resource::ALL {
+            assert!(clinic.visit(resource, Ordered), "{}", resource.name());
+        }
+    }
+
+    #[test]
+    fn generated_changes_lie_before_the_clinics_day() {
+        let clinic = generate(3, 500, day());
+        let start = day().and_time(NaiveTime::MIN);
+        assert!(clinic.patients.iter().all(|p| p.created_at <= p.updated_at && p.updated_at < start));
+        assert!(clinic.appointments.iter().all(|a| a.created_at < a.scheduled_time && a.updated_at < start));
+        assert!(clinic.line_items.iter().all(|l| l.updated_at < start && l.posted_date >= l.service_date));
+        assert!(clinic.line_item_deletions.iter().all(|d| d.created_at < start));
+        assert!(clinic.clinical_notes.iter().all(|n| n.updated < start && n.scheduled < day()));
+        let first = clinic.appointments.first().expect("appointments").scheduled_time.date();
+        let last = clinic.appointments.last().expect("appointments").scheduled_time.date();
+        assert!(first >= day() - chrono::TimeDelta::days(366) && last <= day() + chrono::TimeDelta::days(366));
+        assert!(first < day() && last > day(), "appointments on both sides of the day");
+    }
+
+    #[test]
+    fn each_completed_visit_has_one_note_and_one_line_item() {
+        let clinic = generate(5, 300, day());
+        let completed: Vec<u64> = clinic
+            .appointments
+            .iter()
+            .filter(|a| a.status == "Complete" && !a.deleted_flag && a.scheduled_time.date() < day())
+            .map(|a| a.id)
+            .collect();
+        let mut notes: Vec<u64> = clinic.clinical_notes.iter().map(|n| n.appointment).collect();
+        let mut items: Vec<u64> = clinic.line_items.iter().map(|l| l.appointment).collect();
+        let mut expected = completed.clone();
+        expected.sort_unstable();
+        notes.sort_unstable();
+        items.sort_unstable();
+        assert_eq!((&notes, &items), (&expected, &expected));
+        let deleted: Vec<u64> = clinic.line_item_deletions.iter().map(|d| d.billing_line_item_id).collect();
+        assert!(
+            deleted.len() >= 3
+                && deleted.iter().all(|id| clinic.line_items.binary_search_by_key(id, |l| l.id).is_err())
+        );
+    }
+
+    #[test]
+    fn mutations_stamp_now_and_keep_list_order() {
+        let mut clinic = generate(1, 50, day());
+        let now = day().and_hms_opt(12, 0, 0).expect("a time");
+        let patient = clinic.patients[7].clone();
+        assert!(clinic.modify_patient(patient.id, now));
+        let changed = &clinic.patients[7];
+        assert_eq!(changed.updated_at, now);
+        assert!(changed.cell_phone != patient.cell_phone && changed.preferred_language != patient.preferred_language);
+        let appointment = clinic.appointments[4].id;
+        assert!(clinic.modify_appointment(appointment, now));
+        assert_eq!((clinic.appointments[4].id, clinic.appointments[4].updated_at), (appointment, now));
+        let item = clinic.line_items[0].id;
+        let before = clinic.counts();
+        assert!(clinic.delete_line_item(item, now));
+        assert!(!clinic.delete_line_item(item, now), "already gone");
+        let after = clinic.counts();
+        assert_eq!(after["line_items"] + 1, before["line_items"]);
+        let last = clinic.line_item_deletions.last().expect("a deletion");
+        assert_eq!((last.billing_line_item_id, last.created_at), (item, now));
+    }
+
+    #[test]
+    fn twenty_thousand_patients_generate_quickly() {
+        let started = std::time::Instant::now();
+        let clinic = generate(9, 20_000, day());
+        let took = started.elapsed();
+        assert_eq!(clinic.patients.len(), 20_000);
+        // Release builds take a small fraction of this; debug builds are several times slower.
+        let budget = if cfg!(debug_assertions) { 15.0 } else { 1.0 };
+        assert!(took.as_secs_f64() < budget, "{took:?}");
+    }
+}

@@ -16,27 +16,26 @@ pub(super) fn add_chart(clinic: &mut Clinic, rng: &mut Rng, intake: &Intake, (ap
     let yesterday = intake.yesterday();
     let first_drug = rng.below(DRUGS.len() as u64) as usize;
     for k in 0..rng.below(3) {
-        let (name, rxnorm, ndc, dose, units, frequency, indication, sig) =
-            DRUGS[(first_drug + 3 * k as usize) % DRUGS.len()];
+        let drug = DRUGS[(first_drug + 3 * k as usize) % DRUGS.len()];
         let active = rng.chance(80);
         clinic.medications.push(Medication {
             id: MEDICATION_BASE + intake.number * 4 + k,
             patient: intake.id,
             doctor: intake.doctor,
             appointment,
-            name,
-            rxnorm,
-            ndc,
-            dosage_quantity: dose,
-            dosage_units: units,
-            frequency,
+            name: drug.name,
+            rxnorm: drug.rxnorm,
+            ndc: drug.ndc,
+            dosage_quantity: drug.dose,
+            dosage_units: drug.units,
+            frequency: drug.frequency,
             route: "oral",
-            indication,
-            signature_note: sig,
+            indication: drug.indication,
+            signature_note: drug.sig,
             pharmacy_note: "",
             status: if active { "active" } else { "inactive" },
             order_status: "Electronic eRx Sent",
-            prn: frequency == "as needed",
+            prn: drug.frequency == "as needed",
             daw: false,
             number_refills: rng.below(6) as u32,
             dispense_quantity: rng.pick(&[3000, 6000, 9000]),

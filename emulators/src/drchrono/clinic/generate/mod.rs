@@ -267,7 +267,8 @@ fn add_patient(clinic: &mut Clinic, rng: &mut Rng, number: u64, start: NaiveDate
     let intake = intake(clinic, rng, number, start);
     let visits = visits::add_visits(clinic, rng, &intake);
     chart::add_chart(clinic, rng, &intake, visits.anchor);
-    let created = (visits.earliest_change - days(rng.between(0, 30))).min(start - days(rng.between(30, 730)));
+    let created = (visits.earliest_change - days(rng.between(0, 30))).min(start - days(rng.between(30, 730)))
+        - secs(rng.between(60, 86_399));
     let (first, last) = (intake.first, intake.last);
     clinic.patients.push(Patient {
         id: intake.id,

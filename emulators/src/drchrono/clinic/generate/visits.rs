@@ -20,7 +20,7 @@ pub(super) struct Visits {
     pub first: Option<NaiveDate>,
     pub last: Option<NaiveDate>,
     /// The visit medications and problems date from: the first completed one, or (with none)
-    /// the first appointment, dated no later than yesterday.
+    /// the first appointment, dated the day it was booked.
     pub anchor: (u64, NaiveDate),
     /// The earliest appointment's creation: the patient was created before it.
     pub earliest_change: NaiveDateTime,
@@ -35,7 +35,7 @@ pub(super) fn add_visits(clinic: &mut Clinic, rng: &mut Rng, intake: &Intake) ->
     let mut visits = Visits {
         first: None,
         last: None,
-        anchor: (APPOINTMENT_BASE + intake.number * 4, times[0].date().min(intake.yesterday())),
+        anchor: (APPOINTMENT_BASE + intake.number * 4, start.date()),
         earliest_change: start,
     };
     let mut anchored = false;
@@ -58,8 +58,15 @@ pub(super) fn add_visits(clinic: &mut Clinic, rng: &mut Rng, intake: &Intake) ->
             (false, 50..90) => "Not Confirmed",
             (false, _) => "",
         };
-        let created = (when - days(rng.between(1, 60)) - secs(rng.between(0, 86_399))).min(start - days(1));
+        let created = match past {
+            true => when - days(rng.between(1, 60)) - secs(rng.between(0, 86_399)),
+            false => rng.moment(start - days(60), start),
+        };
         visits.earliest_change = visits.earliest_change.min(created);
+        if j == 0 {
+            // With no completed visit, the chart dates from when the first one was booked.
+            visits.anchor.1 = created.date();
+        }
         let ended = when + secs(60 * i64::from(duration));
         let updated = match past {
             true => intake.before_today(ended + secs(rng.between(0, 72 * 3600)), rng),
