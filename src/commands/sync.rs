@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use august_ingest::drchrono::budget::Priority;
-use august_ingest::drchrono::feeds::{feeds_for, RESOURCES};
+use august_ingest::drchrono::feeds::{feeds_for, Feed, RESOURCES};
 use august_ingest::drchrono::pull::{Progress, PullOptions};
 use august_ingest::drchrono::runs::{StartError, Syncer};
 use august_ingest::drchrono::DrChronoClient;
@@ -42,6 +42,26 @@ pub async fn syncer(sources: &Sources, pool: &PgPool, pg: &tokio_postgres::Confi
     Ok(Some(Syncer::new(client, pool.clone(), pg.clone())))
 }
 
+/// The feeds of the resources named on the command line; an unknown name is a usage error
+/// (exit 2) that lists the known ones.
+pub fn resources(names: &[String]) -> Result<Vec<&'static Feed>, ConfigError> {
+    feeds_for(names.iter().map(String::as_str)).map_err(|unknown| {
+        let known: Vec<&str> = RESOURCES.iter().map(|(n, _)| *n).collect();
+        ConfigError(SettingError::new(
+            "RESOURCE",
+            format!("`{unknown}` is not a resource (one of {}, or all)", known.join(", ")),
+        ))
+    })
+}
+
+/// The database pool and the syncer, for a command that cannot work without DrChrono.
+pub async fn connect(sources: &Sources, command: &str) -> anyhow::Result<Syncer> {
+    let (settings, pg) = sources.database().map_err(ConfigError)?;
+    let pool = august_schema::connect_pool(&settings.pool, pg.clone()).await?;
+    let why = format!("is not set ({command} needs the DrChrono credentials)");
+    Ok(syncer(sources, &pool, &pg).await?.ok_or_else(|| ConfigError(SettingError::new("DRCHRONO_CLIENT_ID", why)))?)
+}
+
 /// Runs an incremental pass of every feed every `every` until `stop`; one process at a time
 /// (the feeds' claims), and not more often than `every` across processes.
 pub async fn reconcile_until(syncer: Syncer, every: Duration, stop: CancellationToken) {
@@ -69,18 +89,8 @@ pub async fn reconcile_until(syncer: Syncer, every: Duration, stop: Cancellation
 
 /// Pulls, with a progress bar; exit 1 when the run failed.
 pub async fn run(sources: &Sources, args: SyncArgs) -> anyhow::Result<()> {
-    let feeds = feeds_for(args.resources.iter().map(String::as_str)).map_err(|unknown| {
-        let known: Vec<&str> = RESOURCES.iter().map(|(n, _)| *n).collect();
-        ConfigError(SettingError::new(
-            "RESOURCE",
-            format!("`{unknown}` is not a resource (one of {}, or all)", known.join(", ")),
-        ))
-    })?;
-    let (settings, pg) = sources.database().map_err(ConfigError)?;
-    let pool = august_schema::connect_pool(&settings.pool, pg.clone()).await?;
-    let syncer = syncer(sources, &pool, &pg).await?.ok_or_else(|| {
-        ConfigError(SettingError::new("DRCHRONO_CLIENT_ID", "is not set (august sync needs the DrChrono credentials)"))
-    })?;
+    let feeds = resources(&args.resources)?;
+    let syncer = connect(sources, "august sync").await?;
     let options = PullOptions { full: args.full, since: args.since, priority: Priority::Manual };
     let event = if args.full { "sync_full" } else { "sync" };
     let run = match syncer.claim(feeds, options, event).await {

@@ -8,11 +8,7 @@
 
 pub mod coda;
 
-use august_ingest::drchrono::feeds::{feeds_for, RESOURCES};
-use august_schema::SettingError;
-
 use crate::settings::Sources;
-use crate::ConfigError;
 
 /// What to verify.
 #[derive(Debug, clap::Args)]
@@ -30,24 +26,11 @@ pub struct VerifyArgs {
 
 /// Compares, prints the differences, and fails (exit 1) when there are any.
 pub async fn run(sources: &Sources, args: VerifyArgs) -> anyhow::Result<()> {
-    let feeds = feeds_for(args.resources.iter().map(String::as_str)).map_err(|unknown| {
-        let known: Vec<&str> = RESOURCES.iter().map(|(n, _)| *n).collect();
-        ConfigError(SettingError::new(
-            "RESOURCE",
-            format!("`{unknown}` is not a resource (one of {}, or all)", known.join(", ")),
-        ))
-    })?;
+    let feeds = super::sync::resources(&args.resources)?;
     let mut different = 0;
     if !args.no_drchrono {
-        let (settings, pg) = sources.database().map_err(ConfigError)?;
-        let pool = august_schema::connect_pool(&settings.pool, pg.clone()).await?;
-        let syncer = super::sync::syncer(sources, &pool, &pg).await?.ok_or_else(|| {
-            ConfigError(SettingError::new(
-                "DRCHRONO_CLIENT_ID",
-                "is not set (august verify needs the DrChrono credentials)",
-            ))
-        })?;
-        let reports = august_ingest::drchrono::verify::verify(syncer.client(), &pool, &feeds).await?;
+        let syncer = super::sync::connect(sources, "august verify").await?;
+        let reports = august_ingest::drchrono::verify::verify(syncer.client(), syncer.pool(), &feeds).await?;
         syncer.client().flush_access_log().await;
         println!(
             "{:<16} {:<18} {:>8} {:>10} {:>10} {:<9} differing ids",
