@@ -56,3 +56,34 @@ fn settings_prints_every_setting() {
         assert!(table.contains(name), "{name}");
     }
 }
+
+#[test]
+fn drchrono_pull_settings_are_checked_before_anything_runs() {
+    let base = [("DATABASE_URL", "postgres://u@127.0.0.1:1/d")];
+    let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&'static str, &'static str)> {
+        base.iter().chain(extra).copied().collect()
+    };
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (&[("DRCHRONO_CLIENT_ID", "client")], "DRCHRONO_CLIENT_SECRET"),
+        (&[("DRCHRONO_CLIENT_ID", "client"), ("DRCHRONO_CLIENT_SECRET", "s3cret-value")], "DRCHRONO_TOKEN_KEY"),
+        (
+            &[("DRCHRONO_CLIENT_ID", "c"), ("DRCHRONO_CLIENT_SECRET", "s3cret-value"), ("DRCHRONO_TOKEN_KEY", "short")],
+            "DRCHRONO_TOKEN_KEY",
+        ),
+        (
+            &[
+                ("DRCHRONO_CLIENT_ID", "c"),
+                ("DRCHRONO_CLIENT_SECRET", "s3cret-value"),
+                ("DRCHRONO_TOKEN_KEY", "a key long enough to seal"),
+                ("DRCHRONO_CALLS_RESERVE", "600"),
+            ],
+            "DRCHRONO_CALLS_RESERVE",
+        ),
+        (&[], "DRCHRONO_CLIENT_ID"),
+    ];
+    for (extra, setting) in cases {
+        let out = august(&["sync", "all"], &with(extra));
+        assert_config_error(&out, setting);
+        assert!(!stderr(&out).contains("s3cret-value"), "no secret in the message");
+    }
+}

@@ -7,6 +7,7 @@ mod fuzz;
 mod oidc;
 mod pull;
 mod sync_api;
+mod verify;
 
 use august_ingest::{app, IngestState};
 use august_schema::{PoolSettings, Secret};

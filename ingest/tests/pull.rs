@@ -47,7 +47,7 @@ pub async fn syncer(db: &TestDb, emulator: &DrChronoEmulator) -> Syncer {
     syncer_with(db, settings(emulator, 100_000, 0, Duration::from_secs(3600))).await
 }
 
-fn manual(full: bool) -> PullOptions {
+pub fn manual(full: bool) -> PullOptions {
     PullOptions { full, since: None, priority: Priority::Manual }
 }
 

@@ -23,7 +23,7 @@
 //! that changes nothing writes nothing.
 
 use tokio_postgres::types::ToSql;
-use tokio_postgres::GenericClient;
+use tokio_postgres::{GenericClient, Statement};
 
 use crate::DbError;
 
@@ -108,11 +108,28 @@ impl Upsert {
         let params: Vec<(&(dyn ToSql + Sync), tokio_postgres::types::Type)> =
             values.iter().map(|v| (v as &(dyn ToSql + Sync), tokio_postgres::types::Type::TEXT)).collect();
         let row = tx.query_typed_opt(self.sql.as_str(), &params).await.map_err(|e| DbError::new("upsert", e))?;
-        Ok(match row {
-            None => UpsertOutcome::Unchanged,
-            Some(row) if row.get::<_, bool>(0) => UpsertOutcome::Inserted,
-            Some(_) => UpsertOutcome::Updated,
-        })
+        Ok(outcome(row))
+    }
+
+    /// Prepares the statement on `tx` with every parameter as text, for
+    /// [`Upsert::run_prepared`]: many rows into one table pay for parsing and planning once.
+    pub async fn prepare_text(&self, tx: &tokio_postgres::Transaction<'_>) -> Result<Statement, DbError> {
+        let types = vec![tokio_postgres::types::Type::TEXT; self.columns];
+        tx.prepare_typed(self.sql.as_str(), &types).await.map_err(|e| DbError::new("prepare an upsert", e))
+    }
+
+    /// Runs this upsert's statement, prepared by [`Upsert::prepare_text`], with every value as
+    /// text. Pipelines like [`Upsert::run_text`].
+    pub async fn run_prepared(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        statement: &Statement,
+        values: &[Option<String>],
+    ) -> Result<UpsertOutcome, DbError> {
+        debug_assert_eq!(values.len(), self.columns, "one value per column");
+        let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+        let row = tx.query_opt(statement, &params).await.map_err(|e| DbError::new("upsert", e))?;
+        Ok(outcome(row))
     }
 
     /// Runs the upsert with `values` in column order, inside the caller's transaction (which
@@ -124,11 +141,16 @@ impl Upsert {
     ) -> Result<UpsertOutcome, DbError> {
         debug_assert_eq!(values.len(), self.columns, "one value per column");
         let row = client.query_opt(self.sql.as_str(), values).await.map_err(|e| DbError::new("upsert", e))?;
-        Ok(match row {
-            None => UpsertOutcome::Unchanged,
-            Some(row) if row.get::<_, bool>(0) => UpsertOutcome::Inserted,
-            Some(_) => UpsertOutcome::Updated,
-        })
+        Ok(outcome(row))
+    }
+}
+
+/// What `RETURNING (xmax = 0) AS inserted` says: no row means nothing changed.
+fn outcome(row: Option<tokio_postgres::Row>) -> UpsertOutcome {
+    match row {
+        None => UpsertOutcome::Unchanged,
+        Some(row) if row.get::<_, bool>(0) => UpsertOutcome::Inserted,
+        Some(_) => UpsertOutcome::Updated,
     }
 }
 

@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use august_schema::{DbError, PgPool};
+use tokio_postgres::types::Type;
 
 use super::error::DrChronoError;
 
@@ -34,6 +35,8 @@ pub struct CallBudget {
     limit: u32,
     reserve: u32,
     window: Duration,
+    /// Calls left as the last reservation found them (`u32::MAX`: none made yet).
+    last_left: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// What a reservation attempt found.
@@ -78,7 +81,8 @@ SELECT w.left_secs, coalesce(b.calls, 0) FROM w LEFT JOIN drchrono_call_budget b
 impl CallBudget {
     /// `limit` calls per `window`, `reserve` of them kept for [`Priority::Manual`].
     pub fn new(pool: PgPool, limit: u32, reserve: u32, window: Duration) -> Self {
-        Self { pool, limit, reserve: reserve.min(limit), window }
+        let last_left = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(u32::MAX));
+        Self { pool, limit, reserve: reserve.min(limit), window, last_left }
     }
 
     /// The whole limit per window.
@@ -98,13 +102,16 @@ impl CallBudget {
         let client = self.pool.get().await.map_err(pool_error)?;
         let window = self.window.as_secs_f64();
         let limit = i32::try_from(self.limit_for(priority)).unwrap_or(i32::MAX);
+        let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 3] =
+            [(&window, Type::FLOAT8), (&limit, Type::INT4), (&GUARD.as_secs_f64(), Type::FLOAT8)];
         let granted = client
-            .query_opt(RESERVE_SQL, &[&window, &limit, &GUARD.as_secs_f64()])
+            .query_typed_opt(RESERVE_SQL, &params)
             .await
             .map_err(|e| DbError::new("reserve a DrChrono call", e))?;
         if let Some(row) = granted {
-            let used: i32 = row.get(0);
-            return Ok(Reservation::Granted { calls_left: self.left(used) });
+            let calls_left = self.left(row.get(0));
+            self.last_left.store(calls_left, std::sync::atomic::Ordering::Relaxed);
+            return Ok(Reservation::Granted { calls_left });
         }
         let (left_secs, used) = self.window_state(&client).await?;
         let wait = Duration::from_secs_f64(left_secs.max(0.0));
@@ -113,6 +120,11 @@ impl CallBudget {
         } else {
             Ok(Reservation::Spent { calls_left: self.left(used), wait })
         }
+    }
+
+    /// Calls left as of this process's last reservation, without asking Postgres.
+    pub fn last_calls_left(&self) -> Option<u32> {
+        Some(self.last_left.load(std::sync::atomic::Ordering::Relaxed)).filter(|left| *left != u32::MAX)
     }
 
     /// Calls left in the current window under the whole limit.
@@ -131,10 +143,11 @@ impl CallBudget {
 
     async fn window_state(&self, client: &tokio_postgres::Client) -> Result<(f64, i32), DbError> {
         let row = client
-            .query_one(STATE_SQL, &[&self.window.as_secs_f64()])
+            .query_typed_opt(STATE_SQL, &[(&self.window.as_secs_f64(), Type::FLOAT8)])
             .await
             .map_err(|e| DbError::new("read the DrChrono call budget", e))?;
-        Ok((row.get(0), row.get(1)))
+        // The statement always returns its one row; none would mean an empty window.
+        Ok(row.map_or((self.window.as_secs_f64(), 0), |row| (row.get(0), row.get(1))))
     }
 
     fn left(&self, used: i32) -> u32 {

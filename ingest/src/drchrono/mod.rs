@@ -11,6 +11,17 @@
 //! in `processed_messages` (a redelivery writes nothing), the object is upserted with the
 //! no-op guard and the stale guard (`updated_at` may not go backwards), a `sync_log` row is
 //! added, and only after the commit is DrChrono answered 2xx.
+//!
+//! The pull side, the same objects read from DrChrono's REST API into the same mirrors
+//! through the same row mapping ([`pulled_rows`]):
+//!
+//! * [`client`]: the REST client (bearer auth, 302, 429, retries, `access_log`), over
+//!   [`oauth`] (the sealed token store and its refresh) and [`budget`] (the shared hourly
+//!   call budget);
+//! * [`feeds`]: what is pulled, endpoint by endpoint;
+//! * [`pull`]: one feed, page by page, each page one transaction with its resume point;
+//! * [`runs`]: runs over claimed feeds, and the reconciliation pass;
+//! * [`verify`]: DrChrono against Postgres, for `august verify`.
 
 pub mod budget;
 pub mod client;
@@ -187,6 +198,25 @@ pub(crate) async fn write_rows(
 ) -> Result<Vec<UpsertOutcome>, DbError> {
     futures_util::future::try_join_all(upserts.iter().zip(rows).map(|(upsert, row)| upsert.run_text(tx, &row.values)))
         .await
+}
+
+/// [`write_rows`] for many rows of few shapes (a pulled page): each distinct statement is
+/// prepared once, so Postgres parses and plans it once per page rather than once per row.
+pub(crate) async fn write_many_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    upserts: &[Upsert],
+    rows: &[RowWrite],
+) -> Result<Vec<UpsertOutcome>, DbError> {
+    let mut prepared: HashMap<&str, tokio_postgres::Statement> = HashMap::new();
+    for upsert in upserts {
+        if !prepared.contains_key(upsert.sql()) {
+            prepared.insert(upsert.sql(), upsert.prepare_text(tx).await?);
+        }
+    }
+    futures_util::future::try_join_all(
+        upserts.iter().zip(rows).map(|(upsert, row)| upsert.run_prepared(tx, &prepared[upsert.sql()], &row.values)),
+    )
+    .await
 }
 
 /// The rows a pulled object becomes: the same mapping as its webhook. A pulled clinical note

@@ -12,6 +12,10 @@
 //!
 //! Bad objects (a missing id, a wrong type) are skipped, counted as failed, and logged with the
 //! feed and the object's id only; the page goes on.
+//!
+//! Metrics: `august_drchrono_objects_total{feed, outcome}`, `august_drchrono_calls_left`, and
+//! `august_drchrono_last_success_timestamp_seconds{feed}` (with `august_drchrono_calls_total{path,
+//! status}` from the client).
 
 use chrono::NaiveDateTime;
 use serde_json::Value;
@@ -25,7 +29,7 @@ use super::budget::{pool_error, Priority};
 use super::client::{DrChronoClient, Page};
 use super::error::DrChronoError;
 use super::feeds::{ChangeFilter, Feed, Target};
-use super::{pulled_rows, upserts_for, write_rows, RowWrite};
+use super::{pulled_rows, upserts_for, write_many_rows, RowWrite};
 
 /// What a run (or one feed of it) did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -124,7 +128,19 @@ impl Puller<'_> {
             let next = page.next.clone();
             let counts = self.commit_page(feed, page, skip_before).await?;
             run.add(&counts);
-            let calls_left = self.client.budget().calls_left().await.ok();
+            let calls_left = self.client.budget().last_calls_left();
+            if let Some(left) = calls_left {
+                metrics::gauge!("august_drchrono_calls_left").set(f64::from(left));
+            }
+            for (outcome, n) in [
+                ("inserted", counts.inserted),
+                ("updated", counts.updated),
+                ("unchanged", counts.unchanged),
+                ("failed", counts.failed),
+            ] {
+                metrics::counter!("august_drchrono_objects_total", "feed" => feed.name, "outcome" => outcome)
+                    .increment(u64::from(n));
+            }
             self.progress.send_replace(Progress { feed: feed.name, counts: *run, calls_left });
             match next {
                 Some(next) => url = next,
@@ -231,7 +247,7 @@ impl Puller<'_> {
         let tx = client.transaction().await.map_err(|e| DbError::new("begin", e))?;
         let upserts = upserts_for(&rows);
         let actor = crate::journal::set_actor_text(&tx, Actor::DrChronoSync);
-        let writes = write_rows(&tx, &upserts, &rows);
+        let writes = write_many_rows(&tx, &upserts, &rows);
         let deletes = async {
             if deletions.is_empty() {
                 return Ok(Vec::new());
@@ -266,26 +282,35 @@ impl Puller<'_> {
         let n = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
         let (fetched, inserted, updated, unchanged, failed) =
             (n(counts.fetched), n(counts.inserted), n(counts.updated), n(counts.unchanged), n(counts.failed));
-        tx.execute(
-            "UPDATE drchrono_sync_state SET resume_url = $2, watermark = GREATEST(watermark, $3),
-                    fetched = fetched + $4, inserted = inserted + $5, updated = updated + $6,
-                    unchanged = unchanged + $7, failed = failed + $8, pages = pages + 1, calls_used = calls_used + 1,
-                    last_run_at = now()
-              WHERE resource = $1",
-            &[&feed.name, &page.next, &newest, &fetched, &inserted, &updated, &unchanged, &failed],
-        )
-        .await
-        .map_err(|e| DbError::new("record the page in drchrono_sync_state", e))?;
-        tx.execute(
-            "UPDATE sync_log SET records_received = records_received + $2, records_inserted = records_inserted + $3,
-                    records_updated = records_updated + $4, records_unchanged = records_unchanged + $5,
-                    records_failed = records_failed + $6, records_written = records_written + $3 + $4,
+        let run_id = self.run_id.to_string();
+        let newest = newest.map(|t| t.to_string());
+        tx.execute_typed(
+            "WITH feed AS (
+                UPDATE drchrono_sync_state SET resume_url = $2, watermark = GREATEST(watermark, $3::timestamp),
+                       fetched = fetched + $4, inserted = inserted + $5, updated = updated + $6,
+                       unchanged = unchanged + $7, failed = failed + $8, pages = pages + 1,
+                       calls_used = calls_used + 1, last_run_at = now()
+                 WHERE resource = $1
+             )
+             UPDATE sync_log SET records_received = records_received + $4, records_inserted = records_inserted + $5,
+                    records_updated = records_updated + $6, records_unchanged = records_unchanged + $7,
+                    records_failed = records_failed + $8, records_written = records_written + $5 + $6,
                     pages = pages + 1, calls = calls + 1
-              WHERE id = $1",
-            &[&self.run_id, &fetched, &inserted, &updated, &unchanged, &failed],
+              WHERE id = $9::uuid",
+            &[
+                (&feed.name, Type::TEXT),
+                (&page.next, Type::TEXT),
+                (&newest, Type::TEXT),
+                (&fetched, Type::INT4),
+                (&inserted, Type::INT4),
+                (&updated, Type::INT4),
+                (&unchanged, Type::INT4),
+                (&failed, Type::INT4),
+                (&run_id, Type::TEXT),
+            ],
         )
         .await
-        .map_err(|e| DbError::new("count the page in sync_log", e))?;
+        .map_err(|e| DbError::new("record the page in drchrono_sync_state and sync_log", e))?;
         tx.commit().await.map_err(|e| DbError::new("commit a page", e))?;
         Ok(counts)
     }
@@ -303,6 +328,8 @@ impl Puller<'_> {
             )
             .await
             .map_err(|e| DbError::new("finish a pass in drchrono_sync_state", e))?;
+        let now = chrono::Utc::now().timestamp() as f64;
+        metrics::gauge!("august_drchrono_last_success_timestamp_seconds", "feed" => feed.name).set(now);
         Ok(())
     }
 }

@@ -75,11 +75,15 @@ pub async fn verify(
         feeds.iter().copied().filter(|f| !matches!(f.target, Target::LineItemDeletions)).collect();
     let mut db = pool.get().await.map_err(pool_error)?;
     let (available, _) = client.budget().available(Priority::Manual).await?;
+    if (available as usize) < feeds.len() {
+        // Not even one page each: better no answer now than a sample too thin to mean anything.
+        return Err(DrChronoError::BudgetSpent { calls_left: available });
+    }
     let needed = pages_needed(&db, &feeds).await?;
     let whole_fits = needed.iter().sum::<u32>() <= available;
     let mut reports = Vec::new();
     for (feed, need) in feeds.iter().zip(&needed) {
-        let allowance = if whole_fits { u32::MAX } else { (available / feeds.len() as u32).max(1).min(*need) };
+        let allowance = if whole_fits { u32::MAX } else { (available / feeds.len() as u32).min(*need) };
         let (pages, whole, shapes) = read_into_temp(client, &mut db, feed, allowance).await?;
         for shape in shapes.values() {
             reports.push(compare(&db, feed, shape, pages, whole).await?);
