@@ -36,9 +36,11 @@ impl Webhooks {
     pub async fn bind(sources: &Sources, metrics: PrometheusHandle) -> anyhow::Result<Self> {
         let (settings, pg) = sources.database().map_err(ConfigError)?;
         let (addr, drchrono_secret, deepcura_secret) = sources.ingest().map_err(ConfigError)?;
+        let (drchrono, oidc) = (sources.drchrono().map_err(ConfigError)?, sources.sync_oidc().map_err(ConfigError)?);
+        let reconcile_every = sources.reconcile_every().map_err(ConfigError)?;
         let pool = august_schema::connect_pool(&settings.pool, pg.clone()).await?;
-        let syncer = super::sync::syncer(sources, &pool, &pg).await?;
-        let sync = match (sources.sync_oidc().map_err(ConfigError)?, &syncer) {
+        let syncer = super::sync::syncer(drchrono, &pool, &pg).await?;
+        let sync = match (oidc, &syncer) {
             (None, _) => SyncApi::not_configured("AUGUST_SYNC_OIDC_AUDIENCE"),
             (Some(_), None) => SyncApi::not_configured("DRCHRONO_CLIENT_ID and DRCHRONO_CLIENT_SECRET"),
             (Some(oidc), Some(syncer)) => {
@@ -46,7 +48,7 @@ impl Webhooks {
                 SyncApi::new(syncer.clone(), verifier)
             }
         };
-        let reconcile = match (syncer, sources.reconcile_every().map_err(ConfigError)?) {
+        let reconcile = match (syncer, reconcile_every) {
             (Some(syncer), Some(every)) => Some((syncer, every)),
             _ => None,
         };

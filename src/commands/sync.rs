@@ -10,7 +10,7 @@ use august_ingest::drchrono::budget::Priority;
 use august_ingest::drchrono::feeds::{feeds_for, Feed, RESOURCES};
 use august_ingest::drchrono::pull::{Progress, PullOptions};
 use august_ingest::drchrono::runs::{StartError, Syncer};
-use august_ingest::drchrono::DrChronoClient;
+use august_ingest::drchrono::{DrChronoClient, DrChronoSettings};
 use august_schema::{PgPool, SettingError};
 use tokio_util::sync::CancellationToken;
 
@@ -35,9 +35,14 @@ pub struct SyncArgs {
     quiet: bool,
 }
 
-/// The syncer, when DrChrono credentials are configured.
-pub async fn syncer(sources: &Sources, pool: &PgPool, pg: &tokio_postgres::Config) -> anyhow::Result<Option<Syncer>> {
-    let Some(settings) = sources.drchrono().map_err(ConfigError)? else { return Ok(None) };
+/// The syncer over `pool`, when DrChrono credentials are configured (`settings`, from
+/// [`Sources::drchrono`], read before anything connects).
+pub async fn syncer(
+    settings: Option<DrChronoSettings>,
+    pool: &PgPool,
+    pg: &tokio_postgres::Config,
+) -> anyhow::Result<Option<Syncer>> {
+    let Some(settings) = settings else { return Ok(None) };
     let client = DrChronoClient::connect(&settings, pool.clone(), pg.clone()).await?;
     Ok(Some(Syncer::new(client, pool.clone(), pg.clone())))
 }
@@ -54,12 +59,18 @@ pub fn resources(names: &[String]) -> Result<Vec<&'static Feed>, ConfigError> {
     })
 }
 
-/// The database pool and the syncer, for a command that cannot work without DrChrono.
+/// The syncer, for a command that cannot work without DrChrono. Every setting is checked
+/// before anything connects.
 pub async fn connect(sources: &Sources, command: &str) -> anyhow::Result<Syncer> {
+    let why = format!("is not set ({command} needs the DrChrono credentials)");
+    let drchrono = sources
+        .drchrono()
+        .map_err(ConfigError)?
+        .ok_or_else(|| ConfigError(SettingError::new("DRCHRONO_CLIENT_ID", why)))?;
     let (settings, pg) = sources.database().map_err(ConfigError)?;
     let pool = august_schema::connect_pool(&settings.pool, pg.clone()).await?;
-    let why = format!("is not set ({command} needs the DrChrono credentials)");
-    Ok(syncer(sources, &pool, &pg).await?.ok_or_else(|| ConfigError(SettingError::new("DRCHRONO_CLIENT_ID", why)))?)
+    let client = DrChronoClient::connect(&drchrono, pool.clone(), pg.clone()).await?;
+    Ok(Syncer::new(client, pool, pg))
 }
 
 /// Runs an incremental pass of every feed every `every` until `stop`; one process at a time

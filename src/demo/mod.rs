@@ -172,7 +172,8 @@ async fn backfill(sources: &Sources, pg: &tokio_postgres::Config) -> anyhow::Res
     use august_ingest::drchrono::{budget::Priority, feeds::FEEDS, pull};
     let started = std::time::Instant::now();
     let pool = august_schema::connect_pool(&august_schema::PoolSettings::default(), pg.clone()).await?;
-    let syncer = crate::commands::sync::syncer(sources, &pool, pg).await?.context("the demo configures DrChrono")?;
+    let settings = sources.drchrono().map_err(crate::ConfigError)?;
+    let syncer = crate::commands::sync::syncer(settings, &pool, pg).await?.context("the demo configures DrChrono")?;
     let options = pull::PullOptions { full: false, since: None, priority: Priority::Manual };
     let run = syncer.claim(FEEDS.iter().collect(), options, "demo_backfill").await?;
     let summary = run.run(tokio::sync::watch::channel(pull::Progress::default()).0).await;
