@@ -60,6 +60,9 @@ enum Command {
     /// Compare DrChrono with Postgres (counts, checksums, differing ids) and, with --coda,
     /// every mapped Coda table with its view. Exit 0 when equal, 1 with the differences.
     Verify(commands::verify::VerifyArgs),
+    /// The rows Coda refused: list, resolve, or replay them (ids and keys only, never values).
+    #[command(subcommand)]
+    DeadLetters(commands::dead_letters::DeadLettersCommand),
     /// Serve the in-repo Coda API emulator for the tables of a mapping file.
     CodaEmulator(commands::coda_emulator::EmulatorArgs),
     /// Serve the in-repo DrChrono API emulator with a synthetic clinic.
@@ -120,6 +123,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => commands::serve::run(&sources, args).await,
             Command::Tail(args) => commands::tail::run(&sources, args).await,
             Command::Sync(args) => commands::sync::run(&sources, args).await,
+            Command::DeadLetters(command) => commands::dead_letters::run(&sources, command).await,
             Command::Verify(args) => commands::verify::run(&sources, args).await,
         }
     });
@@ -151,8 +155,26 @@ fn report(error: anyhow::Error) -> ExitCode {
         eprintln!("august: {error}");
         return ExitCode::from(2);
     }
-    eprintln!("august: error: {error:#}");
+    eprintln!("august: error: {}", safe_chain(&error));
     ExitCode::FAILURE
+}
+
+/// `{:#}` of the chain, cut before a raw Postgres client error: its DETAIL and message can
+/// quote a whole row. August's own `DbError` (no source) says what is safe to say; this
+/// guards any chain that wraps a client error directly.
+fn safe_chain(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        if cause.is::<tokio_postgres::Error>() || cause.is::<tokio_postgres::error::DbError>() {
+            text.push_str(": (database error detail withheld)");
+            break;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause.to_string());
+    }
+    text
 }
 
 /// Cancelled on the first Ctrl-C or SIGTERM (what Cloud Run and `kill` send).
@@ -195,4 +217,17 @@ fn init_logging(sources: &Sources) -> anyhow::Result<()> {
         builder.init();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_chain;
+
+    #[test]
+    fn the_exit_message_stops_before_a_raw_postgres_error() {
+        let raw = "postgres://august:s3cret@[bad".parse::<tokio_postgres::Config>().unwrap_err();
+        let error = anyhow::Error::new(raw).context("read the settings").context("start");
+        let shown = safe_chain(&error);
+        assert_eq!(shown, "start: read the settings: (database error detail withheld)");
+    }
 }

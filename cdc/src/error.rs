@@ -3,7 +3,9 @@
 //! with backoff by the consumer itself; permanent ones stop it with a message that says what
 //! to do.
 
+use august_schema::error::classify;
 use august_schema::{DbError, ErrorKind};
+use tokio_postgres::error::SqlState;
 
 /// Why the consumer stopped or had to reconnect.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +43,7 @@ pub enum CdcError {
     #[error("publication `{0}` does not exist: run `august migrate`")]
     NoPublication(String),
     /// The server answered a replication command with an error.
-    #[error("{context}: {message} (SQLSTATE {code})")]
+    #[error("{context}: {} (SQLSTATE {code})", server_message(.code, .message))]
     Server {
         /// What August was doing.
         context: String,
@@ -77,6 +79,15 @@ pub enum CdcError {
     Stopped,
 }
 
+/// The server's message, unless its class may quote row data.
+fn server_message<'a>(code: &str, message: &'a str) -> &'a str {
+    if august_schema::error::message_quotes_data(code) {
+        "message withheld: it may quote row data"
+    } else {
+        message
+    }
+}
+
 impl CdcError {
     /// Wraps a client error from a normal connection.
     pub fn db(context: &str, e: tokio_postgres::Error) -> Self {
@@ -88,20 +99,50 @@ impl CdcError {
         CdcError::Io { context: context.to_string(), source }
     }
 
-    /// Whether reconnecting and trying again can help.
+    /// Whether reconnecting and trying again can help: the one SQLSTATE classification
+    /// ([`august_schema::error::classify`]) for server errors, on either connection.
     pub fn kind(&self) -> ErrorKind {
         match self {
             CdcError::Io { .. } => ErrorKind::Retryable,
             CdcError::Db(e) => e.kind(),
-            // 08: connection exception, 57: operator intervention (shutdown, restart),
-            // 55006: object in use (the slot is still held by a session that is going away),
-            // 53: insufficient resources (too many connections).
-            CdcError::Server { code, .. }
-                if code.starts_with("08") || code.starts_with("57") || code.starts_with("53") || code == "55006" =>
-            {
-                ErrorKind::Retryable
-            }
+            CdcError::Server { code, .. } => classify(&SqlState::from_code(code)),
             _ => ErrorKind::Permanent,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: &str) -> CdcError {
+        CdcError::Server { context: "START_REPLICATION".into(), code: code.into(), message: String::new() }
+    }
+
+    #[test]
+    fn a_replication_error_is_classified_like_the_same_sqlstate_on_a_query() {
+        // The codes on which this crate and `august_schema` used to answer differently, and a
+        // few on which they agreed.
+        for code in ["40001", "40P01", "55000", "55006", "55P03", "57P01", "57P04", "08006", "53300", "42704", "XX000"]
+        {
+            let state = SqlState::from_code(code);
+            assert_eq!(server(code).kind(), classify(&state), "{code}");
+        }
+        assert_eq!(server("40001").kind(), ErrorKind::Retryable, "serialization failure");
+        assert_eq!(server("55000").kind(), ErrorKind::Permanent, "object not in prerequisite state");
+        assert_eq!(server("55006").kind(), ErrorKind::Retryable, "the slot is still held");
+    }
+
+    #[test]
+    fn a_replication_error_about_data_does_not_show_its_message() {
+        let error = |code: &str, message: &str| CdcError::Server {
+            context: "decode".into(),
+            code: code.into(),
+            message: message.into(),
+        };
+        let quoting = error("22007", "invalid input syntax for type date: \"Jane Roe\"").to_string();
+        assert_eq!(quoting, "decode: message withheld: it may quote row data (SQLSTATE 22007)");
+        let naming = error("42704", "replication slot \"august\" does not exist").to_string();
+        assert!(naming.contains("slot \"august\""), "other classes keep the message: {naming}");
     }
 }

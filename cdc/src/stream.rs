@@ -281,8 +281,12 @@ impl Consumer {
         // sessions first, then waits for each logical walsender's client to confirm everything
         // sent, which August will not do before downstream made it durable: so when the
         // watchdog is cut, August leaves, letting the server shut down, and comes back.
-        let (_watchdog, watchdog) =
-            self.pg.connect(tokio_postgres::NoTls).await.map_err(|e| CdcError::db("open the watchdog session", e))?;
+        let tls = august_schema::tls::for_config(&self.pg);
+        let (_watchdog, watchdog) = tls
+            .apply(&self.pg)
+            .connect(tls.connector())
+            .await
+            .map_err(|e| CdcError::db("open the watchdog session", e))?;
         tokio::pin!(watchdog);
         let mut session = WalSender::connect(&self.pg).await?;
         let slot = if self.config.temporary_slot {

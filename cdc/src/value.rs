@@ -147,7 +147,8 @@ impl Value {
 
     /// The value as JSON: scalars as JSON scalars, arrays as arrays, JSON as its document.
     /// Dates and times are ISO 8601 strings; exact decimals are JSON numbers when they fit
-    /// one, else strings.
+    /// one, else strings. A JSON document's numbers become f64s here (one beyond f64's range
+    /// makes the document a string): [`Value::exact_json`] keeps them exact.
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;
         match self {
@@ -165,6 +166,49 @@ impl Value {
             Value::Json(text) => serde_json::from_str(text).unwrap_or_else(|_| J::String(text.clone())),
             Value::Array(items) => J::Array(items.iter().map(Value::to_json).collect()),
         }
+    }
+
+    /// The value as JSON text with every digit kept: like [`Value::to_json`], except that a
+    /// JSON value is written as Postgres' own text (whitespace outside strings dropped, so it
+    /// fits on one line), whose numbers need not fit an f64. `to_json` re-parses it into
+    /// `serde_json`'s f64 numbers; output that must be exact (`august tail`) uses this.
+    pub fn exact_json(&self) -> String {
+        let mut out = String::new();
+        self.write_exact_json(&mut out);
+        out
+    }
+
+    fn write_exact_json(&self, out: &mut String) {
+        match self {
+            Value::Json(text) if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() => compact_json(text, out),
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    item.write_exact_json(out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_json().to_string()),
+        }
+    }
+}
+
+/// Copies valid JSON text without the whitespace between its tokens.
+fn compact_json(text: &str, out: &mut String) {
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            in_string = escaped || c != '"';
+            escaped = !escaped && c == '\\';
+        } else if matches!(c, ' ' | '\t' | '\n' | '\r') {
+            continue;
+        } else {
+            in_string = c == '"';
+        }
+        out.push(c);
     }
 }
 
@@ -213,11 +257,13 @@ fn parse_array_level(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, eleme
         return None;
     }
     let mut items = Vec::new();
+    skip_array_space(chars);
     if chars.peek() == Some(&'}') {
         chars.next();
         return Some(Value::Array(items));
     }
     loop {
+        skip_array_space(chars);
         match chars.peek()? {
             '{' => items.push(parse_array_level(chars, element)?),
             '"' => {
@@ -233,24 +279,49 @@ fn parse_array_level(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, eleme
                 items.push(Value::decode(element, &item));
             }
             _ => {
+                // Like `array_in`: a backslash escapes, ASCII whitespace at either end is
+                // dropped (unless escaped), and only the bare, unescaped token NULL is NULL.
                 let mut item = String::new();
+                let mut kept = 0;
+                let mut escaped = false;
                 while let Some(&c) = chars.peek() {
                     if c == ',' || c == '}' {
                         break;
                     }
-                    item.push(c);
                     chars.next();
+                    if c == '\\' {
+                        item.push(chars.next()?);
+                        escaped = true;
+                        kept = item.len();
+                    } else {
+                        item.push(c);
+                        if !is_array_space(c) {
+                            kept = item.len();
+                        }
+                    }
                 }
-                let item = item.trim();
-                items.push(if item.eq_ignore_ascii_case("NULL") { Value::Null } else { Value::decode(element, item) });
+                item.truncate(kept);
+                let null = !escaped && item.eq_ignore_ascii_case("NULL");
+                items.push(if null { Value::Null } else { Value::decode(element, &item) });
             }
         }
+        skip_array_space(chars);
         match chars.next()? {
             ',' => continue,
             '}' => return Some(Value::Array(items)),
             _ => return None,
         }
     }
+}
+
+/// The whitespace `array_in` ignores around elements: ASCII only, so a no-break or em space is
+/// part of the element (and `array_out` leaves such elements unquoted).
+fn is_array_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\u{0b}' | '\u{0c}')
+}
+
+fn skip_array_space(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    while chars.next_if(|&c| is_array_space(c)).is_some() {}
 }
 
 #[cfg(test)]
@@ -301,6 +372,41 @@ mod tests {
         );
         assert_eq!(Value::decode(1007, "{}"), Value::Array(vec![]));
         assert_eq!(Value::decode(1007, "[0:1]={1,2}"), Value::Text("[0:1]={1,2}".into()));
+    }
+
+    #[test]
+    fn only_ascii_whitespace_around_unquoted_array_elements_is_insignificant() {
+        // `array_out` quotes elements with ASCII whitespace only: these arrive unquoted.
+        assert_eq!(
+            Value::decode(1009, "{\u{a0}null,null\u{2003},\u{a0}x\u{a0},NuLl, NULL ,\\NULL}"),
+            Value::Array(vec![
+                Value::Text("\u{a0}null".into()),
+                Value::Text("null\u{2003}".into()),
+                Value::Text("\u{a0}x\u{a0}".into()),
+                Value::Null,
+                Value::Null,
+                Value::Text("NULL".into()),
+            ])
+        );
+        assert_eq!(
+            Value::decode(1007, "{ 1,\t2\u{0b}, \u{0c}3\r\n}"),
+            Value::Array(vec![Value::Int(1), Value::Int(2), Value::Int(3)])
+        );
+    }
+
+    #[test]
+    fn exact_json_keeps_every_digit_of_a_json_document() {
+        let huge = r#"{"a": [123456789012345678901234567890.123456789, 1e400], "b": "x  y\"  z"}"#;
+        assert_eq!(
+            Value::decode(oid::JSONB, huge).exact_json(),
+            r#"{"a":[123456789012345678901234567890.123456789,1e400],"b":"x  y\"  z"}"#
+        );
+        assert_eq!(
+            Value::Array(vec![Value::Json("[1e400]".into()), Value::Null, Value::Text("t".into())]).exact_json(),
+            r#"[[1e400],null,"t"]"#
+        );
+        assert_eq!(Value::Numeric("12345678901234567890.1".into()).exact_json(), r#""12345678901234567890.1""#);
+        assert_eq!(Value::Json("not json".into()).exact_json(), r#""not json""#, "only valid JSON is written raw");
     }
 
     #[test]

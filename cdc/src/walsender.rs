@@ -8,8 +8,12 @@
 //! a `select!` next to its timers and the durable-LSN watch, and answer the server at once.
 //!
 //! The session pins `DateStyle=ISO`, `TimeZone=UTC` and `extra_float_digits=3`, so values
-//! arrive in the text forms [`crate::Value::decode`] expects. No TLS: reach Cloud SQL through
-//! its Auth Proxy or a unix socket, as for every other connection August makes.
+//! arrive in the text forms [`crate::Value::decode`] expects.
+//!
+//! TLS is the target's, as for every other connection (`august_schema::tls`): an SSLRequest
+//! first unless the mode is `disable` (or the host a unix socket), the rustls handshake if the
+//! server agrees, plain text only when it declines under `prefer`. A cleartext password is
+//! sent only over TLS or to a loopback or unix-socket server.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,6 +22,9 @@ use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_postgres::config::Host;
+use tokio_rustls::rustls;
+
+use august_schema::tls::SslMode;
 
 use crate::{CdcError, Lsn};
 
@@ -53,6 +60,8 @@ pub enum Frame {
 /// An open replication session.
 pub struct WalSender {
     io: Box<dyn Transport>,
+    /// Encrypted, or on this machine: where a cleartext password may go.
+    private_link: bool,
     read: BytesMut,
     write: BytesMut,
 }
@@ -68,26 +77,39 @@ impl WalSender {
     pub async fn connect(config: &tokio_postgres::Config) -> Result<Self, CdcError> {
         let timeout = config.get_connect_timeout().copied().unwrap_or(Duration::from_secs(10));
         let port = config.get_ports().first().copied().unwrap_or(5432);
-        let io: Box<dyn Transport> = match config.get_hosts().first() {
+        let (io, private_link): (Box<dyn Transport>, bool) = match config.get_hosts().first() {
             Some(Host::Tcp(host)) => {
-                let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port)))
+                let mut stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port)))
                     .await
                     .map_err(|_| CdcError::io("connect for replication", std::io::ErrorKind::TimedOut.into()))?
                     .map_err(|e| CdcError::io("connect for replication", e))?;
                 stream.set_nodelay(true).map_err(|e| CdcError::io("set TCP_NODELAY", e))?;
-                Box::new(stream)
+                let loopback = stream.peer_addr().is_ok_and(|a| a.ip().is_loopback());
+                let target_tls = august_schema::tls::for_config(config);
+                if target_tls.mode() == SslMode::Disable
+                    || !tls::server_accepts_tls(&mut stream, target_tls.mode()).await?
+                {
+                    (Box::new(stream), loopback)
+                } else {
+                    let name = august_schema::tls::server_name(host).map_err(CdcError::Protocol)?;
+                    let connector = tokio_rustls::TlsConnector::from(target_tls.client_config());
+                    let stream = tokio::time::timeout(timeout, connector.connect(name, stream))
+                        .await
+                        .map_err(|_| CdcError::io("TLS handshake", std::io::ErrorKind::TimedOut.into()))?
+                        .map_err(|e| tls::handshake_error(host, e))?;
+                    (Box::new(stream), true)
+                }
             }
             Some(Host::Unix(dir)) => {
                 let path = dir.join(format!(".s.PGSQL.{port}"));
-                Box::new(
-                    tokio::net::UnixStream::connect(path)
-                        .await
-                        .map_err(|e| CdcError::io("connect for replication", e))?,
-                )
+                let stream = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(|e| CdcError::io("connect for replication", e))?;
+                (Box::new(stream), true)
             }
             None => return Err(CdcError::Protocol("the connection settings name no host".into())),
         };
-        let mut session = Self { io, read: BytesMut::with_capacity(64 * 1024), write: BytesMut::new() };
+        let mut session = Self { io, private_link, read: BytesMut::with_capacity(64 * 1024), write: BytesMut::new() };
         let user = config.get_user().unwrap_or("postgres").to_string();
         let dbname = config.get_dbname().unwrap_or(&user).to_string();
         let application = config.get_application_name().unwrap_or("august").to_string();
@@ -113,6 +135,13 @@ impl WalSender {
             match tag {
                 b'R' => match body.get_i32() {
                     0 => {}
+                    3 if !self.private_link => {
+                        return Err(CdcError::Auth(
+                            "a cleartext password over an unencrypted link to another machine, which August \
+                             refuses: set DB_SSLMODE (or sslmode) to require or stronger, or use scram-sha-256"
+                                .into(),
+                        ))
+                    }
                     3 => {
                         frontend::password_message(need_password()?, &mut self.write)
                             .map_err(|e| CdcError::io("password", e))?;
@@ -290,6 +319,43 @@ impl WalSender {
     }
 }
 
+/// The TLS start of a session: SSLRequest, the server's answer, and what a failed handshake
+/// means.
+mod tls {
+    use super::*;
+
+    /// Asks the server for TLS. `false`: it declined and `mode` allows plain text (`prefer`).
+    pub(super) async fn server_accepts_tls(
+        stream: &mut tokio::net::TcpStream,
+        mode: SslMode,
+    ) -> Result<bool, CdcError> {
+        let mut request = BytesMut::new();
+        frontend::ssl_request(&mut request);
+        stream.write_all(&request).await.map_err(|e| CdcError::io("request TLS", e))?;
+        let mut answer = [0u8; 1];
+        stream.read_exact(&mut answer).await.map_err(|e| CdcError::io("request TLS", e))?;
+        match answer[0] {
+            b'S' => Ok(true),
+            b'N' if !mode.requires_tls() => Ok(false),
+            b'N' => Err(CdcError::Protocol(format!(
+                "the server does not offer TLS, which sslmode={mode} requires: turn ssl on in the server, or lower DB_SSLMODE"
+            ))),
+            other => Err(CdcError::Protocol(format!("unexpected answer {other:#04x} to an SSLRequest"))),
+        }
+    }
+
+    /// A handshake the certificate failed is permanent (the fix is a setting); a broken
+    /// connection during it is not.
+    pub(super) fn handshake_error(host: &str, e: std::io::Error) -> CdcError {
+        match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+            Some(tls) => CdcError::Protocol(format!(
+                "TLS with {host} failed: {tls} (check DB_SSLROOTCERT and that the certificate names the host, or DB_SSLMODE)"
+            )),
+            None => CdcError::io("TLS handshake", e),
+        }
+    }
+}
+
 fn data_row(mut body: Bytes) -> Result<Vec<Option<String>>, CdcError> {
     let short = || CdcError::Protocol("short DataRow".into());
     if body.len() < 2 {
@@ -338,4 +404,24 @@ pub fn quote_ident(name: &str) -> String {
 /// Quotes a string literal for a replication command.
 pub fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_cleartext_password_request_over_a_plain_link_to_another_machine_is_refused() {
+        let (client, mut server) = tokio::io::duplex(1024);
+        let mut session =
+            WalSender { io: Box::new(client), private_link: false, read: BytesMut::new(), write: BytesMut::new() };
+        server.write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 3]).await.unwrap();
+        let err = session.authenticate(b"august", Some(b"secret")).await.unwrap_err();
+        assert!(err.to_string().contains("cleartext password"), "{err}");
+        assert_eq!(err.kind(), august_schema::ErrorKind::Permanent);
+        drop(session);
+        let mut sent = Vec::new();
+        server.read_to_end(&mut sent).await.unwrap();
+        assert!(sent.is_empty(), "the password was not sent");
+    }
 }

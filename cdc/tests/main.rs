@@ -2,11 +2,14 @@
 //! bounded memory.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod differential;
 mod durability;
+mod errors;
 mod faults;
 mod handoff;
 mod metrics;
 mod mirror;
+mod tls;
 mod types;
 
 pub use mirror::{current_lsn, table_rows, Consumer, Mirror};

@@ -70,15 +70,26 @@ async fn store(state: &IngestState, body: &[u8]) -> Result<Json<Value>, IngestEr
     let note = decrypt(state.deepcura_secret.expose(), body)?;
     let (columns, values) = note_columns(&note)?;
     let mut client = state.pool.get().await.map_err(|_| IngestError::Busy)?;
+    let stored = upsert_note(&mut client, &columns, &values).await;
+    let written = crate::journal::record_rejection(&*client, SOURCE, "GRIDHOOK", None, stored).await?;
+    Ok(Json(json!({"status": "succeeded", "written": written})))
+}
+
+/// The note's transaction: the upsert and its `sync_log` row; 1 when it changed the note.
+async fn upsert_note(
+    client: &mut tokio_postgres::Client,
+    columns: &[&str],
+    values: &[Option<String>],
+) -> Result<i32, IngestError> {
     let tx = client.transaction().await.map_err(|e| DbError::new("begin", e))?;
     set_actor(&tx, Actor::DeepCuraGridhook).await?;
-    let upsert = Upsert::new("deepcura_notes", &["id"], &columns, None);
+    let upsert = Upsert::new("deepcura_notes", &["id"], columns, None);
     let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values.iter().map(|v| v as _).collect();
     let outcome = upsert.run(&tx, &params).await?;
     let written = i32::from(outcome != UpsertOutcome::Unchanged);
     crate::journal::log(&tx, SOURCE, "GRIDHOOK", None, "succeeded", 1, written).await?;
     tx.commit().await.map_err(|e| DbError::new("commit", e))?;
-    Ok(Json(json!({"status": "succeeded", "written": written})))
+    Ok(written)
 }
 
 /// The note's columns, checked: `note_id`, `drchrono_patient_id`, `session_date` and

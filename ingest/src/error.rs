@@ -39,6 +39,11 @@ pub enum IngestError {
     /// The database failed (503: the sender will retry).
     #[error("the database is unavailable")]
     Unavailable(#[source] august_schema::DbError),
+    /// Postgres refused the delivery's data (a data exception or a violated constraint):
+    /// sending it again cannot help (422). The message names the SQLSTATE condition and the
+    /// table, column and constraint, never a value.
+    #[error("the database refused the delivery: {}", .0.summary())]
+    Rejected(august_schema::DbError),
 }
 
 impl IngestError {
@@ -52,6 +57,7 @@ impl IngestError {
             IngestError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             IngestError::Unavailable(_) | IngestError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             IngestError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            IngestError::Rejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "rejected"),
         }
     }
 
@@ -62,16 +68,27 @@ impl IngestError {
 }
 
 impl From<august_schema::DbError> for IngestError {
+    /// A refusal of the data itself is answered 422 (the sender stops); every other database
+    /// error 503 (the sender retries): a lost connection, and also a permanent error such as a
+    /// missing table, which an operator fixes while the sender keeps the delivery.
     fn from(e: august_schema::DbError) -> Self {
-        IngestError::Unavailable(e)
+        if e.refuses_data() {
+            IngestError::Rejected(e)
+        } else {
+            IngestError::Unavailable(e)
+        }
     }
 }
 
 impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if let IngestError::Unavailable(e) = &self {
-            tracing::error!(error = %e, "delivery not stored; the sender will retry");
+        match &self {
+            IngestError::Unavailable(e) => tracing::error!(error = %e, "delivery not stored; the sender will retry"),
+            IngestError::Rejected(e) => {
+                tracing::warn!(error = %e, "delivery refused by the database; recorded as rejected in sync_log")
+            }
+            _ => {}
         }
         let body = serde_json::json!({"error": {"code": code, "message": self.to_string()}});
         (status, Json(body)).into_response()

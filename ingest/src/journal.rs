@@ -1,9 +1,13 @@
 //! What every delivery leaves behind besides its data: a `sync_log` row (source, event,
 //! status, counts), and, for deliveries with an id, a `processed_messages` row that makes a
-//! redelivery a no-op. Both are written in the delivery's own transaction.
+//! redelivery a no-op. Both are written in the delivery's own transaction, except for a
+//! delivery whose data Postgres refused: that transaction rolled back, and the `rejected` row
+//! is written on its own afterwards ([`record_rejection`]).
 
 use august_schema::DbError;
 use tokio_postgres::GenericClient;
+
+use crate::IngestError;
 
 /// The `sync_log` row of a delivery.
 const LOG_SQL: &str =
@@ -76,4 +80,29 @@ pub async fn log_in(
     .await
     .map(|_| ())
     .map_err(|e| DbError::new("write sync_log", e))
+}
+
+/// When `result` is a delivery whose data Postgres refused ([`IngestError::Rejected`]), writes
+/// its `sync_log` row with status `rejected`, the SQLSTATE as `error_code` and the condition
+/// and object names as `error_message` (no values), in a transaction of its own on `client`,
+/// whose delivery transaction has rolled back. Returns `result` unchanged.
+pub async fn record_rejection<T>(
+    client: &impl GenericClient,
+    source: &str,
+    event: &str,
+    delivery: Option<&str>,
+    result: Result<T, IngestError>,
+) -> Result<T, IngestError> {
+    if let Err(IngestError::Rejected(e)) = &result {
+        let code = e.code().map(|c| c.code());
+        client
+            .execute(
+                "INSERT INTO sync_log (source, event, delivery_id, status, records_received, error_code, error_message, finished_at)
+                 VALUES ($1, $2, $3, 'rejected', 1, $4, $5, now())",
+                &[&source, &event, &delivery, &code, &e.summary()],
+            )
+            .await
+            .map_err(|e| DbError::new("write sync_log", e))?;
+    }
+    result
 }

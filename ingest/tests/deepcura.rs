@@ -23,7 +23,7 @@ pub fn note() -> Value {
     })
 }
 
-fn gridhook(secret_header: &str, body: Value) -> Request<Body> {
+pub fn gridhook(secret_header: &str, body: Value) -> Request<Body> {
     Request::post("/webhooks/deepcura")
         .header("content-type", "application/json")
         .header("x-deepcura-secret", secret_header)

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::{send, state, DRCHRONO_SECRET};
 
-fn delivery(event: &str, id: &str, object: Value) -> Request<Body> {
+pub fn delivery(event: &str, id: &str, object: Value) -> Request<Body> {
     Request::post("/webhooks/drchrono")
         .header("content-type", "application/json")
         .header("x-drchrono-event", event)
@@ -222,7 +222,7 @@ async fn health_reports_the_database() {
         pool: bb8::Pool::builder().connection_timeout(std::time::Duration::from_millis(300)).build_unchecked(
             bb8_postgres::PostgresConnectionManager::new(
                 "postgres://nobody@127.0.0.1:1/none".parse().unwrap(),
-                tokio_postgres::NoTls,
+                august_schema::tls::PgTls::unverified(tokio_postgres::config::SslMode::Disable).connector(),
             ),
         ),
         ..state

@@ -5,6 +5,7 @@
 //! - [`settings`]: connection settings, validated once at start-up, with secrets that never
 //!   reach a log line;
 //! - [`pool`]: single connections and the shared pool;
+//! - [`tls`]: libpq's five `sslmode`s over rustls, for every connection;
 //! - [`migrate`]: the embedded `migrations/*.sql` files and the runner behind `august migrate`;
 //! - [`upsert`]: the one write pattern the ingest code uses, built so that replaying a payload
 //!   changes nothing: no row version, no audit row, no change on the replication stream;
@@ -24,6 +25,7 @@ pub mod migrate;
 pub mod pool;
 pub mod secret;
 pub mod settings;
+pub mod tls;
 pub mod upsert;
 
 pub use actor::{set_actor, Actor};

@@ -1,12 +1,14 @@
 //! The system of record on a real PostgreSQL: audit trail, no-op writes, constraints,
-//! retention, publication and the migrations runner.
+//! retention, publication, the migrations runner and TLS.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod audit;
 mod constraints;
 mod embedded;
+mod errors;
 mod migrations;
 mod noop_writes;
+mod tls;
 
 use august_testkit::TestDb;
 use tokio_postgres::Client;

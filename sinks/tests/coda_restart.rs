@@ -92,3 +92,30 @@ async fn each_durable_row_records_its_commit_to_durable_latency() {
     assert!((2_000..10_000).contains(&latency), "{latency} ms from commit to durable");
     assert_eq!(h.stats.rows_durable.load(Ordering::Relaxed), 2);
 }
+
+#[tokio::test]
+async fn a_refused_row_is_dead_lettered_once_not_resent_after_a_restart_and_replay_sends_it_again() {
+    let db = august_testkit::fresh_db("coda_dead_letter_once").await;
+    let emulator = emulator(EmulatorConfig::default()).await;
+    emulator.reject_value(serde_json::json!("Refused"));
+    let rows = || (0..6).map(|i| upsert(i, if i == 3 { "Refused" } else { "Fine" })).collect::<Vec<_>>();
+    run_once(&db, &emulator, rows()).await;
+    let open = "SELECT count(*) FROM sink_dead_letters WHERE resolved_at IS NULL";
+    assert_eq!(db.count(open).await, 1);
+
+    // A restart copies the same rows: the refused content is not sent again, nor recorded twice.
+    let upserted = emulator.stats().rows_upserted.load(Ordering::Relaxed);
+    run_once(&db, &emulator, rows()).await;
+    assert_eq!(emulator.stats().rows_upserted.load(Ordering::Relaxed), upserted, "no write at all");
+    assert_eq!(db.count("SELECT count(*) FROM sink_dead_letters").await, 1);
+
+    // Replayed (once Coda would take it), the next start sends it; closed letters are purged.
+    emulator.reject_value(serde_json::json!("never sent"));
+    let mut client = db.client().await;
+    assert_eq!(august_sinks::coda::dead_letters::replay(&mut client, Some("providers"), &[]).await.unwrap(), 1);
+    run_once(&db, &emulator, rows()).await;
+    let landed =
+        emulator.rows("doc-test", "grid-providers").into_iter().any(|r| r["c-id"] == 3 && r["c-last"] == "Refused");
+    assert!(landed, "the replayed row landed");
+    assert_eq!(db.count("SELECT count(*) FROM sink_dead_letters").await, 0, "the closed letter was purged");
+}

@@ -267,3 +267,25 @@ async fn a_mapped_column_coda_lacks_stops_start_up_naming_it() {
     assert!(err.contains("grid-gone"), "{err}");
     assert_eq!(emulator.stats().writes.load(Ordering::Relaxed), 0, "no row sent");
 }
+
+#[tokio::test]
+async fn deletes_that_look_rows_up_first_still_never_draw_a_429() {
+    // Every delete looks its rows up (upserts leave no Coda row id), one read each; with 100 ms
+    // per request, a batch of 8 deletes reads for most of a second. Those reads must not eat
+    // into the write the quota allowed: the write slot is taken when the request leaves.
+    let db = august_testkit::fresh_db("coda_quota_deletes").await;
+    let faults = Faults { latency: Duration::from_millis(100), ..Faults::default() };
+    let emulator = emulator(EmulatorConfig { faults, ..EmulatorConfig::default() }).await;
+    let mut h = start(&db, emulator, WriterConfig { max_rows: 8, ..fast() });
+    h.send(10, (0..64).map(|i| upsert(i, "Row")).collect());
+    h.durable_past(10).await;
+    for round in 0..8i64 {
+        let deletes =
+            (round * 8..round * 8 + 8).map(|i| ViewUpdate { view: "providers", key: Value::Int(i), row: None });
+        let upserts = (0..16).map(|i| upsert(1000 + round * 16 + i, "New"));
+        h.send(20 + round as u64, deletes.chain(upserts).collect());
+    }
+    h.durable_past(27).await;
+    assert_eq!(h.coda_rows().len(), 8 * 16, "every delete and upsert landed");
+    assert_eq!(h.emulator.stats().throttled.load(Ordering::Relaxed), 0, "our own pacing drew no 429");
+}

@@ -3,4 +3,5 @@
 
 mod coda_restart;
 mod coda_sink;
+mod errors;
 mod link_writeback;

@@ -9,9 +9,9 @@
 use std::io::Write;
 
 use anyhow::Context;
-use august_cdc::{CdcConfig, Change, ChangeKind, Event, Lsn, Relation, Row, Value};
+use august_cdc::{CdcConfig, Change, ChangeKind, Event, Lsn, Relation, Value};
 use chrono::{DateTime, Utc};
-use serde_json::{json, Map, Value as Json};
+use serde_json::{json, Value as Json};
 use tokio::sync::watch;
 
 use crate::settings::Sources;
@@ -88,34 +88,70 @@ pub async fn run(sources: &Sources, args: TailArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One change as a JSON object.
-pub fn change_line(change: &Change, lsn: Lsn, commit_time: DateTime<Utc>, keys_only: bool) -> Json {
+/// One change as a line of JSON. Values are written by [`Value::exact_json`], so a JSON
+/// column keeps numbers no f64 holds, which `serde_json::Value` would round or reject.
+pub fn change_line(change: &Change, lsn: Lsn, commit_time: DateTime<Utc>, keys_only: bool) -> String {
     let relation = &change.relation;
-    let mut line = json!({
-        "lsn": lsn.to_string(),
-        "commit_time": commit_time,
-        "table": relation.name,
-        "op": change.op(),
-        "key": keyed(relation, &change.key()),
-    });
+    let mut fields = vec![
+        ("lsn", Json::from(lsn.to_string()).to_string()),
+        ("commit_time", json!(commit_time).to_string()),
+        ("table", Json::from(relation.name.as_str()).to_string()),
+        ("op", Json::from(change.op()).to_string()),
+        ("key", keyed(relation, &change.key())),
+    ];
     if let Some(old_key) = change.old_key() {
-        line["old_key"] = keyed(relation, &old_key);
+        fields.push(("old_key", keyed(relation, &old_key)));
     }
     if !keys_only {
         let row = match &change.kind {
             ChangeKind::Insert { new } | ChangeKind::Update { new, .. } => new,
             ChangeKind::Delete { old } => old,
         };
-        line["values"] = values(relation, row);
+        let values = relation.columns.iter().zip(&row.0).map(|(c, v)| (c.name.as_str(), v.exact_json()));
+        fields.push(("values", object(values)));
     }
-    line
+    object(fields)
 }
 
-fn keyed(relation: &Relation, key: &[Value]) -> Json {
-    let names = relation.columns.iter().filter(|c| c.is_key).map(|c| c.name.clone());
-    Json::Object(names.zip(key.iter().map(Value::to_json)).collect::<Map<_, _>>())
+fn keyed(relation: &Relation, key: &[Value]) -> String {
+    let names = relation.columns.iter().filter(|c| c.is_key).map(|c| c.name.as_str());
+    object(names.zip(key.iter().map(Value::exact_json)))
 }
 
-fn values(relation: &Relation, row: &Row) -> Json {
-    Json::Object(relation.columns.iter().zip(&row.0).map(|(c, v)| (c.name.clone(), v.to_json())).collect())
+/// A JSON object from names and values that are already JSON text, in the given order.
+fn object<'a>(fields: impl IntoIterator<Item = (&'a str, String)>) -> String {
+    let fields: Vec<String> = fields.into_iter().map(|(name, value)| format!("{}:{value}", Json::from(name))).collect();
+    format!("{{{}}}", fields.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use august_cdc::{Column, ReplicaIdentity, Row};
+
+    use super::*;
+
+    #[test]
+    fn a_json_column_keeps_numbers_no_f64_holds() {
+        let column = |name: &str, type_oid, is_key| Column { name: name.into(), type_oid, type_modifier: -1, is_key };
+        let relation = Arc::new(Relation {
+            oid: 1,
+            schema: "public".into(),
+            name: "things".into(),
+            replica_identity: ReplicaIdentity::Full,
+            columns: vec![column("id", 23, true), column("doc", 3802, false)],
+        });
+        let doc = r#"{"big": 123456789012345678901234567890.5, "huge": 1e400}"#;
+        let new = Row(vec![Value::Int(7), Value::decode(3802, doc)]);
+        let change = Change { relation, kind: ChangeKind::Insert { new } };
+        let line = change_line(&change, Lsn(0x16B3748), DateTime::UNIX_EPOCH, false);
+        assert_eq!(
+            line,
+            r#"{"lsn":"0/16B3748","commit_time":"1970-01-01T00:00:00Z","table":"things","op":"insert","key":{"id":7},"values":{"id":7,"doc":{"big":123456789012345678901234567890.5,"huge":1e400}}}"#
+        );
+        let keys: Json = serde_json::from_str(&change_line(&change, Lsn(1), DateTime::UNIX_EPOCH, true)).unwrap();
+        assert_eq!(keys["key"], json!({"id": 7}));
+        assert!(keys.get("values").is_none());
+    }
 }

@@ -107,7 +107,7 @@ impl Clinic {
                 &[],
             )
             .await
-            .context("read where the last demo stopped")?;
+            .map_err(|e| august_schema::DbError::new("read where the last demo stopped", e))?;
         clinic.next_patient = row.get::<_, i64>(0) + 1;
         clinic.next_appointment = row.get::<_, i64>(1) + 1;
         Ok(clinic)
@@ -317,10 +317,11 @@ impl Clinic {
 
     /// A write to a table that has no webhook, in its own transaction as `august_demo`.
     async fn staff(&mut self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> anyhow::Result<()> {
-        let tx = self.db.transaction().await?;
+        use august_schema::DbError;
+        let tx = self.db.transaction().await.map_err(|e| DbError::new("begin", e))?;
         august_schema::set_actor(&tx, august_schema::Actor::Demo).await?;
-        tx.execute(sql, params).await.context("write the demo clinic's staff tables")?;
-        tx.commit().await?;
+        tx.execute(sql, params).await.map_err(|e| DbError::new("write the demo clinic's staff tables", e))?;
+        tx.commit().await.map_err(|e| DbError::new("commit", e))?;
         self.stats.staff_writes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -57,6 +57,25 @@ pub const SETTINGS: &[Setting] = &[
         Some("2"),
         "Seconds to wait for a new connection."
     ),
+    setting!(
+        "DB_SSLMODE",
+        "database.sslmode",
+        None,
+        "TLS to Postgres, as libpq: `disable`, `prefer`, `require` (encrypted, unverified), `verify-ca`, `verify-full`. Unset: `verify-full`, or `prefer` for loopback and unix sockets."
+    ),
+    setting!(
+        "DB_SSLROOTCERT",
+        "database.sslrootcert",
+        None,
+        "PEM file of the CA certificates `verify-ca`/`verify-full` trust (Cloud SQL's server CA); unset: the platform's."
+    ),
+    setting!(
+        "DB_SSLCERT",
+        "database.sslcert",
+        None,
+        "PEM file of the client certificate, for Cloud SQL's client-certificate mode (with `DB_SSLKEY`)."
+    ),
+    setting!("DB_SSLKEY", "database.sslkey", None, "PEM file of the client certificate's private key."),
     setting!("AUGUST_HTTP_ADDR", "http.addr", Some("0.0.0.0:8080"), "Address the webhook endpoints listen on."),
     setting!(
         "PORT",
@@ -175,6 +194,12 @@ pub const SETTINGS: &[Setting] = &[
         "coda.reads_per_6s",
         Some("100"),
         "Coda read quota (Coda allows 100 reads per 6 s per user): mutation checks, look-ups, start-up checks."
+    ),
+    setting!(
+        "AUGUST_DEAD_LETTER_DAYS",
+        "coda.dead_letter_days",
+        Some("30"),
+        "Days an open Coda dead letter is kept before the sink purges it (closed ones go at the next start)."
     ),
     setting!(
         "AUGUST_METRICS_ADDR",

@@ -34,11 +34,26 @@ impl Origin {
 }
 
 /// The environment and the config file, read once at start-up.
-#[derive(Debug)]
 pub struct Sources {
     env: HashMap<String, String>,
     file: HashMap<String, String>,
     file_path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Sources {
+    /// Keys only: the values include every secret (`DB_PASSWORD`, `CODA_API_TOKEN`, …).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fn keys(map: &HashMap<String, String>) -> Vec<&str> {
+            let mut keys: Vec<&str> = map.keys().map(String::as_str).collect();
+            keys.sort_unstable();
+            keys
+        }
+        f.debug_struct("Sources")
+            .field("env", &keys(&self.env))
+            .field("file", &keys(&self.file))
+            .field("file_path", &self.file_path)
+            .finish()
+    }
 }
 
 impl Sources {
@@ -138,7 +153,13 @@ impl Sources {
                 "is not set (set DATABASE_URL, or DB_HOST, DB_NAME and DB_USER)",
             ));
         };
-        let settings = DbSettings { target, pool, application_name: "august".to_string() };
+        let tls = august_schema::tls::TlsSettings {
+            mode: self.parse("DB_SSLMODE", "one of disable, prefer, require, verify-ca, verify-full")?,
+            root_cert: self.get("DB_SSLROOTCERT").map(|(v, _)| v.into()),
+            client_cert: self.get("DB_SSLCERT").map(|(v, _)| v.into()),
+            client_key: self.get("DB_SSLKEY").map(|(v, _)| v.into()),
+        };
+        let settings = DbSettings { target, pool, tls, application_name: "august".to_string() };
         let mut config = settings.pg_config()?;
         if config.get_password().is_none() {
             if let Some(password) = password {
@@ -207,7 +228,12 @@ impl Sources {
             reads: (reads, Duration::from_secs(6)),
             ..Default::default()
         };
-        let writer = august_sinks::coda::writer::WriterConfig { max_rows, max_bytes, ..Default::default() };
+        let dead_letter_days: u32 = self
+            .parse("AUGUST_DEAD_LETTER_DAYS", "a whole number of days")?
+            .filter(|d| *d >= 1)
+            .ok_or_else(|| SettingError::new("AUGUST_DEAD_LETTER_DAYS", "must be at least 1"))?;
+        let writer =
+            august_sinks::coda::writer::WriterConfig { max_rows, max_bytes, dead_letter_days, ..Default::default() };
         Ok(Some((mapping, settings, writer)))
     }
 
@@ -271,6 +297,15 @@ mod tests {
     }
 
     #[test]
+    fn debug_lists_keys_but_no_value() {
+        let sources =
+            Sources::load(None, env(&[("DB_PASSWORD", "hunter2-secret"), ("CODA_API_TOKEN", "tok-123")])).unwrap();
+        let shown = format!("{sources:?} {sources:#?}");
+        assert!(shown.contains("DB_PASSWORD") && shown.contains("CODA_API_TOKEN"), "{shown}");
+        assert!(!shown.contains("hunter2") && !shown.contains("tok-123"), "{shown}");
+    }
+
+    #[test]
     fn nothing_set_names_database_url() {
         let err = Sources::load(None, env(&[])).unwrap().database().unwrap_err();
         assert_eq!(err.setting, "DATABASE_URL");
@@ -311,6 +346,22 @@ mod tests {
             .database()
             .unwrap_err();
         assert_eq!(err.setting, "DB_POOL_MAX_SIZE");
+    }
+
+    #[test]
+    fn the_tls_settings_are_read_and_a_bad_one_is_named() {
+        let database = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("DATABASE_URL", "postgres://u@127.0.0.1/d")];
+            all.extend_from_slice(pairs);
+            Sources::load(None, env(&all)).unwrap().database()
+        };
+        let (settings, config) = database(&[("DB_SSLMODE", "require")]).unwrap();
+        assert_eq!(settings.tls.mode, Some(august_schema::tls::SslMode::Require));
+        assert_eq!(config.get_ssl_mode(), tokio_postgres::config::SslMode::Require);
+        assert_eq!(database(&[("DB_SSLMODE", "verify_full")]).unwrap_err().setting, "DB_SSLMODE");
+        let missing = [("DB_SSLMODE", "verify-full"), ("DB_SSLROOTCERT", "/nonexistent/ca.pem")];
+        assert_eq!(database(&missing).unwrap_err().setting, "DB_SSLROOTCERT");
+        assert_eq!(database(&[("DB_SSLCERT", "/c.pem")]).unwrap_err().setting, "DB_SSLKEY");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The one PostgreSQL server a test run uses: a throw-away embedded cluster, or the server
 //! named by `AUGUST_TEST_DATABASE_URL`.
 
-use std::path::PathBuf;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use august_schema::embedded::EmbeddedPostgres;
@@ -20,6 +21,9 @@ pub struct Cluster {
     pub password: Option<String>,
     /// Name of the migrated template database each test copies.
     pub template: String,
+    /// Whether the server has the test certificates and users ([`Cluster::SCRAM_USER`]):
+    /// the private cluster has, an external server has not.
+    pub test_tls: bool,
     embedded: Option<EmbeddedPostgres>,
 }
 
@@ -43,7 +47,35 @@ pub fn cluster() -> &'static Cluster {
     }
 }
 
+/// A password user (`scram-sha-256`, `REPLICATION`) and a client-certificate user the private
+/// cluster accepts only over TLS from `127.0.0.1`; every other login is the `postgres`
+/// superuser on trust.
+const TLS_HBA: &str = "hostssl all scram_user 127.0.0.1/32 scram-sha-256\n\
+                       hostssl all cert_user 127.0.0.1/32 cert\n";
+
+/// What the private cluster adds to `postgresql.conf`: TLS with the test certificates, and the
+/// test CA for client certificates.
+const TLS_SETTINGS: &str = "
+# set by august-testkit
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+ssl_ca_file = 'ca.crt'
+";
+
+/// The folder of the test-only CA, server and client certificates and the other CA (see
+/// `testkit/certs/README.md`).
+pub fn test_certs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("certs")
+}
+
 impl Cluster {
+    /// The SCRAM user's name and password.
+    pub const SCRAM_USER: (&'static str, &'static str) = ("scram_user", "scram-test-password");
+
+    /// The user who logs in with the test client certificate (`certs/client.crt`) alone.
+    pub const CERT_USER: &'static str = "cert_user";
+
     /// A private cluster of the caller's own, for tests that restart or reconfigure the
     /// server and so must not share it. Stopped and removed when the process ends.
     pub fn start_private() -> &'static Cluster {
@@ -95,8 +127,75 @@ fn private() -> Result<Cluster, String> {
         user: "postgres".to_string(),
         password: None,
         template: "august_template".to_string(),
+        test_tls: true,
         embedded: Some(embedded),
     })
+    .and_then(|cluster| {
+        enable_tls(&cluster, &root.join("data"))?;
+        Ok(cluster)
+    })
+}
+
+/// Turns TLS on with the test certificates and adds the SCRAM and client-certificate users. The
+/// files are copied into the data folder because Postgres wants the key owned by the server's
+/// user with mode 0600.
+fn enable_tls(cluster: &Cluster, data: &Path) -> Result<(), String> {
+    let owner = std::fs::metadata(data).map_err(|e| format!("{}: {e}", data.display()))?;
+    for file in ["server.crt", "server.key", "ca.crt"] {
+        let to = data.join(file);
+        std::fs::copy(test_certs().join(file), &to).map_err(|e| format!("copy {file}: {e}"))?;
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).map_err(|e| format!("{file}: {e}"))?;
+        std::os::unix::fs::chown(&to, Some(owner.uid()), Some(owner.gid())).map_err(|e| format!("{file}: {e}"))?;
+    }
+    let conf = data.join("postgresql.conf");
+    let mut settings = std::fs::read_to_string(&conf).map_err(|e| format!("postgresql.conf: {e}"))?;
+    settings.push_str(TLS_SETTINGS);
+    std::fs::write(&conf, settings).map_err(|e| format!("postgresql.conf: {e}"))?;
+    // pg_hba.conf is read top down: these lines go before initdb's trust lines.
+    let hba = data.join("pg_hba.conf");
+    let rules = std::fs::read_to_string(&hba).map_err(|e| format!("pg_hba.conf: {e}"))?;
+    std::fs::write(&hba, format!("{TLS_HBA}{rules}")).map_err(|e| format!("pg_hba.conf: {e}"))?;
+    let admin = cluster.url("postgres");
+    on_own_thread(async move {
+        let client = connect(&admin).await?;
+        let (user, password) = Cluster::SCRAM_USER;
+        let cert_user = Cluster::CERT_USER;
+        client
+            .batch_execute(&format!(
+                "SELECT pg_reload_conf(); SET password_encryption = 'scram-sha-256'; \
+                 CREATE ROLE {user} LOGIN REPLICATION PASSWORD '{password}'; CREATE ROLE {cert_user} LOGIN"
+            ))
+            .await
+            .map_err(|e| DbError::new("turn TLS on", e).to_string())?;
+        // The reload is asynchronous: wait until a new session sees it.
+        for _ in 0..200 {
+            let ssl: String = connect(&admin)
+                .await?
+                .query_one("SHOW ssl", &[])
+                .await
+                .map_err(|e| DbError::new("SHOW ssl", e).to_string())?
+                .get(0);
+            if ssl == "on" {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        Err("the test cluster did not turn TLS on".to_string())
+    })
+}
+
+/// Runs `work` on a thread with a runtime of its own (the caller may be inside an async
+/// runtime, where a second runtime cannot be started).
+fn on_own_thread<F>(work: F) -> Result<(), String>
+where
+    F: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        runtime.block_on(work)
+    })
+    .join()
+    .map_err(|_| "test cluster set-up thread panicked".to_string())?
 }
 
 fn external(url: &str) -> Result<Cluster, String> {
@@ -113,30 +212,25 @@ fn external(url: &str) -> Result<Cluster, String> {
         user: config.get_user().unwrap_or("postgres").to_string(),
         password: config.get_password().map(|p| String::from_utf8_lossy(p).into_owned()),
         template: format!("august_template_{}", std::process::id()),
+        test_tls: false,
         embedded: None,
     })
 }
 
-/// Migrates the template database once, on a thread of its own (the caller may be inside an
-/// async runtime, where a second runtime cannot be started).
+/// Migrates the template database once.
 fn create_template(cluster: &Cluster) -> Result<(), String> {
     let admin = cluster.url("postgres");
     let template = cluster.template.clone();
     let url = cluster.url(&template);
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        runtime.block_on(async move {
-            let admin = connect(&admin).await?;
-            for statement in [format!("DROP DATABASE IF EXISTS {template}"), format!("CREATE DATABASE {template}")] {
-                admin.batch_execute(&statement).await.map_err(|e| DbError::new(statement, e).to_string())?;
-            }
-            let mut client = connect(&url).await?;
-            migrate(&mut client, Migration::embedded()).await.map_err(|e| e.to_string())?;
-            Ok(())
-        })
+    on_own_thread(async move {
+        let admin = connect(&admin).await?;
+        for statement in [format!("DROP DATABASE IF EXISTS {template}"), format!("CREATE DATABASE {template}")] {
+            admin.batch_execute(&statement).await.map_err(|e| DbError::new(statement, e).to_string())?;
+        }
+        let mut client = connect(&url).await?;
+        migrate(&mut client, Migration::embedded()).await.map_err(|e| e.to_string())?;
+        Ok(())
     })
-    .join()
-    .map_err(|_| "template thread panicked".to_string())?
 }
 
 pub(crate) async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {

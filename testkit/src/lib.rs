@@ -11,12 +11,17 @@
 //! the process exits for any reason (even `kill -9`), the pipe closes and the guardian stops
 //! the cluster and removes its folder.
 //!
+//! The private cluster runs with `ssl = on` and the test-only certificates of `certs/` (a CA,
+//! a server certificate for `localhost` only, and an unrelated CA), plus a SCRAM password user
+//! allowed only over TLS ([`Cluster::SCRAM_USER`]); the `postgres` superuser keeps trust auth.
+//!
 //! With `AUGUST_TEST_DATABASE_URL` set, tests use that server instead (it must allow
 //! `CREATE DATABASE`; replication tests need `wal_level = logical` there too).
 #![forbid(missing_docs)]
 
 mod cluster;
 mod database;
+pub mod refusals;
 
-pub use cluster::{cluster, Cluster};
+pub use cluster::{cluster, test_certs, Cluster};
 pub use database::{empty_db, fresh_db, TestDb};

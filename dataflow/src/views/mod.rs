@@ -6,8 +6,11 @@
 //! (soft-deleted rows are absent), unless a named view has that name (`clinical_notes`).
 //! Values are scalars: lists become comma-separated text.
 
+use std::collections::HashMap;
+
 use august_cdc::{Row, Value};
 use chrono::NaiveDateTime;
+use serde_json::value::RawValue;
 
 use crate::tables::{TableSpec, TABLES};
 
@@ -124,13 +127,16 @@ pub fn date_of(value: &Value) -> Value {
 /// of an array. NULL when empty.
 pub fn list_text(value: &Value) -> Value {
     let items: Vec<String> = match value {
-        Value::Json(text) => match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(serde_json::Value::Array(items)) => items
+        // Read without interpreting numbers, so every digit Postgres stored is kept.
+        Value::Json(text) => match serde_json::from_str::<Vec<&RawValue>>(text) {
+            Ok(items) => items
                 .iter()
-                .filter_map(|item| match item {
-                    serde_json::Value::Object(o) => o.get("code").and_then(|c| c.as_str()).map(str::to_string),
-                    serde_json::Value::String(s) => Some(s.clone()),
-                    other => Some(other.to_string()),
+                .filter_map(|item| match first_byte(item) {
+                    b'{' => serde_json::from_str::<HashMap<&str, &RawValue>>(item.get())
+                        .ok()
+                        .and_then(|o| o.get("code").and_then(|c| serde_json::from_str::<String>(c.get()).ok())),
+                    b'"' => serde_json::from_str::<String>(item.get()).ok(),
+                    _ => Some(item.get().to_string()),
                 })
                 .collect(),
             _ => vec![],
@@ -145,15 +151,22 @@ pub fn list_text(value: &Value) -> Value {
     }
 }
 
+fn first_byte(raw: &RawValue) -> u8 {
+    raw.get().bytes().next().unwrap_or(b'n')
+}
+
 /// A JSON field of a JSON value, as a scalar value.
 pub fn json_field(value: &Value, field: &str) -> Value {
     let Value::Json(text) = value else { return Value::Null };
-    match serde_json::from_str::<serde_json::Value>(text).ok().and_then(|v| v.get(field).cloned()) {
-        Some(serde_json::Value::String(s)) => Value::Text(s),
-        Some(serde_json::Value::Bool(b)) => Value::Bool(b),
-        Some(serde_json::Value::Number(n)) => Value::Numeric(n.to_string()),
-        Some(serde_json::Value::Null) | None => Value::Null,
-        Some(other) => Value::Text(other.to_string()),
+    let Ok(object) = serde_json::from_str::<HashMap<&str, &RawValue>>(text) else { return Value::Null };
+    let Some(raw) = object.get(field) else { return Value::Null };
+    match first_byte(raw) {
+        b'"' => serde_json::from_str::<String>(raw.get()).map_or(Value::Null, Value::Text),
+        b't' => Value::Bool(true),
+        b'f' => Value::Bool(false),
+        b'n' => Value::Null,
+        b'-' | b'0'..=b'9' => Value::Numeric(raw.get().to_string()), // exact, as stored
+        _ => Value::Text(raw.get().to_string()),
     }
 }
 
@@ -181,6 +194,25 @@ pub fn timestamp(value: &Value) -> Option<NaiveDateTime> {
     match value {
         Value::Timestamp(t) => Some(*t),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    #[test]
+    fn json_fields_and_lists_keep_every_digit_postgres_stored() {
+        let doc = Value::Json(
+            r#"{"level": "low", "score": 123456789012345678901234567890.5, "big": 1e400, "ok": true}"#.into(),
+        );
+        assert_eq!(json_field(&doc, "score"), Value::Numeric("123456789012345678901234567890.5".into()));
+        assert_eq!(json_field(&doc, "big"), Value::Numeric("1e400".into()), "a number no f64 holds is kept");
+        assert_eq!(json_field(&doc, "level"), Value::Text("low".into()));
+        assert_eq!(json_field(&doc, "ok"), Value::Bool(true));
+        assert_eq!(json_field(&doc, "missing"), Value::Null);
+        let list = Value::Json(r#"[{"code": "F41.1", "confidence": 1e400}, "F32.1", 12345678901234567890123]"#.into());
+        assert_eq!(list_text(&list), Value::Text("F41.1, F32.1, 12345678901234567890123".into()));
     }
 }
 

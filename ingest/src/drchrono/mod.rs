@@ -159,23 +159,35 @@ async fn handle(
     }
     let delivery = header(headers, "x-drchrono-delivery")?.to_string();
     let rows = parse_event(event, body)?;
-    let upserts = upserts_for(&rows);
+    // A failed `store` has rolled its transaction back (dropped, queued before anything else
+    // on this connection), so a refusal is recorded on its own.
+    let stored = store(&mut client, event, &delivery, &rows).await;
+    crate::journal::record_rejection(&*client, SOURCE, event, Some(&delivery), stored).await
+}
 
+/// The delivery's transaction: claim, upserts, `sync_log`.
+async fn store(
+    client: &mut tokio_postgres::Client,
+    event: &str,
+    delivery: &str,
+    rows: &[RowWrite],
+) -> Result<Json<Value>, IngestError> {
+    let upserts = upserts_for(rows);
     // One pipeline, executed in this order: name the actor, claim the delivery, upsert.
     let tx = client.transaction().await.map_err(|e| DbError::new("begin", e))?;
     let actor = crate::journal::set_actor_text(&tx, Actor::DrChronoWebhook);
-    let claim = crate::journal::claim_text(&tx, SOURCE, &delivery);
-    let writes = write_rows(&tx, &upserts, &rows);
+    let claim = crate::journal::claim_text(&tx, SOURCE, delivery);
+    let writes = write_rows(&tx, &upserts, rows);
     let (_, claimed, outcomes) = tokio::try_join!(biased; actor, claim, writes)?;
     if !claimed {
         tx.rollback().await.map_err(|e| DbError::new("rollback", e))?;
-        crate::journal::log(&*client, SOURCE, event, Some(&delivery), "duplicate", 1, 0).await?;
+        crate::journal::log(&*client, SOURCE, event, Some(delivery), "duplicate", 1, 0).await?;
         return Ok(Json(json!({"status": "duplicate"})));
     }
     let written = outcomes.iter().filter(|o| **o != UpsertOutcome::Unchanged).count() as i32;
     let status = if rows.is_empty() { "ignored" } else { "succeeded" };
     let received = i32::try_from(rows.len().max(1)).unwrap_or(i32::MAX);
-    crate::journal::log_in(&tx, SOURCE, event, &delivery, status, received, written).await?;
+    crate::journal::log_in(&tx, SOURCE, event, delivery, status, received, written).await?;
     tx.commit().await.map_err(|e| DbError::new("commit", e))?;
     Ok(Json(json!({"status": status, "written": written})))
 }

@@ -8,6 +8,7 @@
 //! * [`ledger`]: what Coda holds, so unchanged rows are never written twice;
 //! * [`settle`]: at start-up, what a killed run sent but never saw confirmed;
 //! * [`writer`]: the write path (coalescing, batching, retries, dead letters, durable LSN);
+//! * [`dead_letters`]: refused rows, once each, for `august dead-letters`;
 //! * [`compare`]: what Coda holds against the views computed from scratch (`august verify
 //!   --coda`, the end-to-end tests).
 
@@ -15,6 +16,7 @@ pub mod cells;
 pub mod client;
 pub mod compare;
 mod confirm;
+pub mod dead_letters;
 pub mod ledger;
 pub mod mapping;
 pub mod settle;

@@ -1,13 +1,15 @@
 //! A write that failed: 429s, 5xx and time-outs wait and go again (with backoff and jitter,
 //! honouring `Retry-After`); another 4xx splits the batch until the refused row stands alone,
-//! which goes to `sink_dead_letters` (with Coda's message, which may quote a value, and
-//! nowhere else) while the rest goes on; 401/403/404 stop the sink.
+//! which goes to `sink_dead_letters` once (with Coda's message, which may quote a value, and
+//! nowhere else; see [`crate::coda::dead_letters`]) while the rest goes on; 401/403/404 stop
+//! the sink.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::{Batch, Change, Writer};
 use crate::coda::client::CodaError;
+use crate::coda::dead_letters;
 use crate::SinkError;
 
 impl Writer {
@@ -50,24 +52,24 @@ impl Writer {
                     Change::Upsert { cells, .. } => serde_json::json!({"cells": cells}),
                     Change::Delete => serde_json::json!({"delete": item.key_value}),
                 };
-                self.db
-                    .execute(
-                    "INSERT INTO sink_dead_letters (sink, view, row_key, target, status_code, message, payload, lsn)
-                     VALUES ('coda', $1, $2, $3, $4, $5, $6, $7::text::pg_lsn)",
-                    &[
-                        &table.view,
-                        &item.key,
-                        &format!("{}/{}", self.mapping.doc_id, table.table_id),
-                        &i32::from(status),
-                        &message,
-                        &payload,
-                        &item.lsn.to_string(),
-                    ],
-                )
-                .await
-                .map_err(|e| august_schema::DbError::new("record a dead letter", e))?;
-                self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("august_coda_dead_letters_total", "view" => table.view.clone()).increment(1);
+                let hash = item.change.hash().unwrap_or(dead_letters::DELETE);
+                let target = format!("{}/{}", self.mapping.doc_id, table.table_id);
+                let refusal = dead_letters::Refusal {
+                    view: &table.view,
+                    key: &item.key,
+                    hash,
+                    target: &target,
+                    status,
+                    message: &message,
+                    payload: &payload,
+                    lsn: &item.lsn.to_string(),
+                };
+                if dead_letters::record(&self.db, &refusal).await? {
+                    self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("august_coda_dead_letters_total", "view" => table.view.clone()).increment(1);
+                    metrics::gauge!("august_coda_dead_letters_open").increment(1.0);
+                }
+                self.refused.insert((table.view.clone(), item.key.clone(), hash.to_string()));
                 tracing::error!(view = %table.view, key = %item.key, status, "Coda refused a row; it is in sink_dead_letters");
                 Ok(())
             }

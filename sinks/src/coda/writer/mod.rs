@@ -52,6 +52,9 @@ pub struct WriterConfig {
     pub backoff: (Duration, Duration),
     /// After the output ends, how long to keep writing what is pending.
     pub drain: Duration,
+    /// Open dead letters older than this many days are purged at start
+    /// (`AUGUST_DEAD_LETTER_DAYS`, default 30), with every closed one.
+    pub dead_letter_days: u32,
 }
 
 impl Default for WriterConfig {
@@ -62,6 +65,7 @@ impl Default for WriterConfig {
             poll: Duration::from_millis(250),
             backoff: (Duration::from_millis(500), Duration::from_secs(30)),
             drain: Duration::from_secs(10),
+            dead_letter_days: 30,
         }
     }
 }
@@ -115,11 +119,18 @@ pub async fn write_to_coda(
     let views: Vec<String> = mapping.tables.iter().map(|t| t.view.clone()).collect();
     let sources: Vec<CellSources> = mapping.tables.iter().map(CellSources::of).collect();
     let mut held = ledger::load(&db, &views).await?;
+    let purged = super::dead_letters::purge(&db, config.dead_letter_days).await?;
+    let refused = super::dead_letters::open(&db, &views).await?;
+    metrics::gauge!("august_coda_dead_letters_open").set(refused.len() as f64);
+    if purged > 0 || !refused.is_empty() {
+        tracing::info!(purged, open = refused.len(), "dead letters: see `august dead-letters list`");
+    }
     let settled = super::settle::settle_unconfirmed(&mut db, &client, &mapping, &sources, &mut held).await?;
     stats.settled.fetch_add(settled as u64, Ordering::Relaxed);
     let mut w = Writer {
         sources,
         held,
+        refused,
         pending: vec![BTreeMap::new(); mapping.tables.len()],
         flying: vec![HashMap::new(); mapping.tables.len()],
         in_flight: HashMap::new(),
@@ -178,6 +189,8 @@ struct Writer {
     config: WriterConfig,
     stats: Arc<WriterStats>,
     held: HashMap<(String, String), Held>,
+    /// Open dead letters as (view, key, hash): content Coda refused is not sent again.
+    refused: HashSet<(String, String, String)>,
     pending: Vec<BTreeMap<String, Pending>>,
     /// Per mapped table, the rows a write is in flight for (sent, or to be sent again), with
     /// the hash it will leave (`None`: a delete). At most one write per row flies.
@@ -254,7 +267,9 @@ impl Writer {
             };
             let older = self.pending[t].remove(&key);
             let expected = self.expected(t, &key);
-            if expected.as_deref() == change.hash() {
+            let refused =
+                (table.view.clone(), key.clone(), change.hash().unwrap_or(super::dead_letters::DELETE).to_string());
+            if expected.as_deref() == change.hash() || self.refused.contains(&refused) {
                 self.stats.skipped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
