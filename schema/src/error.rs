@@ -56,6 +56,8 @@ impl DbError {
     /// Whether trying again may help.
     pub fn kind(&self) -> ErrorKind {
         match self.raw.code() {
+            // A certificate the settings refuse is refused again on every try.
+            None if crate::tls::refuses_certificate(&self.raw) => ErrorKind::Permanent,
             None => ErrorKind::Retryable, // I/O, closed connection, timeout
             Some(code) => classify(code),
         }

@@ -281,6 +281,33 @@ pub fn is_local(host: &Host) -> bool {
     }
 }
 
+/// Whether `error` is the handshake refusing a certificate (the server's, by the CA or the
+/// host name; or ours, by the server): the same settings are refused again on every try, so
+/// retrying only hides the cause.
+pub fn refuses_certificate(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let rustls_error = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|inner| inner.downcast_ref())
+        });
+        if let Some(rustls_error) = rustls_error {
+            return matches!(
+                rustls_error,
+                rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::NoCertificatesPresented
+                    | rustls::Error::AlertReceived(
+                        rustls::AlertDescription::BadCertificate
+                            | rustls::AlertDescription::CertificateRequired
+                            | rustls::AlertDescription::UnknownCA
+                            | rustls::AlertDescription::CertificateUnknown
+                    )
+            );
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// The name to check the server's certificate against.
 pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
     ServerName::try_from(host.trim_matches(['[', ']']).to_string())

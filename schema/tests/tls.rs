@@ -21,7 +21,13 @@ fn root(ca: &str) -> String {
 /// Whether a new connection with `settings` is encrypted, or the connection error.
 async fn encrypted(settings: &DbSettings) -> Result<bool, String> {
     let config = settings.pg_config().map_err(|e| e.to_string())?;
-    let client = august_schema::connect(&config).await.map_err(|e| e.to_string())?;
+    let client = august_schema::connect(&config).await.map_err(|e| {
+        if e.to_string().contains("certificate") {
+            // A refused certificate is refused on every try: nothing should retry it.
+            assert_eq!(e.kind(), august_schema::ErrorKind::Permanent, "{e}");
+        }
+        e.to_string()
+    })?;
     let row = client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap();
     Ok(row.get(0))
 }

@@ -260,7 +260,10 @@ fn figures(book: &Book) -> Figures {
 
 /// The old design's loop: each notification's row is fetched, then sent as one upsert.
 async fn baseline_loop(pg: tokio_postgres::Config, coda: String) {
-    let (listener, mut connection) = pg.connect(tokio_postgres::NoTls).await.unwrap();
+    // This connection's notifications are read off it directly, so it is made here, with the
+    // same TLS as every other connection to the target.
+    let tls = august_schema::tls::for_config(&pg);
+    let (listener, mut connection) = tls.apply(&pg).connect(tls.connector()).await.unwrap();
     let (tx, mut ids) = tokio::sync::mpsc::unbounded_channel::<String>();
     tokio::spawn(async move {
         while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
