@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 #[tokio::test]
-async fn replicate_writes_links_and_stops_cleanly_on_sigterm() {
+async fn replicate_writes_links_on_its_default_slot_serves_metrics_and_stops_cleanly_on_sigterm() {
     let db = august_testkit::fresh_db("cli_replicate").await;
     let client = db.client().await;
     client
@@ -17,11 +17,12 @@ async fn replicate_writes_links_and_stops_cleanly_on_sigterm() {
         .await
         .unwrap();
     let metrics_port = crate::support::free_port();
+    // AUGUST_SLOT unset: the slot is this database's own default.
+    let slot = august_cdc::slot::default_slot_name(&db.name);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_august"))
         .args(["replicate", "--workers", "2"])
         .env_clear()
         .env("DATABASE_URL", db.url())
-        .env("AUGUST_SLOT", &db.name)
         .env("AUGUST_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
         .env("AUGUST_HEARTBEAT_SECS", "1")
         .stdout(Stdio::null())
@@ -68,7 +69,7 @@ async fn replicate_writes_links_and_stops_cleanly_on_sigterm() {
         let row = client
             .query_one(
                 "SELECT active, confirmed_flush_lsn >= $1::text::pg_lsn FROM pg_replication_slots WHERE slot_name = $2",
-                &[&written, &db.name],
+                &[&written, &slot],
             )
             .await
             .unwrap();
