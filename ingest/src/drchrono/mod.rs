@@ -174,19 +174,15 @@ async fn store(
     let writes = write_rows(&tx, &upserts, rows);
     let (_, claimed, stale, outcomes) = tokio::try_join!(biased; actor, claim, stale, writes)?;
     let received = i32::try_from(rows.len().max(1)).unwrap_or(i32::MAX);
-    if !claimed || stale {
+    if !claimed {
         tx.rollback().await.map_err(|e| DbError::new("rollback", e))?;
-        let status = if claimed { "stale" } else { "duplicate" };
-        if stale && claimed {
-            let tx = client.transaction().await.map_err(|e| DbError::new("begin", e))?;
-            let claim = crate::journal::claim_text(&tx, SOURCE, delivery);
-            let log = crate::journal::log_in(&tx, SOURCE, event, delivery, status, received, 0);
-            tokio::try_join!(biased; claim, log)?;
-            tx.commit().await.map_err(|e| DbError::new("commit", e))?;
-        } else {
-            crate::journal::log(&*client, SOURCE, event, Some(delivery), status, 1, 0).await?;
-        }
-        return Ok(Json(json!({"status": status, "written": 0})));
+        crate::journal::log(&*client, SOURCE, event, Some(delivery), "duplicate", 1, 0).await?;
+        return Ok(Json(json!({"status": "duplicate"})));
+    }
+    if stale {
+        tx.rollback().await.map_err(|e| DbError::new("rollback", e))?;
+        crate::journal::claim_as_stale(client, SOURCE, event, delivery, received).await?;
+        return Ok(Json(json!({"status": "stale", "written": 0})));
     }
     let written = outcomes.iter().filter(|o| **o != UpsertOutcome::Unchanged).count() as i32;
     let status = if rows.is_empty() { "ignored" } else { "succeeded" };
