@@ -26,14 +26,16 @@ pub fn route(handle: PrometheusHandle) -> Router {
     Router::new().route("/metrics", get(move || std::future::ready(handle.render())))
 }
 
-/// Installs the recorder and serves `GET /metrics` on `AUGUST_METRICS_ADDR` until `stop`
-/// resolves: what `serve`, `ingest`, `replicate` and the demo do. Returns where it listens.
+/// Serves `handle`'s `GET /metrics` on `AUGUST_METRICS_ADDR` until `stop` resolves: what
+/// `serve`, `ingest`, `replicate` and the demo do (each installs the recorder first, so nothing
+/// recorded while starting is lost). Returns where it listens.
 pub async fn serve_from(
     sources: &crate::settings::Sources,
+    handle: PrometheusHandle,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
     let addr = sources.metrics_addr().map_err(crate::ConfigError)?;
-    serve_alone(addr, install()?, stop).await
+    serve_alone(addr, handle, stop).await
 }
 
 /// Serves `GET /metrics` alone on `addr` until `stop` resolves.

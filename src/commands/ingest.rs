@@ -18,9 +18,10 @@ use crate::ConfigError;
 
 /// Serves until SIGTERM or Ctrl-C; in-flight requests finish first.
 pub async fn run(sources: &Sources) -> anyhow::Result<()> {
+    let recorder = crate::metrics::install()?;
     let webhooks = Webhooks::bind(sources).await?;
     let stop_metrics = CancellationToken::new();
-    let (_, metrics) = crate::metrics::serve_from(sources, stop_metrics.clone().cancelled_owned()).await?;
+    let (_, metrics) = crate::metrics::serve_from(sources, recorder, stop_metrics.clone().cancelled_owned()).await?;
     let served = webhooks.serve_until(crate::shutdown_signal()).await;
     stop_metrics.cancel();
     let _ = metrics.await;

@@ -89,7 +89,8 @@ pub async fn run(sources: &Sources, args: ReplicateArgs) -> anyhow::Result<()> {
     sources.cdc().map_err(ConfigError)?;
     sources.coda().map_err(ConfigError)?;
     let stop = CancellationToken::new();
-    let (_, metrics) = crate::metrics::serve_from(sources, stop.clone().cancelled_owned()).await?;
+    let recorder = crate::metrics::install()?;
+    let (_, metrics) = crate::metrics::serve_from(sources, recorder, stop.clone().cancelled_owned()).await?;
     let started = Pipeline::start(sources, dataflow_config, args.resnapshot).await;
     let result = match started {
         Ok(pipeline) => {

@@ -1,7 +1,7 @@
 //! `august serve`: the webhook endpoints and the replication pipeline in one process, the
 //! default deployment for a single clinic. Metrics for both are at `GET /metrics` on
-//! `AUGUST_METRICS_ADDR`, not on the webhook port. SIGTERM or Ctrl-C stops the endpoints taking deliveries (those in flight finish) and
-//! stops the pipeline as `replicate` does; exit 0.
+//! `AUGUST_METRICS_ADDR`, not on the webhook port. SIGTERM or Ctrl-C stops the endpoints taking
+//! deliveries (those in flight finish) and stops the pipeline as `replicate` does; exit 0.
 
 use tokio_util::sync::CancellationToken;
 
@@ -36,10 +36,12 @@ impl Serving {
     /// Binds the endpoints and the metrics (so a bad address fails before anything starts),
     /// starts the pipeline, then serves.
     pub async fn start(sources: &Sources, args: &ReplicateArgs) -> anyhow::Result<Self> {
+        let recorder = crate::metrics::install()?;
         let webhooks = Webhooks::bind(sources).await?;
         let addr = webhooks.addr;
         let (stop_http, http_ended) = (CancellationToken::new(), CancellationToken::new());
-        let (metrics_addr, metrics) = crate::metrics::serve_from(sources, stop_http.clone().cancelled_owned()).await?;
+        let (metrics_addr, metrics) =
+            crate::metrics::serve_from(sources, recorder, stop_http.clone().cancelled_owned()).await?;
         let pipeline = Pipeline::start(sources, args.dataflow()?, args.resnapshot).await?;
         let webhooks = webhooks.spawn(stop_http.clone(), http_ended.clone());
         Ok(Self {
