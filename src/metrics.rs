@@ -1,6 +1,7 @@
 //! Prometheus metrics: one recorder per process (installed once, by the command that serves
-//! them), rendered at `GET /metrics`. Labels carry ids and names of views and events, never
-//! PHI.
+//! them), rendered at `GET /metrics` on an address of its own, `AUGUST_METRICS_ADDR` (loopback
+//! by default), never on the public webhook port. Labels carry ids and names of views and
+//! events, never PHI.
 
 use axum::routing::get;
 use axum::Router;
@@ -25,19 +26,33 @@ pub fn route(handle: PrometheusHandle) -> Router {
     Router::new().route("/metrics", get(move || std::future::ready(handle.render())))
 }
 
+/// Serves `handle`'s `GET /metrics` on `AUGUST_METRICS_ADDR` until `stop` resolves: what
+/// `serve`, `ingest`, `replicate` and the demo do (each installs the recorder first, so nothing
+/// recorded while starting is lost). Returns where it listens.
+pub async fn serve_from(
+    sources: &crate::settings::Sources,
+    handle: PrometheusHandle,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    let addr = sources.metrics_addr().map_err(crate::ConfigError)?;
+    serve_alone(addr, handle, stop).await
+}
+
 /// Serves `GET /metrics` alone on `addr` until `stop` resolves.
 pub async fn serve_alone(
     addr: std::net::SocketAddr,
     handle: PrometheusHandle,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| crate::ConfigError(august_schema::SettingError::new("AUGUST_METRICS_ADDR", e.to_string())))?;
-    tracing::info!(addr = %listener.local_addr()?, "metrics listening");
-    Ok(tokio::spawn(async move {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "metrics listening");
+    let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, route(handle)).with_graceful_shutdown(stop).await {
             tracing::error!(error = %e, "the metrics endpoint stopped");
         }
-    }))
+    });
+    Ok((addr, task))
 }

@@ -32,6 +32,20 @@ use tokio_util::sync::CancellationToken;
 use crate::settings::Sources;
 use crate::ConfigError;
 
+/// The slot to stream from ([`august_cdc::slot::choose_slot`]), before anything is copied; a
+/// slot of another database is a config error naming `AUGUST_SLOT`.
+async fn choose_slot(pg: &tokio_postgres::Config, configured: Option<&str>) -> anyhow::Result<String> {
+    let client = august_schema::connect(pg).await?;
+    let slot = august_cdc::slot::choose_slot(&client, configured).await.map_err(|e| match e {
+        august_cdc::CdcError::SlotOfAnotherDatabase { .. } => {
+            anyhow::Error::from(ConfigError(august_schema::SettingError::new("AUGUST_SLOT", e.to_string())))
+        }
+        other => other.into(),
+    })?;
+    tracing::info!(slot, "replication slot");
+    Ok(slot)
+}
+
 /// What a running pipeline counts, for status lines and tests.
 #[derive(Debug, Clone)]
 pub struct PipelineStats {
@@ -62,7 +76,8 @@ impl Pipeline {
     /// Checks the settings (and the mapping against Coda), then starts every stage.
     pub async fn start(sources: &Sources, dataflow_config: DataflowConfig, resnapshot: bool) -> anyhow::Result<Self> {
         let (_, pg) = sources.database().map_err(ConfigError)?;
-        let cdc = august_cdc::CdcConfig { resnapshot, ..sources.cdc().map_err(ConfigError)? };
+        let mut cdc = august_cdc::CdcConfig { resnapshot, ..sources.cdc().map_err(ConfigError)? };
+        cdc.slot = choose_slot(&pg, sources.slot().map_err(ConfigError)?.as_deref()).await?;
         let coda = match sources.coda().map_err(ConfigError)? {
             Some((mapping, settings, writer)) => {
                 let client =

@@ -1,5 +1,6 @@
-//! `august ingest` serves the webhooks over real HTTP and stops cleanly; missing secrets stop
-//! it at start-up with exit code 2.
+//! `august ingest` serves the webhooks over real HTTP, its metrics on `AUGUST_METRICS_ADDR`
+//! (not on the webhook port), and stops cleanly; missing secrets stop it at start-up with exit
+//! code 2.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -15,15 +16,17 @@ async fn http(port: u16, request: &str) -> Option<String> {
 }
 
 #[tokio::test]
-async fn ingest_serves_health_and_webhooks_and_stops_on_sigterm() {
+async fn ingest_serves_webhooks_on_its_port_and_metrics_on_the_metrics_address_and_stops_on_sigterm() {
     let db = august_testkit::fresh_db("cli_ingest").await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::support::free_port();
+    let metrics_port = crate::support::free_port();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_august"))
         .arg("ingest")
         .env_clear()
         .env("DATABASE_URL", db.url())
         .env("AUGUST_HTTP_ADDR", "127.0.0.1:0")
         .env("PORT", port.to_string())
+        .env("AUGUST_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
         .env("DRCHRONO_WEBHOOK_SECRET", "drchrono-secret-0123456789")
         .env("DEEPCURA_SHARED_SECRET", "deepcura-secret-0123456789")
         .stderr(Stdio::null())
@@ -46,7 +49,9 @@ async fn ingest_serves_health_and_webhooks_and_stops_on_sigterm() {
     );
     let answer = http(port, &ping).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let metrics = http(port, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let on_webhook_port = http(port, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    assert!(on_webhook_port.starts_with("HTTP/1.1 404"), "metrics are not on the webhook port: {on_webhook_port}");
+    let metrics = http(metrics_port, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
     assert!(metrics.contains("august_ingest_deliveries_total") && metrics.contains(r#"event="PING""#), "{metrics}");
     let pid = child.id().unwrap().to_string();
     std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();

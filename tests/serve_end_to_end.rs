@@ -44,7 +44,7 @@ async fn coda_row(coda: &str, table: &str, key_column: &str, key: &str, ready: i
 async fn a_webhook_reaches_coda_joined_and_enriched_through_august_serve() {
     let db = august_testkit::fresh_db("e2e_serve").await;
     let (_coda_process, coda) = emulator(TOKEN, &[]).await;
-    let port = free_port();
+    let (port, metrics_port) = (free_port(), free_port());
     let mut serve = August::spawn(
         &["serve"],
         &[
@@ -57,6 +57,7 @@ async fn a_webhook_reaches_coda_joined_and_enriched_through_august_serve() {
             ("CODA_API_BASE", coda.clone()),
             ("CODA_API_TOKEN", TOKEN.into()),
             ("AUGUST_SLOT", db.name.clone()),
+            ("AUGUST_METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
             ("AUGUST_HEARTBEAT_SECS", "1".into()),
         ],
     );
@@ -122,7 +123,9 @@ async fn a_webhook_reaches_coda_joined_and_enriched_through_august_serve() {
         .await;
     assert_eq!(linked, 1, "the Deep Cura note is linked to the clinical note");
 
-    let metrics = reqwest::get(format!("{august}/metrics")).await.unwrap().text().await.unwrap();
+    let on_webhook_port = reqwest::get(format!("{august}/metrics")).await.unwrap().status();
+    assert_eq!(on_webhook_port, 404, "metrics are not served on the public webhook port");
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"august_e2e_latency_seconds_bucket{view="clinical_notes""#), "{metrics}");
     assert!(metrics.contains("august_ingest_deliveries_total") && metrics.contains("august_cdc_changes_total"));
     let access = db.count("SELECT count(*) FROM access_log WHERE service = 'coda' AND method = 'POST'").await;
@@ -131,5 +134,6 @@ async fn a_webhook_reaches_coda_joined_and_enriched_through_august_serve() {
     serve.signal("TERM");
     let status = serve.exit(Duration::from_secs(30)).await;
     assert!(status.success(), "{}", serve.log());
-    assert!(serve.log().contains("stopped cleanly"), "{}", serve.log());
+    // The last lines may still be on their way from the pipe: wait for them.
+    serve.line_with("stopped cleanly", Duration::from_secs(10)).await;
 }

@@ -87,3 +87,26 @@ fn drchrono_pull_settings_are_checked_before_anything_runs() {
         assert!(!stderr(&out).contains("s3cret-value"), "no secret in the message");
     }
 }
+
+#[test]
+fn the_http_limits_the_metrics_address_and_the_slot_are_checked_before_anything_runs() {
+    let base = [
+        ("DATABASE_URL", "postgres://u@127.0.0.1:1/d"),
+        ("DRCHRONO_WEBHOOK_SECRET", "drchrono-secret-0123456789"),
+        ("DEEPCURA_SHARED_SECRET", "deepcura-secret-0123456789"),
+        ("AUGUST_HTTP_ADDR", "127.0.0.1:0"),
+    ];
+    /// A command, the settings added, and the setting the error must name.
+    type Case = (&'static str, &'static [(&'static str, &'static str)], &'static str);
+    let cases: [Case; 5] = [
+        ("ingest", &[("AUGUST_HTTP_MAX_IN_FLIGHT", "0")], "AUGUST_HTTP_MAX_IN_FLIGHT"),
+        ("ingest", &[("AUGUST_HTTP_HEADER_TIMEOUT_SECS", "never")], "AUGUST_HTTP_HEADER_TIMEOUT_SECS"),
+        ("serve", &[("AUGUST_METRICS_ADDR", "everywhere")], "AUGUST_METRICS_ADDR"),
+        ("replicate", &[("AUGUST_METRICS_ADDR", "9464")], "AUGUST_METRICS_ADDR"),
+        ("replicate", &[("AUGUST_SLOT", "Production-Slot")], "AUGUST_SLOT"),
+    ];
+    for (command, extra, setting) in cases {
+        let env: Vec<(&str, &str)> = base.iter().chain(extra).copied().collect();
+        assert_config_error(&august(&[command], &env), setting);
+    }
+}

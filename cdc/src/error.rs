@@ -28,6 +28,21 @@ pub enum CdcError {
         /// The slot.
         slot: String,
     },
+    /// The slot exists but decodes another database of the cluster (slots are cluster-wide):
+    /// streaming from it would fail after the copy, so it is refused before.
+    #[error(
+        "replication slot `{slot}` belongs to database `{database}`, not `{here}`: replication slots are shared by \
+         every database of a server, so each August needs its own. Set AUGUST_SLOT to another name, or unset it \
+         for this database's default `{}`", crate::slot::default_slot_name(.here)
+    )]
+    SlotOfAnotherDatabase {
+        /// The slot.
+        slot: String,
+        /// The database it decodes.
+        database: String,
+        /// The database August is connected to.
+        here: String,
+    },
     /// A published table that does not log whole old rows.
     #[error(
         "published table `{table}` has REPLICA IDENTITY {identity}; August needs FULL so that deletes and \

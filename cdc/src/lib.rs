@@ -8,7 +8,8 @@
 //! **Every start copies, then streams.** The dataflow keeps its state in memory, so each run
 //! rebuilds it from a consistent copy; the sinks' ledgers make re-sending unchanged rows free.
 //!
-//! 1. Make sure the permanent slot (`august`) exists and can stream. A missing slot is created;
+//! 1. Make sure the permanent slot (per database, see [`slot`]) exists, belongs to this
+//!    database and can stream. A missing slot is created; one of another database is refused;
 //!    a lost one (`wal_status = 'lost'`) is an error naming `august replicate --resnapshot`,
 //!    which drops and recreates it. Every published table must have `REPLICA IDENTITY FULL`.
 //! 2. Create a *temporary* slot that exports its snapshot, on a replication session of its

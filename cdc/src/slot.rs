@@ -1,5 +1,11 @@
-//! The permanent replication slot: creating it, checking it at start-up, and reporting how
-//! much WAL it holds back.
+//! The permanent replication slot: choosing it, creating it, checking it at start-up, and
+//! reporting how much WAL it holds back.
+//!
+//! Slots belong to the whole cluster, but a logical slot decodes one database. Two Augusts on
+//! two databases of one server (staging and production, two clinics) therefore need two slots:
+//! the default is `august_<database>` ([`default_slot_name`]), except that a database which
+//! already has a slot named `august` (the old default) keeps it ([`choose_slot`]). A slot of
+//! another database is refused before anything is copied ([`CdcError::SlotOfAnotherDatabase`]).
 //!
 //! A slot whose WAL Postgres had to remove (`wal_status = 'lost'`) can never stream again; a
 //! slot dropped while August runs cannot resume. Both are permanent errors that name the slot
@@ -33,6 +39,81 @@ pub struct SlotStatus {
     pub retained_bytes: i64,
     /// How much more WAL can be written before the slot is invalidated (NULL when unlimited).
     pub safe_wal_size: Option<i64>,
+    /// The database the slot decodes (`None` for a physical slot).
+    pub database: Option<String>,
+}
+
+/// The old default slot name, still used by a database that has a slot of that name.
+pub const LEGACY_SLOT: &str = "august";
+
+/// Longest slot name Postgres takes (`NAMEDATALEN - 1`).
+pub const MAX_SLOT_NAME: usize = 63;
+
+/// Whether `name` follows Postgres' rules for slot names: 1 to 63 lower-case letters, digits
+/// and underscores.
+pub fn is_valid_slot_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_SLOT_NAME
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// The default slot of `database`: `august_<database>`. A name that had to be changed to fit the
+/// slot-name rules (upper case, other characters, too long) also carries a hash of the real
+/// name, so two databases whose names differ only there still get two slots.
+pub fn default_slot_name(database: &str) -> String {
+    let clean: String = database
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let plain = format!("{LEGACY_SLOT}_{clean}");
+    if clean == database && plain.len() <= MAX_SLOT_NAME {
+        return plain;
+    }
+    // FNV-1a: stable across builds and platforms, which `DefaultHasher` does not promise.
+    let hash = database.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    let room = MAX_SLOT_NAME - LEGACY_SLOT.len() - 2 - 8;
+    let clean: String = clean.chars().take(room).collect();
+    format!("{LEGACY_SLOT}_{clean}_{hash:08x}")
+}
+
+/// The slot this database streams from: `configured` (`AUGUST_SLOT`) when set; otherwise
+/// [`LEGACY_SLOT`] if this database already has it, else [`default_slot_name`]. A slot that
+/// exists but decodes another database is refused ([`CdcError::SlotOfAnotherDatabase`]).
+pub async fn choose_slot(client: &Client, configured: Option<&str>) -> Result<String, CdcError> {
+    let here: String = client
+        .query_one("SELECT current_database()::text", &[])
+        .await
+        .map_err(|e| CdcError::db("read the database name", e))?
+        .get(0);
+    let slot = match configured {
+        Some(slot) => slot.to_string(),
+        None => match slot_status(client, LEGACY_SLOT).await? {
+            Some(legacy) if legacy.database.as_deref() == Some(here.as_str()) => LEGACY_SLOT.to_string(),
+            _ => default_slot_name(&here),
+        },
+    };
+    if let Some(status) = slot_status(client, &slot).await? {
+        check_database(&slot, &status, &here)?;
+    }
+    Ok(slot)
+}
+
+fn check_database(slot: &str, status: &SlotStatus, here: &str) -> Result<(), CdcError> {
+    if status.database.as_deref() == Some(here) {
+        return Ok(());
+    }
+    Err(CdcError::SlotOfAnotherDatabase {
+        slot: slot.to_string(),
+        database: status.database.clone().unwrap_or_else(|| "none (a physical slot)".to_string()),
+        here: here.to_string(),
+    })
 }
 
 /// The slot's status, or `None` when it does not exist.
@@ -42,7 +123,7 @@ pub async fn slot_status(client: &Client, slot: &str) -> Result<Option<SlotStatu
             "SELECT active, wal_status, confirmed_flush_lsn::text, restart_lsn::text,
                     coalesce((pg_current_wal_lsn() - confirmed_flush_lsn)::bigint, 0),
                     coalesce((pg_current_wal_lsn() - restart_lsn)::bigint, 0),
-                    safe_wal_size
+                    safe_wal_size, database::text
                FROM pg_replication_slots WHERE slot_name = $1",
             &[&slot],
         )
@@ -56,18 +137,29 @@ pub async fn slot_status(client: &Client, slot: &str) -> Result<Option<SlotStatu
         lag_bytes: row.get(4),
         retained_bytes: row.get(5),
         safe_wal_size: row.get(6),
+        database: row.get(7),
     }))
 }
 
-/// Makes sure the permanent slot exists and can stream: creates a missing one; refuses a lost
-/// one unless `resnapshot`, which drops and recreates it (as it does a healthy one).
+/// Makes sure the permanent slot exists and can stream: creates a missing one; refuses one of
+/// another database (before anything is copied; `--resnapshot` does not drop it either); refuses
+/// a lost one unless `resnapshot`, which drops and recreates it (as it does a healthy one).
 pub async fn prepare_slot(
     client: &Client,
     pg: &tokio_postgres::Config,
     slot: &str,
     resnapshot: bool,
 ) -> Result<(), CdcError> {
-    match slot_status(client, slot).await? {
+    let status = slot_status(client, slot).await?;
+    if let Some(status) = &status {
+        let here: String = client
+            .query_one("SELECT current_database()::text", &[])
+            .await
+            .map_err(|e| CdcError::db("read the database name", e))?
+            .get(0);
+        check_database(slot, status, &here)?;
+    }
+    match status {
         Some(status) if resnapshot => {
             tracing::warn!(slot, wal_status = ?status.wal_status, "dropping the replication slot to recreate it (--resnapshot)");
             drop_slot(client, slot).await?;

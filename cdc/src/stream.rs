@@ -23,7 +23,7 @@ use crate::{heartbeat, metrics as m, pgoutput, relation, slot, snapshot, CdcErro
 /// How the consumer runs.
 #[derive(Debug, Clone)]
 pub struct CdcConfig {
-    /// The permanent slot (`august`).
+    /// The permanent slot (the binary picks it with [`slot::choose_slot`]).
     pub slot: String,
     /// The publication (`august_cdc`).
     pub publication: String,

@@ -2,21 +2,21 @@
 //! shared secret, compared in constant time) and body `{"iv": base64(16 bytes), "data":
 //! base64(ciphertext)}`: AES-256-CBC with PKCS#7 padding, key = SHA-256(shared secret). The
 //! plaintext is the note (the README has the whole contract); it is upserted into
-//! `deepcura_notes` by `note_id` under actor `deepcura_gridhook`, raw payload kept.
+//! `deepcura_notes` by `note_id` under actor `deepcura_gridhook`, raw payload kept. A note whose
+//! `updated_at` is older than the stored note's writes nothing ([`crate::stale`]).
 
 use aes::cipher::{block_padding::Pkcs7, BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::extract::{Request, State};
 use axum::Json;
 use base64::Engine;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use august_schema::{set_actor, Actor, DbError, Upsert, UpsertOutcome};
+use august_schema::{set_actor, Actor, DbError, UpsertOutcome};
 
+use crate::drchrono::RowWrite;
 use crate::fields::{column_text, Kind};
-use crate::{constant_time_eq, require_json, IngestError, IngestState};
+use crate::{IngestError, IngestState};
 
 const SOURCE: &str = "deepcura_gridhook";
 
@@ -50,17 +50,8 @@ pub fn decrypt(secret: &str, body: &[u8]) -> Result<Value, IngestError> {
 }
 
 /// `POST /webhooks/deepcura`
-pub async fn receive(
-    State(state): State<IngestState>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Json<Value>, IngestError> {
-    let secret = headers.get("x-deepcura-secret").and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !constant_time_eq(secret.as_bytes(), state.deepcura_secret.expose().as_bytes()) {
-        return Err(IngestError::Unauthorized);
-    }
-    require_json(&headers)?;
-    let body = body.map_err(crate::body_rejection)?;
+pub async fn receive(State(state): State<IngestState>, request: Request) -> Result<Json<Value>, IngestError> {
+    let (_, body) = crate::authenticated_body(request, "x-deepcura-secret", &state.deepcura_secret).await?;
     let result = store(&state, &body).await;
     crate::count(SOURCE, "GRIDHOOK", &result);
     result
@@ -68,32 +59,45 @@ pub async fn receive(
 
 async fn store(state: &IngestState, body: &[u8]) -> Result<Json<Value>, IngestError> {
     let note = decrypt(state.deepcura_secret.expose(), body)?;
-    let (columns, values) = note_columns(&note)?;
+    let row = note_row(&note)?;
     let mut client = state.pool.get().await.map_err(|_| IngestError::Busy)?;
-    let stored = upsert_note(&mut client, &columns, &values).await;
-    let written = crate::journal::record_rejection(&*client, SOURCE, "GRIDHOOK", None, stored).await?;
-    Ok(Json(json!({"status": "succeeded", "written": written})))
+    let stored = upsert_note(&mut client, &row).await;
+    let (status, written) = crate::journal::record_rejection(&*client, SOURCE, "GRIDHOOK", None, stored).await?;
+    Ok(Json(json!({"status": status, "written": written})))
 }
 
-/// The note's transaction: the upsert and its `sync_log` row; 1 when it changed the note.
-async fn upsert_note(
-    client: &mut tokio_postgres::Client,
-    columns: &[&str],
-    values: &[Option<String>],
-) -> Result<i32, IngestError> {
+/// The note's transaction: the upsert and its `sync_log` row; `written` is 1 when it changed
+/// the note. A note older than the stored one ([`crate::stale`]) writes nothing: `stale`.
+async fn upsert_note(client: &mut tokio_postgres::Client, row: &RowWrite) -> Result<(&'static str, i32), IngestError> {
     let tx = client.transaction().await.map_err(|e| DbError::new("begin", e))?;
     set_actor(&tx, Actor::DeepCuraGridhook).await?;
-    let upsert = Upsert::new("deepcura_notes", &["id"], columns, None);
-    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values.iter().map(|v| v as _).collect();
-    let outcome = upsert.run(&tx, &params).await?;
-    let written = i32::from(outcome != UpsertOutcome::Unchanged);
-    crate::journal::log(&tx, SOURCE, "GRIDHOOK", None, "succeeded", 1, written).await?;
+    let (status, written) = if crate::stale::is_stale(&tx, Some(row)).await? {
+        ("stale", 0)
+    } else {
+        let upserts = crate::drchrono::upserts_for(std::slice::from_ref(row));
+        let outcomes = crate::drchrono::write_rows(&tx, &upserts, std::slice::from_ref(row)).await?;
+        ("succeeded", i32::from(outcomes.iter().any(|o| *o != UpsertOutcome::Unchanged)))
+    };
+    crate::journal::log(&tx, SOURCE, "GRIDHOOK", None, status, 1, written).await?;
     tx.commit().await.map_err(|e| DbError::new("commit", e))?;
-    Ok(written)
+    Ok((status, written))
+}
+
+/// The note as the row it becomes in `deepcura_notes`, guarded by its `updated_at`.
+fn note_row(note: &Value) -> Result<RowWrite, IngestError> {
+    let (columns, values) = note_columns(note)?;
+    Ok(RowWrite {
+        table: "deepcura_notes",
+        conflict: &["id"],
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        values,
+        stale_guard: Some("deepcura_updated_at"),
+    })
 }
 
 /// The note's columns, checked: `note_id`, `drchrono_patient_id`, `session_date` and
-/// `transcript` are required; the risk level, when given, is low, moderate or high.
+/// `transcript` are required; the risk level, when given, is low, moderate or high; `updated_at`
+/// (optional) is an RFC 3339 time with a zone.
 pub fn note_columns(note: &Value) -> Result<(Vec<&'static str>, Vec<Option<String>>), IngestError> {
     let required = |name: &'static str, kind: Kind| -> Result<String, IngestError> {
         column_text(note.get(name), kind, name)?.ok_or_else(|| IngestError::missing(name))
@@ -143,6 +147,7 @@ pub fn note_columns(note: &Value) -> Result<(Vec<&'static str>, Vec<Option<Strin
         "cpt_suggestions::jsonb",
         "medications_mentioned::jsonb",
         "risk_assessment::jsonb",
+        "deepcura_updated_at::timestamptz",
         "raw_payload::jsonb",
     ];
     let values = vec![
@@ -160,6 +165,7 @@ pub fn note_columns(note: &Value) -> Result<(Vec<&'static str>, Vec<Option<Strin
         list("cpt_suggestions")?,
         list("medications_mentioned")?,
         risk,
+        column_text(note.get("updated_at"), Kind::Timestamptz, "updated_at")?,
         Some(note.to_string()),
     ];
     Ok((columns, values))

@@ -33,6 +33,10 @@ pub enum IngestError {
     /// No database connection could be had in time (503: the sender will retry).
     #[error("the database is busy")]
     Busy,
+    /// More requests are in flight than the server takes at once (503 with `Retry-After`:
+    /// the sender will retry).
+    #[error("the server is handling as many requests as it takes; try again")]
+    Overloaded,
     /// The body is larger than 1 MiB (413).
     #[error("the body is larger than 1 MiB")]
     TooLarge,
@@ -56,6 +60,7 @@ impl IngestError {
             IngestError::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
             IngestError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             IngestError::Unavailable(_) | IngestError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            IngestError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             IngestError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             IngestError::Rejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "rejected"),
         }

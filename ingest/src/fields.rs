@@ -20,6 +20,8 @@ pub enum Kind {
     Date,
     /// `timestamp`, DrChrono's `YYYY-MM-DDTHH:MM:SS` (no zone).
     Timestamp,
+    /// `timestamptz`, RFC 3339 with a zone (`2026-02-01T10:00:00Z`).
+    Timestamptz,
     /// `boolean`.
     Bool,
     /// `numeric` (number or decimal string).
@@ -39,6 +41,7 @@ impl Kind {
             Kind::Text => "text",
             Kind::Date => "date",
             Kind::Timestamp => "timestamp",
+            Kind::Timestamptz => "timestamptz",
             Kind::Bool => "boolean",
             Kind::Numeric => "numeric",
             Kind::TextArray => "text[]",
@@ -95,6 +98,12 @@ pub fn column_text(value: Option<&Value>, kind: Kind, field: &str) -> Result<Opt
                 .map_err(|_| wrong("must be a timestamp (YYYY-MM-DDTHH:MM:SS)"))?;
             parsed.format("%Y-%m-%dT%H:%M:%S%.f").to_string()
         }
+        Kind::Timestamptz => {
+            let text = value.as_str().ok_or_else(|| wrong("must be an RFC 3339 timestamp with a zone"))?.trim();
+            chrono::DateTime::parse_from_rfc3339(text)
+                .map_err(|_| wrong("must be an RFC 3339 timestamp with a zone"))?
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        }
         Kind::TextArray => {
             let items = value.as_array().ok_or_else(|| wrong("must be a list"))?;
             let quoted: Result<Vec<String>, IngestError> = items
@@ -128,6 +137,11 @@ mod tests {
             column_text(Some(&json!(["F32.1", "a\"b"])), Kind::TextArray, "f").unwrap(),
             Some(r#"{"F32.1","a\"b"}"#.into())
         );
+        assert_eq!(
+            column_text(Some(&json!("2026-02-01T10:00:00+02:00")), Kind::Timestamptz, "f").unwrap(),
+            Some("2026-02-01T10:00:00+02:00".into())
+        );
+        assert!(column_text(Some(&json!("2026-02-01T10:00:00")), Kind::Timestamptz, "f").is_err(), "a zone is needed");
         assert_eq!(column_text(None, Kind::Bool, "f").unwrap(), None);
     }
 

@@ -1,6 +1,6 @@
 //! What every delivery leaves behind besides its data: a `sync_log` row (source, event,
 //! status, counts), and, for deliveries with an id, a `processed_messages` row that makes a
-//! redelivery a no-op. Both are written in the delivery's own transaction, except for a
+//! redelivery a no-op. A stale delivery leaves only these ([`claim_as_stale`]). Both are written in the delivery's own transaction, except for a
 //! delivery whose data Postgres refused: that transaction rolled back, and the `rejected` row
 //! is written on its own afterwards ([`record_rejection`]).
 
@@ -80,6 +80,23 @@ pub async fn log_in(
     .await
     .map(|_| ())
     .map_err(|e| DbError::new("write sync_log", e))
+}
+
+/// A stale delivery ([`crate::stale`]), whose own transaction rolled back: claims its id (a
+/// redelivery is then a duplicate) and logs it `stale`, writing nothing else, in one
+/// transaction of its own.
+pub async fn claim_as_stale(
+    client: &mut tokio_postgres::Client,
+    source: &str,
+    event: &str,
+    delivery: &str,
+    received: i32,
+) -> Result<(), DbError> {
+    let tx = client.transaction().await.map_err(|e| DbError::new("begin", e))?;
+    let claim = claim_text(&tx, source, delivery);
+    let log = log_in(&tx, source, event, delivery, "stale", received, 0);
+    tokio::try_join!(biased; claim, log)?;
+    tx.commit().await.map_err(|e| DbError::new("commit", e))
 }
 
 /// When `result` is a delivery whose data Postgres refused ([`IngestError::Rejected`]), writes

@@ -7,8 +7,10 @@
 //!   DrChrono pull sync ([`drchrono::pull`]) behind Google-signed OIDC ([`oidc`]).
 //!
 //! Every error is `{"error": {"code", "message"}}` ([`IngestError`]); a bad signature or
-//! secret is a 401 with nothing written and nothing of the payload logged. Bodies are limited
-//! to 1 MiB (413); a request may take 10 s. Deliveries are counted by source, event and
+//! secret is a 401 with nothing written and nothing of the payload logged, answered from the
+//! headers before a byte of the body is read ([`authenticated_body`]). Bodies are limited to
+//! 1 MiB (413); a request may take 10 s. [`server`] serves the router with a header-read
+//! timeout and a concurrency limit. Deliveries are counted by source, event and
 //! outcome (`august_ingest_deliveries_total`), and timed (`august_ingest_handler_seconds`).
 #![forbid(missing_docs)]
 
@@ -18,12 +20,15 @@ mod error;
 pub mod fields;
 mod journal;
 pub mod oidc;
+pub mod server;
+mod stale;
 pub mod sync_api;
 
 use std::time::{Duration, Instant};
 
 use august_schema::{PgPool, Secret};
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -108,6 +113,25 @@ async fn health(State(state): State<IngestState>) -> Response {
 /// Compares secrets in constant time (for equal lengths; a length difference shows only that).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0 && !b.is_empty()
+}
+
+/// A webhook's headers and body, read only once `secret_header` carries `secret` (compared in
+/// constant time) and the content type is JSON: a sender without the secret is answered 401
+/// from its headers alone, and its body is never read (nor waited for).
+pub(crate) async fn authenticated_body(
+    request: Request,
+    secret_header: &'static str,
+    secret: &Secret<String>,
+) -> Result<(HeaderMap, Bytes), IngestError> {
+    let presented = request.headers().get(secret_header).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !constant_time_eq(presented.as_bytes(), secret.expose().as_bytes()) {
+        return Err(IngestError::Unauthorized);
+    }
+    require_json(request.headers())?;
+    let headers = request.headers().clone();
+    // `Bytes` honours the router's `DefaultBodyLimit` (kept in the request's extensions).
+    let body = Bytes::from_request(request, &()).await.map_err(body_rejection)?;
+    Ok((headers, body))
 }
 
 fn require_json(headers: &HeaderMap) -> Result<(), IngestError> {

@@ -4,9 +4,11 @@
 mod deepcura;
 mod drchrono;
 mod fuzz;
+mod http_limits;
 mod oidc;
 mod pull;
 mod rejected;
+mod stale;
 mod sync_api;
 mod verify;
 

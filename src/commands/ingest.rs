@@ -1,14 +1,16 @@
 //! `august ingest`: the webhook endpoints alone (for scaled-out HTTP), on `PORT` (Cloud Run)
-//! or `AUGUST_HTTP_ADDR`, with graceful shutdown on SIGTERM or Ctrl-C, and Prometheus metrics at
-//! `GET /metrics`. `serve` and `demo` bind the same endpoints beside the pipeline.
+//! or `AUGUST_HTTP_ADDR`, with a header-read timeout and a limit on requests in flight
+//! ([`august_ingest::server`]), graceful shutdown on SIGTERM or Ctrl-C, and Prometheus metrics at
+//! `GET /metrics` on `AUGUST_METRICS_ADDR` (not on the webhook port). `serve` and `demo` bind
+//! the same endpoints beside the pipeline.
 
 use std::time::Duration;
 
 use august_ingest::drchrono::runs::Syncer;
 use august_ingest::oidc::OidcVerifier;
+use august_ingest::server::HttpLimits;
 use august_ingest::sync_api::{self, SyncApi};
 use august_ingest::{app, IngestState};
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::settings::Sources;
@@ -16,8 +18,14 @@ use crate::ConfigError;
 
 /// Serves until SIGTERM or Ctrl-C; in-flight requests finish first.
 pub async fn run(sources: &Sources) -> anyhow::Result<()> {
-    let webhooks = Webhooks::bind(sources, crate::metrics::install()?).await?;
-    webhooks.serve_until(crate::shutdown_signal()).await?;
+    let recorder = crate::metrics::install()?;
+    let webhooks = Webhooks::bind(sources).await?;
+    let stop_metrics = CancellationToken::new();
+    let (_, metrics) = crate::metrics::serve_from(sources, recorder, stop_metrics.clone().cancelled_owned()).await?;
+    let served = webhooks.serve_until(crate::shutdown_signal()).await;
+    stop_metrics.cancel();
+    let _ = metrics.await;
+    served?;
     tracing::info!("ingest stopped cleanly");
     Ok(())
 }
@@ -28,14 +36,17 @@ pub struct Webhooks {
     pub addr: std::net::SocketAddr,
     listener: tokio::net::TcpListener,
     router: axum::Router,
+    limits: HttpLimits,
     reconcile: Option<(Syncer, Duration)>,
 }
 
 impl Webhooks {
     /// Checks the settings, opens the pool and binds the listener (`PORT`/`AUGUST_HTTP_ADDR`).
-    pub async fn bind(sources: &Sources, metrics: PrometheusHandle) -> anyhow::Result<Self> {
+    pub async fn bind(sources: &Sources) -> anyhow::Result<Self> {
         let (settings, pg) = sources.database().map_err(ConfigError)?;
         let (addr, drchrono_secret, deepcura_secret) = sources.ingest().map_err(ConfigError)?;
+        let limits = sources.http_limits().map_err(ConfigError)?;
+        sources.metrics_addr().map_err(ConfigError)?;
         let (drchrono, oidc) = (sources.drchrono().map_err(ConfigError)?, sources.sync_oidc().map_err(ConfigError)?);
         let reconcile_every = sources.reconcile_every().map_err(ConfigError)?;
         let pool = august_schema::connect_pool(&settings.pool, pg.clone()).await?;
@@ -58,8 +69,8 @@ impl Webhooks {
             .map_err(|e| ConfigError(august_schema::SettingError::new("AUGUST_HTTP_ADDR", e.to_string())))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "webhooks listening");
-        let router = app(state).merge(sync_api::routes(sync)).merge(crate::metrics::route(metrics));
-        Ok(Self { addr, listener, router, reconcile })
+        let router = app(state).merge(sync_api::routes(sync));
+        Ok(Self { addr, listener, router, limits, reconcile })
     }
 
     /// Serves until `stop` resolves; requests in flight then finish (each has 10 s at most).
@@ -72,12 +83,11 @@ impl Webhooks {
             tokio::spawn(super::sync::reconcile_until(syncer, every, stopped.clone()))
         });
         let signal = stopped.clone();
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move {
-                stop.await;
-                signal.cancel();
-            })
-            .await;
+        let served = august_ingest::server::serve(self.listener, self.router, self.limits, async move {
+            stop.await;
+            signal.cancel();
+        })
+        .await;
         stopped.cancel();
         if let Some(reconciling) = reconciling {
             let _ = reconciling.await;

@@ -78,27 +78,29 @@ impl ReplicateArgs {
 }
 
 /// Runs until SIGTERM or Ctrl-C (see [`crate::pipeline`] for the order of a stop); serves
-/// `GET /metrics` on `AUGUST_METRICS_ADDR` when set.
+/// `GET /metrics` on `AUGUST_METRICS_ADDR` meanwhile (bound once the settings are checked, so
+/// it is up during the initial copy).
 pub async fn run(sources: &Sources, args: ReplicateArgs) -> anyhow::Result<()> {
     let dataflow_config = args.dataflow()?;
     if dataflow_config.cluster.as_ref().is_some_and(|(process, _)| *process > 0) {
         return compute_only(dataflow_config).await;
     }
-    let metrics_addr = sources.metrics_addr().map_err(ConfigError)?;
+    sources.database().map_err(ConfigError)?;
+    sources.cdc().map_err(ConfigError)?;
+    sources.coda().map_err(ConfigError)?;
     let stop = CancellationToken::new();
-    let metrics = match metrics_addr {
-        Some(addr) => {
-            Some(crate::metrics::serve_alone(addr, crate::metrics::install()?, stop.clone().cancelled_owned()).await?)
+    let recorder = crate::metrics::install()?;
+    let (_, metrics) = crate::metrics::serve_from(sources, recorder, stop.clone().cancelled_owned()).await?;
+    let started = Pipeline::start(sources, dataflow_config, args.resnapshot).await;
+    let result = match started {
+        Ok(pipeline) => {
+            tracing::info!("replicating; stop with SIGTERM or Ctrl-C");
+            pipeline.run_until(crate::shutdown_signal()).await
         }
-        None => None,
+        Err(e) => Err(e),
     };
-    let pipeline = Pipeline::start(sources, dataflow_config, args.resnapshot).await?;
-    tracing::info!("replicating; stop with SIGTERM or Ctrl-C");
-    let result = pipeline.run_until(crate::shutdown_signal()).await;
     stop.cancel();
-    if let Some(task) = metrics {
-        let _ = task.await;
-    }
+    let _ = metrics.await;
     result
 }
 

@@ -1,9 +1,8 @@
 //! `august serve`: the webhook endpoints and the replication pipeline in one process, the
-//! default deployment for a single clinic. Metrics for both are at `GET /metrics` on the webhook
-//! port. SIGTERM or Ctrl-C stops the endpoints taking deliveries (those in flight finish) and
-//! stops the pipeline as `replicate` does; exit 0.
+//! default deployment for a single clinic. Metrics for both are at `GET /metrics` on
+//! `AUGUST_METRICS_ADDR`, not on the webhook port. SIGTERM or Ctrl-C stops the endpoints taking
+//! deliveries (those in flight finish) and stops the pipeline as `replicate` does; exit 0.
 
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::ingest::Webhooks;
@@ -13,7 +12,7 @@ use crate::settings::Sources;
 
 /// Serves until SIGTERM or Ctrl-C.
 pub async fn run(sources: &Sources, args: ReplicateArgs) -> anyhow::Result<()> {
-    let serving = Serving::start(sources, &args, crate::metrics::install()?).await?;
+    let serving = Serving::start(sources, &args).await?;
     tracing::info!("serving webhooks and replicating; stop with SIGTERM or Ctrl-C");
     serving.run_until(crate::shutdown_signal()).await
 }
@@ -22,29 +21,44 @@ pub async fn run(sources: &Sources, args: ReplicateArgs) -> anyhow::Result<()> {
 pub struct Serving {
     /// Where the webhooks listen.
     pub addr: std::net::SocketAddr,
+    /// Where `GET /metrics` listens.
+    pub metrics_addr: std::net::SocketAddr,
     /// The pipeline's counters.
     pub stats: PipelineStats,
     pipeline: Pipeline,
     webhooks: tokio::task::JoinHandle<anyhow::Result<()>>,
+    metrics: tokio::task::JoinHandle<()>,
     stop_http: CancellationToken,
     http_ended: CancellationToken,
 }
 
 impl Serving {
-    /// Binds the endpoints (so a bad address fails before anything starts), starts the
-    /// pipeline, then serves.
-    pub async fn start(sources: &Sources, args: &ReplicateArgs, metrics: PrometheusHandle) -> anyhow::Result<Self> {
-        let webhooks = Webhooks::bind(sources, metrics).await?;
+    /// Binds the endpoints and the metrics (so a bad address fails before anything starts),
+    /// starts the pipeline, then serves.
+    pub async fn start(sources: &Sources, args: &ReplicateArgs) -> anyhow::Result<Self> {
+        let recorder = crate::metrics::install()?;
+        let webhooks = Webhooks::bind(sources).await?;
         let addr = webhooks.addr;
-        let pipeline = Pipeline::start(sources, args.dataflow()?, args.resnapshot).await?;
         let (stop_http, http_ended) = (CancellationToken::new(), CancellationToken::new());
+        let (metrics_addr, metrics) =
+            crate::metrics::serve_from(sources, recorder, stop_http.clone().cancelled_owned()).await?;
+        let pipeline = Pipeline::start(sources, args.dataflow()?, args.resnapshot).await?;
         let webhooks = webhooks.spawn(stop_http.clone(), http_ended.clone());
-        Ok(Self { addr, stats: pipeline.stats.clone(), pipeline, webhooks, stop_http, http_ended })
+        Ok(Self {
+            addr,
+            metrics_addr,
+            stats: pipeline.stats.clone(),
+            pipeline,
+            webhooks,
+            metrics,
+            stop_http,
+            http_ended,
+        })
     }
 
     /// Runs until `stop` resolves or either half fails, then stops both.
     pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-        let Serving { pipeline, webhooks, stop_http, http_ended, .. } = self;
+        let Serving { pipeline, webhooks, metrics, stop_http, http_ended, .. } = self;
         let stop_both = async {
             tokio::select! {
                 _ = stop => {}
@@ -55,6 +69,7 @@ impl Serving {
         let replicated = pipeline.run_until(stop_both).await;
         stop_http.cancel();
         let served = webhooks.await?;
+        let _ = metrics.await;
         replicated?;
         served
     }

@@ -42,10 +42,13 @@ pub struct DemoArgs {
     /// Events per second the synthetic clinic sends (webhooks and staff edits).
     #[arg(long, default_value_t = 2.0, value_parser = rate)]
     rate: f64,
-    /// Port of August's webhook endpoints, /health and /metrics (0: any free port; a taken
-    /// default moves to a free one).
+    /// Port of August's webhook endpoints and /health (0: any free port; a taken default
+    /// moves to a free one).
     #[arg(long, default_value_t = 8080)]
     http_port: u16,
+    /// Port of August's /metrics (0: any free port; a taken default moves to a free one).
+    #[arg(long, default_value_t = 9464)]
+    metrics_port: u16,
     /// Port of the Coda emulator (0: any free port; a taken default moves to a free one).
     #[arg(long, default_value_t = 8090)]
     coda_port: u16,
@@ -112,6 +115,7 @@ async fn run_on(args: &DemoArgs, mut env: Vec<(String, String)>) -> anyhow::Resu
         ("DRCHRONO_TOKEN_KEY", "august demo token key (demo data only)".into()),
         ("AUGUST_RECONCILE_SECS", "60".into()),
         ("AUGUST_HTTP_ADDR", http.to_string()),
+        ("AUGUST_METRICS_ADDR", free_or_any(args.metrics_port, 9464).to_string()),
         ("DRCHRONO_WEBHOOK_SECRET", drchrono_secret.clone()),
         ("DEEPCURA_SHARED_SECRET", deepcura_secret.clone()),
         ("AUGUST_CODA_MAPPING", mapping_file.display().to_string()),
@@ -128,14 +132,15 @@ async fn run_on(args: &DemoArgs, mut env: Vec<(String, String)>) -> anyhow::Resu
     }
     let sources = Sources::load(None, env).map_err(crate::ConfigError)?;
     backfill(&sources, &pg).await?;
-    let serving = Serving::start(&sources, &ReplicateArgs::default(), crate::metrics::install()?).await?;
+    let serving = Serving::start(&sources, &ReplicateArgs::default()).await?;
     let base = format!("http://{}", serving.addr);
+    let metrics = format!("http://{}/metrics", serving.metrics_addr);
     eprintln!(
         "august demo: a synthetic clinic sends {} events/s to August; Ctrl-C stops everything.\n  \
          Coda emulator (the staff's tables):  {}/\n  \
          DrChrono emulator (the practice):    {}/api/patients\n  \
          August health:                       {base}/health\n  \
-         August metrics:                      {base}/metrics\n  \
+         August metrics:                      {metrics}\n  \
          PostgreSQL:                          {database}",
         args.rate,
         emulator.base_url(),

@@ -78,6 +78,18 @@ pub const SETTINGS: &[Setting] = &[
     setting!("DB_SSLKEY", "database.sslkey", None, "PEM file of the client certificate's private key."),
     setting!("AUGUST_HTTP_ADDR", "http.addr", Some("0.0.0.0:8080"), "Address the webhook endpoints listen on."),
     setting!(
+        "AUGUST_HTTP_MAX_IN_FLIGHT",
+        "http.max_in_flight",
+        Some("64"),
+        "Requests the webhook endpoints handle at once; one more is answered 503 with `Retry-After: 1`."
+    ),
+    setting!(
+        "AUGUST_HTTP_HEADER_TIMEOUT_SECS",
+        "http.header_timeout_secs",
+        Some("10"),
+        "Seconds a connection to the webhook endpoints may take to send a request's headers before it is closed."
+    ),
+    setting!(
         "PORT",
         "http.port",
         None,
@@ -157,7 +169,12 @@ pub const SETTINGS: &[Setting] = &[
         Some("https://www.googleapis.com/oauth2/v3/certs"),
         "Where the OIDC signing keys of `/sync/*` tokens are published (Google's by default)."
     ),
-    setting!("AUGUST_SLOT", "replication.slot", Some("august"), "Replication slot August streams from."),
+    setting!(
+        "AUGUST_SLOT",
+        "replication.slot",
+        None,
+        "Replication slot August streams from (slots are per cluster, and each belongs to one database). Unset: `august` if this database already has that slot, else `august_<database>` (sanitised, at most 63 characters)."
+    ),
     setting!(
         "AUGUST_CODA_MAPPING",
         "coda.mapping",
@@ -204,8 +221,8 @@ pub const SETTINGS: &[Setting] = &[
     setting!(
         "AUGUST_METRICS_ADDR",
         "http.metrics_addr",
-        None,
-        "Address `august replicate` serves `GET /metrics` on (none when unset; `serve` and `ingest` serve it on the webhook port)."
+        Some("127.0.0.1:9464"),
+        "Address `serve`, `ingest` and `replicate` serve Prometheus `GET /metrics` on (never on the webhook port)."
     ),
     setting!(
         "AUGUST_HEARTBEAT_SECS",

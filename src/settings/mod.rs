@@ -169,12 +169,24 @@ impl Sources {
         Ok((settings, config))
     }
 
-    /// The replication consumer's settings.
-    pub fn cdc(&self) -> Result<august_cdc::CdcConfig, SettingError> {
-        let (slot, origin) = self.get("AUGUST_SLOT").expect("AUGUST_SLOT has a default");
-        if slot.is_empty() || !slot.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-            return Err(SettingError::new(origin.name(), "must be lower-case letters, digits and underscores"));
+    /// The replication slot `AUGUST_SLOT` names, checked against the slot-name rules; `None`
+    /// when unset (the pipeline then picks the database's default, see
+    /// [`august_cdc::slot::choose_slot`]).
+    pub fn slot(&self) -> Result<Option<String>, SettingError> {
+        let Some((slot, origin)) = self.get("AUGUST_SLOT") else { return Ok(None) };
+        if !august_cdc::slot::is_valid_slot_name(&slot) {
+            return Err(SettingError::new(
+                origin.name(),
+                "must be lower-case letters, digits and underscores, at most 63 of them",
+            ));
         }
+        Ok(Some(slot))
+    }
+
+    /// The replication consumer's settings; its slot is [`Sources::slot`] when set (the
+    /// pipeline resolves the default against the database).
+    pub fn cdc(&self) -> Result<august_cdc::CdcConfig, SettingError> {
+        let slot = self.slot()?.unwrap_or_default();
         let heartbeat: u64 = self
             .parse("AUGUST_HEARTBEAT_SECS", "a whole number of seconds")?
             .filter(|s| *s > 0)
@@ -255,9 +267,23 @@ impl Sources {
         Ok((addr, secret("DRCHRONO_WEBHOOK_SECRET")?, secret("DEEPCURA_SHARED_SECRET")?))
     }
 
-    /// Where `august replicate` serves its metrics, if anywhere.
-    pub fn metrics_addr(&self) -> Result<Option<std::net::SocketAddr>, SettingError> {
-        self.parse("AUGUST_METRICS_ADDR", "host:port, e.g. 0.0.0.0:9090")
+    /// Where the long-running commands serve `GET /metrics`.
+    pub fn metrics_addr(&self) -> Result<std::net::SocketAddr, SettingError> {
+        self.parse("AUGUST_METRICS_ADDR", "host:port, e.g. 127.0.0.1:9464")?
+            .ok_or_else(|| SettingError::new("AUGUST_METRICS_ADDR", "is not set"))
+    }
+
+    /// The webhook server's limits: requests in flight and the header-read timeout.
+    pub fn http_limits(&self) -> Result<august_ingest::server::HttpLimits, SettingError> {
+        let max_in_flight = self
+            .parse("AUGUST_HTTP_MAX_IN_FLIGHT", "a whole number from 1 to 100000")?
+            .filter(|n| (1..=100_000).contains(n))
+            .ok_or_else(|| SettingError::new("AUGUST_HTTP_MAX_IN_FLIGHT", "must be a whole number from 1 to 100000"))?;
+        let header_secs: u64 = self
+            .parse("AUGUST_HTTP_HEADER_TIMEOUT_SECS", "a whole number of seconds")?
+            .filter(|s| (1..=3600).contains(s))
+            .ok_or_else(|| SettingError::new("AUGUST_HTTP_HEADER_TIMEOUT_SECS", "must be from 1 to 3600"))?;
+        Ok(august_ingest::server::HttpLimits { max_in_flight, header_read_timeout: Duration::from_secs(header_secs) })
     }
 
     /// The log filter and whether to log JSON.

@@ -35,8 +35,7 @@ pub mod verify;
 
 use std::collections::HashMap;
 
-use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use hmac::{Hmac, KeyInit, Mac};
@@ -49,7 +48,7 @@ pub use client::{DrChronoClient, DrChronoSettings};
 pub use error::DrChronoError;
 
 use crate::fields::{column_text, Kind};
-use crate::{constant_time_eq, require_json, IngestError, IngestState};
+use crate::{IngestError, IngestState};
 use objects::INSURANCE;
 pub(crate) use objects::{ObjectSpec, ALLERGIES, APPOINTMENTS, LINE_ITEMS, MEDICATIONS, PATIENTS, PROBLEMS, PROVIDERS};
 
@@ -128,17 +127,8 @@ fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, Ing
 }
 
 /// `POST /webhooks/drchrono`
-pub async fn receive(
-    State(state): State<IngestState>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Json<Value>, IngestError> {
-    let signature = headers.get("x-drchrono-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !constant_time_eq(signature.as_bytes(), state.drchrono_secret.expose().as_bytes()) {
-        return Err(IngestError::Unauthorized);
-    }
-    require_json(&headers)?;
-    let body = body.map_err(crate::body_rejection)?;
+pub async fn receive(State(state): State<IngestState>, request: Request) -> Result<Json<Value>, IngestError> {
+    let (headers, body) = crate::authenticated_body(request, "x-drchrono-signature", &state.drchrono_secret).await?;
     let event = header(&headers, "x-drchrono-event")?.to_string();
     let label = event_label(&event);
     let result = handle(&state, &headers, &event, &body).await;
@@ -174,19 +164,28 @@ async fn store(
 ) -> Result<Json<Value>, IngestError> {
     let upserts = upserts_for(rows);
     // One pipeline, executed in this order: name the actor, claim the delivery, upsert.
+    // The stale check rides in the same pipeline; when it finds the delivery older than the
+    // stored object, the transaction (writes and audit rows) is rolled back and the delivery
+    // recorded on its own as stale.
     let tx = client.transaction().await.map_err(|e| DbError::new("begin", e))?;
     let actor = crate::journal::set_actor_text(&tx, Actor::DrChronoWebhook);
     let claim = crate::journal::claim_text(&tx, SOURCE, delivery);
+    let stale = crate::stale::is_stale(&tx, rows.first());
     let writes = write_rows(&tx, &upserts, rows);
-    let (_, claimed, outcomes) = tokio::try_join!(biased; actor, claim, writes)?;
+    let (_, claimed, stale, outcomes) = tokio::try_join!(biased; actor, claim, stale, writes)?;
+    let received = i32::try_from(rows.len().max(1)).unwrap_or(i32::MAX);
     if !claimed {
         tx.rollback().await.map_err(|e| DbError::new("rollback", e))?;
         crate::journal::log(&*client, SOURCE, event, Some(delivery), "duplicate", 1, 0).await?;
         return Ok(Json(json!({"status": "duplicate"})));
     }
+    if stale {
+        tx.rollback().await.map_err(|e| DbError::new("rollback", e))?;
+        crate::journal::claim_as_stale(client, SOURCE, event, delivery, received).await?;
+        return Ok(Json(json!({"status": "stale", "written": 0})));
+    }
     let written = outcomes.iter().filter(|o| **o != UpsertOutcome::Unchanged).count() as i32;
     let status = if rows.is_empty() { "ignored" } else { "succeeded" };
-    let received = i32::try_from(rows.len().max(1)).unwrap_or(i32::MAX);
     crate::journal::log_in(&tx, SOURCE, event, delivery, status, received, written).await?;
     tx.commit().await.map_err(|e| DbError::new("commit", e))?;
     Ok(Json(json!({"status": status, "written": written})))
@@ -343,8 +342,21 @@ fn insurance_rows(patient: &Value) -> Result<Vec<RowWrite>, IngestError> {
 }
 
 /// A clinical note (REST shape `{appointment, patient, archived, clinical_note_sections,
-/// signee}`), keyed by its appointment; LOCK sets `locked`, UNLOCK clears it.
+/// signee}`), keyed by its appointment; LOCK sets `locked`, UNLOCK clears it. When the object
+/// carries `updated_at` it is stored and guarded (an older lock or unlock writes nothing); an
+/// object without it leaves the stored time alone and is not guarded (the public schema's
+/// ClinicalNote has no such field, and deliveries carry no timestamp of their own).
 fn clinical_note_row(note: &Value, locked: bool) -> Result<RowWrite, IngestError> {
+    let mut row = clinical_note_fields(note, locked)?;
+    if let Some(updated) = column_text(note.get("updated_at"), Kind::Timestamp, "object.updated_at")? {
+        row.columns.push("drchrono_updated_at::timestamp".into());
+        row.values.push(Some(updated));
+        row.stale_guard = Some("drchrono_updated_at");
+    }
+    Ok(row)
+}
+
+fn clinical_note_fields(note: &Value, locked: bool) -> Result<RowWrite, IngestError> {
     let appointment = column_text(note.get("appointment"), Kind::Text, "object.appointment")?
         .ok_or_else(|| IngestError::missing("object.appointment"))?;
     let signee = note.get("signee");
