@@ -3,8 +3,9 @@
 //! docs, emitting only what changed.
 //!
 //! * **Input** ([`input`]): change events become upserts of each published table, keyed by
-//!   its natural key and timestamped by commit LSN (the snapshot enters at time 0 and the copy's
-//!   end moves the frontier to the snapshot LSN). Rows are projected onto fixed column lists
+//!   its natural key; dataflow time is a sequence mapped back to commit LSNs, so a big
+//!   transaction can enter in chunks at successive times (the snapshot enters at time 0 and
+//!   the copy's end moves the frontier to the snapshot LSN). Rows are projected onto fixed column lists
 //!   ([`tables`]); soft-deleted rows become deletes.
 //! * **Views** ([`views`]), one file each, each keyed by one column: `deepcura_links`,
 //!   `clinical_notes`, `scheduling_ops`, `patient_intake`, `prior_auths`,
@@ -25,6 +26,7 @@ pub mod reference;
 pub mod tables;
 pub mod views;
 
-pub use engine::{feed, forward, spawn, Dataflow, DataflowConfig, DataflowError};
+pub use engine::{feed, forward, spawn, Dataflow, DataflowConfig, DataflowError, DEFAULT_TRANSACTION_CHUNK_ROWS};
+pub use input::DriverStats;
 pub use output::{Output, ViewUpdate};
 pub use views::{ViewRow, ViewSpec};

@@ -300,7 +300,7 @@ pub fn random_write(rng: &mut Rng) -> (&'static str, Row) {
 /// The dataflow, fed events and read back into a view state.
 pub struct Pipeline {
     events: tokio::sync::mpsc::Sender<Event>,
-    output: tokio::sync::mpsc::UnboundedReceiver<Output>,
+    output: tokio::sync::mpsc::Receiver<Output>,
     pub views: Views,
     pub frontier: Lsn,
     pub log: Vec<Output>,
@@ -309,12 +309,12 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn start(workers: usize) -> Self {
-        Self::start_with(DataflowConfig { workers, cluster: None })
+        Self::start_with(DataflowConfig { workers, ..DataflowConfig::default() })
     }
 
     pub fn start_with(config: DataflowConfig) -> Self {
         let (events, rx) = tokio::sync::mpsc::channel(1024);
-        let (tx, output) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, output) = tokio::sync::mpsc::channel(1 << 16);
         let dataflow = august_dataflow::spawn(&config, rx, tx).unwrap();
         Self { events, output, views: Views::new(), frontier: Lsn::ZERO, log: Vec::new(), dataflow: Some(dataflow) }
     }
@@ -349,6 +349,10 @@ impl Pipeline {
 
     pub fn stop(mut self) {
         drop(self.events);
+        // The output is bounded: keep reading it while the dataflow emits what it holds.
+        let mut output = self.output;
+        let drained = std::thread::spawn(move || while output.blocking_recv().is_some() {});
         self.dataflow.take().unwrap().join().unwrap();
+        drained.join().unwrap();
     }
 }

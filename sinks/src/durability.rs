@@ -5,12 +5,14 @@ use august_cdc::Lsn;
 use august_dataflow::Output;
 use tokio::sync::{mpsc, watch};
 
-/// Copies every output to each of `sinks` until the output ends or every sink has gone.
-pub async fn fan_out(mut output: mpsc::UnboundedReceiver<Output>, sinks: Vec<mpsc::UnboundedSender<Output>>) {
+/// Copies every output to each of `sinks` until the output ends or every sink has gone. The
+/// channels are bounded: a sink that is slow to take its copy holds up every sink and, through
+/// `output`, the dataflow (a sink that has gone is skipped).
+pub async fn fan_out(mut output: mpsc::Receiver<Output>, sinks: Vec<mpsc::Sender<Output>>) {
     while let Some(item) = output.recv().await {
         let mut delivered = false;
         for sink in &sinks {
-            delivered |= sink.send(item.clone()).is_ok();
+            delivered |= sink.send(item.clone()).await.is_ok();
         }
         if !delivered {
             return;
