@@ -11,8 +11,9 @@
 //!   `clinical_notes`, `scheduling_ops`, `patient_intake`, `prior_auths`,
 //!   `post_appointment_tasks`, `deepcura_review`, and every published table by its own name.
 //!   `august views [--json]` lists them with their columns.
-//! * **Output** ([`output`]): per closed LSN, consolidated updates (key → row, or delete), then
-//!   the frontier, which the sinks turn into durable LSNs for `cdc`.
+//! * **Output** ([`output`]): per closed time, consolidated updates (key → row, or delete)
+//!   carrying their commit LSN, then the frontier as an LSN, which the sinks turn into durable
+//!   LSNs for `cdc`. The output channel is bounded: a slow sink stops the dataflow.
 //! * **Scale** ([`engine`]): N worker threads with keyed exchange, or several processes.
 //! * **Reference** ([`reference`]): the same views from scratch, for checking.
 #![forbid(missing_docs)]

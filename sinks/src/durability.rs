@@ -89,6 +89,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_sink_that_does_not_read_holds_up_the_output_and_then_gets_everything_in_order() {
+        let (tx, rx) = mpsc::channel(2);
+        let (fast_tx, mut fast) = mpsc::channel(2);
+        let (slow_tx, mut slow) = mpsc::channel(2);
+        tokio::spawn(fan_out(rx, vec![fast_tx, slow_tx]));
+        let fast_got = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(Output::Frontier(lsn)) = fast.recv().await {
+                got.push(lsn.0);
+            }
+            got
+        });
+        let mut sent = 0;
+        while sent < 100 {
+            let send = tx.send(Output::Frontier(Lsn(sent)));
+            if tokio::time::timeout(std::time::Duration::from_millis(200), send).await.is_err() {
+                break; // the output is full
+            }
+            sent += 1;
+        }
+        // The slow sink's buffer, the one fan_out holds, and the output's buffer: no more.
+        assert!(sent <= 2 + 1 + 2, "{sent} outputs went in while a sink read nothing");
+        let slow_got = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(Output::Frontier(lsn)) = slow.recv().await {
+                got.push(lsn.0);
+            }
+            got
+        });
+        for lsn in sent..20 {
+            tx.send(Output::Frontier(Lsn(lsn))).await.unwrap();
+        }
+        drop(tx);
+        let all: Vec<u64> = (0..20).collect();
+        assert_eq!(slow_got.await.unwrap(), all, "the slow sink gets everything, in order, once");
+        assert_eq!(fast_got.await.unwrap(), all);
+    }
+
+    #[tokio::test]
     async fn a_finished_sink_keeps_its_last_value_and_the_watch_closes_after_the_last() {
         let (a, a_rx) = watch::channel(Lsn(10));
         let (b, b_rx) = watch::channel(Lsn(5));
