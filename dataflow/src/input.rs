@@ -4,13 +4,17 @@
 //! inputs on it records in the [`Clock`] the LSN (and commit time) that time's updates carry
 //! and the LSN frontier it stands for, and the output maps times back through it.
 //!
-//! Snapshot rows enter at time 0; the copy's end moves the LSN frontier to the snapshot LSN.
+//! Snapshot rows enter at time 0 (and the times after, see below); the copy's end moves the LSN
+//! frontier to the snapshot LSN.
 //! A transaction gets a fresh time at its `Begin` (the frontier moves to its commit LSN: every
 //! earlier transaction is whole). Its changes are collapsed per key (the last change wins) and
 //! enter at that time when it commits; the next time then stands for the frontier past its
 //! commit. `Progress` moves the frontier on. Changes to tables the dataflow does not know are
 //! ignored. A truncate deletes every key the table holds, so the driver keeps each table's set
 //! of live keys (keys only, not rows).
+//!
+//! The initial copy is sent in chunks of `chunk_rows` rows too, at successive times that all
+//! carry LSN 0, so the output holds at most a chunk of it at once.
 //!
 //! **Big transactions.** When a transaction has more than `chunk_rows` keys pending, they are
 //! sent at once and the transaction moves to the next time, whose mark carries the same commit
@@ -38,7 +42,7 @@ use crate::tables::{table_index, TABLES};
 pub struct DriverStats {
     /// The most changed rows a transaction held at once (at most the chunk size).
     pub most_pending: AtomicU64,
-    /// Chunks sent before their transaction committed.
+    /// Chunks sent before their transaction committed (or the initial copy ended).
     pub chunks: AtomicU64,
 }
 
@@ -58,6 +62,8 @@ pub struct Driver {
     /// The LSN frontier the current time stands for.
     frontier: Lsn,
     open: Option<Open>,
+    /// Rows of the initial copy sent at the current time.
+    copied: usize,
     chunk_rows: usize,
     clock: Clock,
     stats: Arc<DriverStats>,
@@ -75,6 +81,7 @@ impl Driver {
             time: 0,
             frontier: Lsn::ZERO,
             open: None,
+            copied: 0,
             chunk_rows: chunk_rows.max(1),
             clock,
             stats,
@@ -89,7 +96,14 @@ impl Driver {
                     if value.is_some() {
                         self.keys[t].insert(key.clone());
                         self.inputs[t].send((key, value, self.time));
+                        self.copied += 1;
                     }
+                }
+                if self.copied >= self.chunk_rows {
+                    // The copy goes on in chunks too, all at LSN 0 with the frontier still at 0.
+                    self.copied = 0;
+                    self.stats.chunks.fetch_add(1, Ordering::Relaxed);
+                    self.tick(Mark { lsn: Lsn::ZERO, commit_time: None, frontier: self.frontier });
                 }
             }
             Event::SnapshotEnd { lsn } | Event::Progress(lsn) => {

@@ -122,5 +122,7 @@ async fn a_restart_in_the_middle_of_a_big_transaction_replays_it_whole() {
     events.extend(big);
     second.apply(events, commit).await;
     assert_eq!(second.views, reference::compute(&db.live()));
+    let copy_pieces = second.outputs.iter().filter(|o| matches!(o, Output::Updates { lsn, .. } if *lsn == Lsn::ZERO));
+    assert!(copy_pieces.count() > 1, "the copy went out in chunks too");
     second.stop();
 }
