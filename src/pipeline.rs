@@ -12,6 +12,11 @@
 //!
 //! Whatever was not durable is read again at the next start, whose copy and ledger make the
 //! rows Coda already holds cost nothing.
+//!
+//! Memory is bounded end to end: every channel is bounded (events, the dataflow's output, each
+//! sink's copy), so a slow sink stops the dataflow, which stops reading the stream, and the
+//! slot's lag grows instead of memory; a big transaction goes through the dataflow in chunks
+//! of `AUGUST_TRANSACTION_CHUNK_ROWS` (see `august_dataflow::input`).
 
 use std::sync::Arc;
 
@@ -59,6 +64,14 @@ pub struct PipelineStats {
 
 type SinkTask = JoinHandle<Result<(), SinkError>>;
 
+/// Outputs in flight on each channel between the dataflow and a sink. Each is at most one
+/// chunk of a transaction (or one small transaction), and the sinks collapse what they take
+/// per key, so a short buffer costs no throughput while it bounds memory to a few chunks.
+pub const OUTPUT_BUFFER: usize = 16;
+
+/// Events in flight between the stream and the dataflow.
+const EVENT_BUFFER: usize = 4096;
+
 /// A started pipeline; [`Pipeline::run_until`] runs it to a clean stop.
 pub struct Pipeline {
     /// Its counters.
@@ -76,6 +89,8 @@ impl Pipeline {
     /// Checks the settings (and the mapping against Coda), then starts every stage.
     pub async fn start(sources: &Sources, dataflow_config: DataflowConfig, resnapshot: bool) -> anyhow::Result<Self> {
         let (_, pg) = sources.database().map_err(ConfigError)?;
+        let transaction_chunk_rows = sources.transaction_chunk_rows().map_err(ConfigError)?;
+        let dataflow_config = DataflowConfig { transaction_chunk_rows, ..dataflow_config };
         let mut cdc = august_cdc::CdcConfig { resnapshot, ..sources.cdc().map_err(ConfigError)? };
         cdc.slot = choose_slot(&pg, sources.slot().map_err(ConfigError)?.as_deref()).await?;
         let coda = match sources.coda().map_err(ConfigError)? {
@@ -112,7 +127,7 @@ impl Pipeline {
         let (mut sink_outputs, mut coda_task, mut coda_stats) = (Vec::new(), None, None);
         if let Some((mapping, client, writer)) = coda {
             let (coda_durable, coda_watch) = watch::channel(Lsn::ZERO);
-            let (coda_tx, coda_output) = mpsc::unbounded_channel();
+            let (coda_tx, coda_output) = mpsc::channel(OUTPUT_BUFFER);
             let stats = Arc::new(WriterStats::default());
             durables.push(coda_watch);
             sink_outputs.push(coda_tx);
@@ -129,12 +144,12 @@ impl Pipeline {
         }
         let durable = min_durable(durables);
         let stream = august_cdc::start(pg.clone(), cdc, durable.clone());
-        let (events, events_rx) = mpsc::channel(4096);
-        let (output_tx, output) = mpsc::unbounded_channel();
+        let (events, events_rx) = mpsc::channel(EVENT_BUFFER);
+        let (output_tx, output) = mpsc::channel(OUTPUT_BUFFER);
         let dataflow =
             tokio::task::spawn_blocking(move || august_dataflow::spawn(&dataflow_config, events_rx, output_tx))
                 .await??;
-        let (link_tx, link_output) = mpsc::unbounded_channel();
+        let (link_tx, link_output) = mpsc::channel(OUTPUT_BUFFER);
         sink_outputs.push(link_tx);
         tokio::spawn(fan_out(output, sink_outputs));
         let links = watched(tokio::spawn(write_links(pg, link_output, link_durable, Arc::new(LinkStats::default()))));

@@ -17,7 +17,7 @@ use timely::communication::WorkerGuards;
 use tokio::sync::mpsc::error::TryRecvError;
 
 use crate::graph::{self, TableInput};
-use crate::input::Driver;
+use crate::input::{Driver, DriverStats};
 use crate::output;
 use crate::tables::TABLES;
 
@@ -28,11 +28,18 @@ pub struct DataflowConfig {
     pub workers: usize,
     /// This process's index and every process's `host:port`, for multi-process runs.
     pub cluster: Option<(usize, Vec<String>)>,
+    /// The most changed rows of one transaction held before they are sent on as a chunk
+    /// (see [`crate::input`]).
+    pub transaction_chunk_rows: usize,
 }
+
+/// The default chunk: 50,000 rows is a few tens of MB held, and few enough chunks that a
+/// big transaction costs little more than in one piece.
+pub const DEFAULT_TRANSACTION_CHUNK_ROWS: usize = 50_000;
 
 impl Default for DataflowConfig {
     fn default() -> Self {
-        Self { workers: 1, cluster: None }
+        Self { workers: 1, cluster: None, transaction_chunk_rows: DEFAULT_TRANSACTION_CHUNK_ROWS }
     }
 }
 
@@ -50,6 +57,7 @@ pub enum DataflowError {
 /// A running dataflow.
 pub struct Dataflow {
     guards: WorkerGuards<()>,
+    stats: Arc<DriverStats>,
 }
 
 impl std::fmt::Debug for Dataflow {
@@ -59,6 +67,11 @@ impl std::fmt::Debug for Dataflow {
 }
 
 impl Dataflow {
+    /// What the input driver counts (on the process that reads the stream).
+    pub fn stats(&self) -> &Arc<DriverStats> {
+        &self.stats
+    }
+
     /// Waits for every worker to finish (after the event channel closes).
     pub fn join(self) -> Result<(), DataflowError> {
         for result in self.guards.join() {
@@ -69,7 +82,7 @@ impl Dataflow {
 }
 
 /// Starts the workers. `events` feeds worker 0 (close it to stop the dataflow); `out` receives
-/// the output.
+/// the output, and a full `out` blocks the workers (backpressure): keep reading it.
 pub fn spawn(
     config: &DataflowConfig,
     events: tokio::sync::mpsc::Receiver<Event>,
@@ -91,15 +104,20 @@ pub fn spawn(
     let timely_config = timely::Config { communication, worker: timely::WorkerConfig::default() };
     let events = Arc::new(Mutex::new(Some(events)));
     let out = Arc::new(Mutex::new(Some(out)));
+    let stats = Arc::new(DriverStats::default());
+    let (driver_stats, chunk_rows) = (stats.clone(), config.transaction_chunk_rows);
     let guards = timely::execute(timely_config, move |worker| {
         let lead = worker.index() == 0;
         let events = if lead { events.lock().ok().and_then(|mut e| e.take()) } else { None };
         let out = if lead { out.lock().ok().and_then(|mut o| o.take()) } else { None };
         let mut inputs: Vec<TableInput> = TABLES.iter().map(|_| TableInput::new()).collect();
-        let commit_times = output::CommitTimes::default();
-        let probe = worker.dataflow::<u64, _, _>(|scope| graph::build(scope, &mut inputs, out, commit_times.clone()));
+        let clock = output::clock();
+        let probe = worker.dataflow::<u64, _, _>(|scope| graph::build(scope, &mut inputs, out, clock.clone()));
         match events {
-            Some(events) => lead_worker(worker, Driver::new(inputs, commit_times), events, &probe),
+            Some(events) => {
+                let driver = Driver::new(inputs, clock, chunk_rows, driver_stats.clone());
+                lead_worker(worker, driver, events, &probe)
+            }
             None => {
                 drop(inputs);
                 while worker.step_or_park(None) {}
@@ -107,7 +125,7 @@ pub fn spawn(
         }
     })
     .map_err(DataflowError::Start)?;
-    Ok(Dataflow { guards })
+    Ok(Dataflow { guards, stats })
 }
 
 fn lead_worker(

@@ -53,13 +53,13 @@ impl<'s> Base<'s> {
 }
 
 /// Builds the graph in `scope` from the table inputs; the view output goes to `out` (on the
-/// worker that has it), with the commit times the input driver records in `commit_times`.
+/// worker that has it), mapping times to LSNs by the marks the input driver records in `clock`.
 /// Returns a probe on the output.
 pub fn build<'s>(
     scope: timely::dataflow::Scope<'s, u64>,
     inputs: &mut [TableInput],
     out: Option<output::Sender>,
-    commit_times: output::CommitTimes,
+    clock: output::Clock,
 ) -> ProbeHandle<u64> {
     let tables = TABLES
         .iter()
@@ -93,7 +93,7 @@ pub fn build<'s>(
         .map(|(index, view)| view.map(move |(key, row)| (index as u16, key, row)))
         .reduce(|a, b| a.concat(b))
         .expect("there are views");
-    output::sink(tagged, out, commit_times)
+    output::sink(tagged, out, clock)
 }
 
 /// What the graph emits.

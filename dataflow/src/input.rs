@@ -1,18 +1,57 @@
 //! From change events to upserts: the driver that feeds the graph's table inputs.
 //!
-//! Snapshot rows enter at time 0; the copy's end moves every input to the snapshot LSN. A
-//! transaction's changes are collapsed per key (the last change wins) and enter at its commit
-//! LSN when it commits, which closes that LSN. `Progress` moves the inputs on. Changes to
-//! tables the dataflow does not know are ignored. A truncate deletes every key the table holds,
-//! so the driver keeps each table's set of live keys (keys only, not rows).
+//! Dataflow time is a sequence this driver allocates, not the LSN: each time it moves the
+//! inputs on it records in the [`Clock`] the LSN (and commit time) that time's updates carry
+//! and the LSN frontier it stands for, and the output maps times back through it.
+//!
+//! Snapshot rows enter at time 0 (and the times after, see below); the copy's end moves the LSN
+//! frontier to the snapshot LSN.
+//! A transaction gets a fresh time at its `Begin` (the frontier moves to its commit LSN: every
+//! earlier transaction is whole). Its changes are collapsed per key (the last change wins) and
+//! enter at that time when it commits; the next time then stands for the frontier past its
+//! commit. `Progress` moves the frontier on. Changes to tables the dataflow does not know are
+//! ignored. A truncate deletes every key the table holds, so the driver keeps each table's set
+//! of live keys (keys only, not rows).
+//!
+//! The initial copy is sent in chunks of `chunk_rows` rows too, at successive times that all
+//! carry LSN 0, so the output holds at most a chunk of it at once.
+//!
+//! **Big transactions.** When a transaction has more than `chunk_rows` keys pending, they are
+//! sent at once and the transaction moves to the next time, whose mark carries the same commit
+//! LSN and the same (unchanged) LSN frontier; so at most `chunk_rows` rows are held here and
+//! the graph and the output work through the transaction chunk by chunk. A key that changes
+//! again in a later chunk does so at a later time, so the last change still wins (sending a
+//! key twice at one time would not do: upserts at one time are ordered by value, not
+//! arrival). Nothing of the transaction is durable before its last chunk is out: the LSN
+//! frontier moves past its commit only after the commit. A restart mid-transaction reads the
+//! whole transaction again, as it would any transaction not confirmed.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use august_cdc::{ChangeKind, Event, Relation, Row, Value};
+use august_cdc::{ChangeKind, Event, Lsn, Relation, Row, Value};
+use chrono::{DateTime, Utc};
 
 use crate::graph::TableInput;
-use crate::output::CommitTimes;
+use crate::output::{Clock, Mark};
 use crate::tables::{table_index, TABLES};
+
+/// What the driver counts, for tests and status lines.
+#[derive(Debug, Default)]
+pub struct DriverStats {
+    /// The most changed rows a transaction held at once (at most the chunk size).
+    pub most_pending: AtomicU64,
+    /// Chunks sent before their transaction committed (or the initial copy ended).
+    pub chunks: AtomicU64,
+}
+
+/// The open transaction: its commit LSN and time.
+#[derive(Debug, Clone, Copy)]
+struct Open {
+    lsn: Lsn,
+    commit_time: DateTime<Utc>,
+}
 
 /// Feeds one worker's table inputs.
 pub struct Driver {
@@ -20,14 +59,33 @@ pub struct Driver {
     keys: Vec<HashSet<Vec<Value>>>,
     pending: HashMap<(usize, Vec<Value>), Option<Row>>,
     time: u64,
-    commit_times: CommitTimes,
+    /// The LSN frontier the current time stands for.
+    frontier: Lsn,
+    open: Option<Open>,
+    /// Rows of the initial copy sent at the current time.
+    copied: usize,
+    chunk_rows: usize,
+    clock: Clock,
+    stats: Arc<DriverStats>,
 }
 
 impl Driver {
-    /// A driver over the table inputs, in the order of [`TABLES`]; it records each commit's
-    /// time in `commit_times` for the output.
-    pub fn new(inputs: Vec<TableInput>, commit_times: CommitTimes) -> Self {
-        Self { keys: vec![HashSet::new(); inputs.len()], inputs, pending: HashMap::new(), time: 0, commit_times }
+    /// A driver over the table inputs, in the order of [`TABLES`]; it records what each time
+    /// stands for in `clock` (which must hold time 0, see [`crate::output::clock`]) and sends
+    /// a transaction in chunks of `chunk_rows` keys.
+    pub fn new(inputs: Vec<TableInput>, clock: Clock, chunk_rows: usize, stats: Arc<DriverStats>) -> Self {
+        Self {
+            keys: vec![HashSet::new(); inputs.len()],
+            inputs,
+            pending: HashMap::new(),
+            time: 0,
+            frontier: Lsn::ZERO,
+            open: None,
+            copied: 0,
+            chunk_rows: chunk_rows.max(1),
+            clock,
+            stats,
+        }
     }
 
     /// Applies one event.
@@ -38,11 +96,26 @@ impl Driver {
                     if value.is_some() {
                         self.keys[t].insert(key.clone());
                         self.inputs[t].send((key, value, self.time));
+                        self.copied += 1;
                     }
                 }
+                if self.copied >= self.chunk_rows {
+                    // The copy goes on in chunks too, all at LSN 0 with the frontier still at 0.
+                    self.copied = 0;
+                    self.stats.chunks.fetch_add(1, Ordering::Relaxed);
+                    self.tick(Mark { lsn: Lsn::ZERO, commit_time: None, frontier: self.frontier });
+                }
             }
-            Event::SnapshotEnd { lsn } | Event::Progress(lsn) | Event::Begin { commit_lsn: lsn, .. } => {
-                self.advance(lsn.0)
+            Event::SnapshotEnd { lsn } | Event::Progress(lsn) => {
+                if lsn > self.frontier {
+                    self.tick(Mark { lsn, commit_time: None, frontier: lsn });
+                }
+            }
+            Event::Begin { commit_lsn, commit_time, .. } => {
+                let frontier = self.frontier.max(commit_lsn);
+                let open = Open { lsn: commit_lsn.max(self.frontier), commit_time };
+                self.open = Some(open);
+                self.tick(Mark { lsn: open.lsn, commit_time: Some(commit_time), frontier });
             }
             Event::Change(change) => {
                 let Some(t) = table_index(&change.relation.name) else { return };
@@ -63,6 +136,7 @@ impl Driver {
                         self.pending.insert((t, key), None);
                     }
                 }
+                self.held();
             }
             Event::Truncate(relations) => {
                 for relation in relations {
@@ -73,19 +147,46 @@ impl Driver {
                         self.pending.insert((t, key), None);
                     }
                 }
+                self.held();
             }
             Event::Commit { commit_lsn, commit_time, .. } => {
-                let time = commit_lsn.0.max(self.time);
-                self.commit_times.borrow_mut().entry(time).or_insert(commit_time);
-                for ((t, key), value) in self.pending.drain() {
-                    match &value {
-                        Some(_) => self.keys[t].insert(key.clone()),
-                        None => self.keys[t].remove(&key),
-                    };
-                    self.inputs[t].send((key, value, time));
+                if self.open.is_none() {
+                    // A commit without its begin (not from cdc): give it a time of its own.
+                    let lsn = commit_lsn.max(self.frontier);
+                    self.tick(Mark { lsn, commit_time: Some(commit_time), frontier: self.frontier.max(commit_lsn) });
                 }
-                self.advance(commit_lsn.0 + 1);
+                self.open = None;
+                self.send_pending();
+                let past = Lsn(commit_lsn.0 + 1).max(self.frontier);
+                self.tick(Mark { lsn: past, commit_time: None, frontier: past });
             }
+        }
+    }
+
+    /// After a change: counts what is held, and sends a full chunk on at its own time.
+    fn held(&mut self) {
+        let held = self.pending.len() as u64;
+        if held > self.stats.most_pending.load(Ordering::Relaxed) {
+            self.stats.most_pending.store(held, Ordering::Relaxed);
+        }
+        if self.pending.len() < self.chunk_rows {
+            return;
+        }
+        let Some(open) = self.open else { return };
+        self.send_pending();
+        self.stats.chunks.fetch_add(1, Ordering::Relaxed);
+        let frontier = self.frontier;
+        self.tick(Mark { lsn: open.lsn, commit_time: Some(open.commit_time), frontier });
+    }
+
+    /// Sends every pending change at the current time.
+    fn send_pending(&mut self) {
+        for ((t, key), value) in self.pending.drain() {
+            match &value {
+                Some(_) => self.keys[t].insert(key.clone()),
+                None => self.keys[t].remove(&key),
+            };
+            self.inputs[t].send((key, value, self.time));
         }
     }
 
@@ -95,13 +196,14 @@ impl Driver {
         }
     }
 
-    fn advance(&mut self, time: u64) {
-        if time > self.time {
-            self.time = time;
-            for input in &mut self.inputs {
-                input.advance_to(time);
-                input.flush();
-            }
+    /// Moves the inputs to a new time, which stands for `mark`.
+    fn tick(&mut self, mark: Mark) {
+        self.time += 1;
+        self.frontier = mark.frontier;
+        self.clock.borrow_mut().insert(self.time, mark);
+        for input in &mut self.inputs {
+            input.advance_to(self.time);
+            input.flush();
         }
     }
 

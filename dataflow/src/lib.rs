@@ -3,15 +3,17 @@
 //! docs, emitting only what changed.
 //!
 //! * **Input** ([`input`]): change events become upserts of each published table, keyed by
-//!   its natural key and timestamped by commit LSN (the snapshot enters at time 0 and the copy's
-//!   end moves the frontier to the snapshot LSN). Rows are projected onto fixed column lists
+//!   its natural key; dataflow time is a sequence mapped back to commit LSNs, so a big
+//!   transaction can enter in chunks at successive times (the snapshot enters at time 0 and
+//!   the copy's end moves the frontier to the snapshot LSN). Rows are projected onto fixed column lists
 //!   ([`tables`]); soft-deleted rows become deletes.
 //! * **Views** ([`views`]), one file each, each keyed by one column: `deepcura_links`,
 //!   `clinical_notes`, `scheduling_ops`, `patient_intake`, `prior_auths`,
 //!   `post_appointment_tasks`, `deepcura_review`, and every published table by its own name.
 //!   `august views [--json]` lists them with their columns.
-//! * **Output** ([`output`]): per closed LSN, consolidated updates (key → row, or delete), then
-//!   the frontier, which the sinks turn into durable LSNs for `cdc`.
+//! * **Output** ([`output`]): per closed time, consolidated updates (key → row, or delete)
+//!   carrying their commit LSN, then the frontier as an LSN, which the sinks turn into durable
+//!   LSNs for `cdc`. The output channel is bounded: a slow sink stops the dataflow.
 //! * **Scale** ([`engine`]): N worker threads with keyed exchange, or several processes.
 //! * **Reference** ([`reference`]): the same views from scratch, for checking.
 #![forbid(missing_docs)]
@@ -25,6 +27,7 @@ pub mod reference;
 pub mod tables;
 pub mod views;
 
-pub use engine::{feed, forward, spawn, Dataflow, DataflowConfig, DataflowError};
+pub use engine::{feed, forward, spawn, Dataflow, DataflowConfig, DataflowError, DEFAULT_TRANSACTION_CHUNK_ROWS};
+pub use input::DriverStats;
 pub use output::{Output, ViewUpdate};
 pub use views::{ViewRow, ViewSpec};

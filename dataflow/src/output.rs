@@ -1,11 +1,19 @@
-//! The output: per view, consolidated updates (key → new row, or delete) for each closed LSN,
-//! emitted when the frontier passes it, followed by the frontier itself. Sinks report durable
-//! LSNs from these frontiers.
+//! The output: per view, consolidated updates (key → new row, or delete) for each closed
+//! dataflow time, emitted when the frontier passes it, followed by the frontier itself as an
+//! LSN. Sinks report durable LSNs from these frontiers.
+//!
+//! Dataflow time is not the LSN: it is a sequence the input driver allocates, and the
+//! [`Clock`] (written by the driver, on the same worker) maps each time back to the LSN and
+//! commit time its updates carry and to the LSN frontier it stands for. A transaction normally
+//! has one time; a big one is sent in chunks at successive times that all carry its commit
+//! LSN while the LSN frontier stays below it, so nothing of it is durable before its last
+//! chunk is out (see [`crate::input`]).
 //!
 //! All view updates are routed to worker 0, which holds them by time until the frontier says
 //! no more can come for that time, then consolidates them per key. Each time's commit time
-//! (recorded by the input driver on the same worker) travels with its updates, so a sink can
-//! measure commit-to-durable latency.
+//! travels with its updates, so a sink can measure commit-to-durable latency. Sending blocks
+//! while the (bounded) output channel is full: a slow sink stops the dataflow, whose full event
+//! channel stops the replication reads, so slot lag grows rather than memory.
 //!
 //! When the inputs close (the pipeline stops), the held updates are emitted but no frontier
 //! follows: an empty frontier would claim as durable positions the stream never delivered.
@@ -38,7 +46,8 @@ pub struct ViewUpdate {
 /// What the dataflow emits, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    /// Every view change that took effect at `lsn` (0 for the initial copy).
+    /// View changes that took effect at `lsn` (0 for the initial copy). A big transaction
+    /// comes as several of these with the same `lsn`; its frontier follows the last.
     Updates {
         /// The LSN.
         lsn: Lsn,
@@ -54,23 +63,43 @@ pub enum Output {
 /// An update waiting for its time to close: (view index, key), row, count change.
 type Pending = ((u16, Value), ViewRow, isize);
 
-/// Where the output goes.
-pub type Sender = tokio::sync::mpsc::UnboundedSender<Output>;
+/// Where the output goes: bounded, so a slow consumer slows the dataflow.
+pub type Sender = tokio::sync::mpsc::Sender<Output>;
 
-/// Commit times by LSN, written by the input driver and taken by the output (worker 0 only).
-pub type CommitTimes = Rc<RefCell<BTreeMap<u64, DateTime<Utc>>>>;
+/// What one dataflow time stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    /// The LSN the updates at this time carry (a transaction's commit LSN).
+    pub lsn: Lsn,
+    /// When that transaction committed (`None` for the initial copy and for progress).
+    pub commit_time: Option<DateTime<Utc>>,
+    /// Once the dataflow frontier reaches this time, every change below this LSN is out.
+    pub frontier: Lsn,
+}
+
+/// Marks by dataflow time, written by the input driver and read by the output (worker 0 only).
+pub type Clock = Rc<RefCell<BTreeMap<u64, Mark>>>;
+
+/// A clock holding time 0: the initial copy, at LSN 0.
+pub fn clock() -> Clock {
+    let start = Mark { lsn: Lsn::ZERO, commit_time: None, frontier: Lsn::ZERO };
+    Rc::new(RefCell::new(BTreeMap::from([(0, start)])))
+}
+
+/// The mark of `time`: its own, or the last one before it.
+fn mark_at(clock: &Clock, time: u64) -> Mark {
+    let clock = clock.borrow();
+    let mark = clock.range(..=time).next_back().or_else(|| clock.iter().next()).map(|(_, m)| *m);
+    mark.unwrap_or(Mark { lsn: Lsn(time), commit_time: None, frontier: Lsn::ZERO })
+}
 
 /// Holds view updates until their time closes, then consolidates and sends them. Returns a
 /// probe on the sink's own input (after the exchange to worker 0), so "caught up" means the
 /// sink has seen the frontier too.
-pub fn sink<'s>(
-    views: Coll<'s, (u16, Value, ViewRow)>,
-    out: Option<Sender>,
-    commit_times: CommitTimes,
-) -> ProbeHandle<u64> {
+pub fn sink<'s>(views: Coll<'s, (u16, Value, ViewRow)>, out: Option<Sender>, clock: Clock) -> ProbeHandle<u64> {
     let names: Vec<&'static str> = views::all().iter().map(|v| v.name).collect();
     let mut stash: BTreeMap<u64, Vec<Pending>> = BTreeMap::new();
-    let mut reported: Option<u64> = None;
+    let mut reported: Option<Lsn> = None;
     let (probe, gathered) = views.inner.exchange(|_: &((u16, Value, ViewRow), u64, isize)| 0u64).probe();
     gathered.sink(Pipeline, "ViewOutput", move |(input, frontier)| {
         input.for_each(|_cap, data| {
@@ -88,18 +117,24 @@ pub fn sink<'s>(
             let (time, updates) = entry.remove_entry();
             let updates = consolidate(updates, &names);
             if !updates.is_empty() {
-                let commit_time = commit_times.borrow().get(&time).copied();
-                let _ = out.send(Output::Updates { lsn: Lsn(time), commit_time, updates });
+                let Mark { lsn, commit_time, .. } = mark_at(&clock, time);
+                // Blocks while the channel is full; an error means every sink has gone.
+                let _ = out.blocking_send(Output::Updates { lsn, commit_time, updates });
             }
         }
-        {
-            // Times below the frontier are done, with or without updates.
-            let mut times = commit_times.borrow_mut();
-            *times = times.split_off(&upper);
+        if closed {
+            return;
         }
-        if reported != Some(upper) && !closed {
-            reported = Some(upper);
-            let _ = out.send(Output::Frontier(Lsn(upper)));
+        let mark = mark_at(&clock, upper);
+        {
+            // Times below the frontier's mark are done, with or without updates.
+            let mut marks = clock.borrow_mut();
+            let keep = marks.range(..=upper).next_back().map_or(upper, |(t, _)| *t);
+            *marks = marks.split_off(&keep);
+        }
+        if reported.is_none_or(|r| mark.frontier > r) {
+            reported = Some(mark.frontier);
+            let _ = out.blocking_send(Output::Frontier(mark.frontier));
         }
     });
     probe

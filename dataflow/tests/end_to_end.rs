@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 /// cdc → dataflow on a test database; collects the output.
 struct Live {
-    output: mpsc::UnboundedReceiver<Output>,
+    output: mpsc::Receiver<Output>,
     durable: watch::Sender<Lsn>,
     pub updates: Vec<ViewUpdate>,
     frontier: Lsn,
@@ -25,7 +25,7 @@ impl Live {
             CdcConfig { slot: db.name.clone(), heartbeat: Some(Duration::from_millis(200)), ..CdcConfig::default() };
         let stream = august_cdc::start(db.config(), config, watch);
         let (events, rx) = mpsc::channel(1024);
-        let (tx, output) = mpsc::unbounded_channel();
+        let (tx, output) = mpsc::channel(1024);
         let dataflow = august_dataflow::spawn(&DataflowConfig::default(), rx, tx).unwrap();
         tokio::spawn(august_dataflow::feed(stream, events, std::future::pending()));
         std::thread::spawn(move || dataflow.join());

@@ -142,6 +142,17 @@ impl Db {
     pub fn lsn(&self) -> Lsn {
         Lsn(self.lsn)
     }
+
+    /// The initial copy of every row as `cdc` would deliver it, ending at the current LSN.
+    pub fn snapshot(&self) -> Vec<Event> {
+        let mut events: Vec<Event> = self
+            .rows
+            .iter()
+            .map(|((name, _), row)| Event::SnapshotRow { relation: relation(table(name).unwrap()), row: row.clone() })
+            .collect();
+        events.push(Event::SnapshotEnd { lsn: Lsn(self.lsn + 1) });
+        events
+    }
 }
 
 /// A random write to one of the tables the views join.
@@ -300,36 +311,57 @@ pub fn random_write(rng: &mut Rng) -> (&'static str, Row) {
 /// The dataflow, fed events and read back into a view state.
 pub struct Pipeline {
     events: tokio::sync::mpsc::Sender<Event>,
-    output: tokio::sync::mpsc::UnboundedReceiver<Output>,
+    output: tokio::sync::mpsc::Receiver<Output>,
     pub views: Views,
     pub frontier: Lsn,
     pub log: Vec<Output>,
+    /// Every output, frontiers included, in order.
+    pub outputs: Vec<Output>,
     dataflow: Option<august_dataflow::Dataflow>,
 }
 
 impl Pipeline {
     pub fn start(workers: usize) -> Self {
-        Self::start_with(DataflowConfig { workers, cluster: None })
+        Self::start_with(DataflowConfig { workers, ..DataflowConfig::default() })
     }
 
     pub fn start_with(config: DataflowConfig) -> Self {
         let (events, rx) = tokio::sync::mpsc::channel(1024);
-        let (tx, output) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, output) = tokio::sync::mpsc::channel(1 << 16);
         let dataflow = august_dataflow::spawn(&config, rx, tx).unwrap();
-        Self { events, output, views: Views::new(), frontier: Lsn::ZERO, log: Vec::new(), dataflow: Some(dataflow) }
+        Self {
+            events,
+            output,
+            views: Views::new(),
+            frontier: Lsn::ZERO,
+            log: Vec::new(),
+            outputs: Vec::new(),
+            dataflow: Some(dataflow),
+        }
+    }
+
+    /// What the input driver counts.
+    pub fn stats(&self) -> Arc<august_dataflow::DriverStats> {
+        self.dataflow.as_ref().unwrap().stats().clone()
+    }
+
+    /// Sends the events without waiting for their output.
+    pub async fn send(&mut self, events: Vec<Event>) {
+        for event in events {
+            self.events.send(event).await.unwrap();
+        }
     }
 
     /// Sends the events and waits until the output frontier passes `through`.
     pub async fn apply(&mut self, events: Vec<Event>, through: Lsn) {
-        for event in events {
-            self.events.send(event).await.unwrap();
-        }
+        self.send(events).await;
         self.events.send(Event::Progress(through.next())).await.unwrap();
         while self.frontier <= through {
             let output = tokio::time::timeout(Duration::from_secs(30), self.output.recv())
                 .await
                 .expect("the dataflow answers")
                 .unwrap();
+            self.outputs.push(output.clone());
             match &output {
                 Output::Updates { updates, .. } => {
                     for update in updates {
@@ -347,8 +379,19 @@ impl Pipeline {
         self.views.retain(|_, rows| !rows.is_empty());
     }
 
-    pub fn stop(mut self) {
+    /// Closes the input and returns what the dataflow emits after that.
+    pub fn stop(mut self) -> Vec<Output> {
         drop(self.events);
+        // The output is bounded: keep reading it while the dataflow emits what it holds.
+        let mut output = self.output;
+        let drained = std::thread::spawn(move || {
+            let mut rest = Vec::new();
+            while let Some(item) = output.blocking_recv() {
+                rest.push(item);
+            }
+            rest
+        });
         self.dataflow.take().unwrap().join().unwrap();
+        drained.join().unwrap()
     }
 }

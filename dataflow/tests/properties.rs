@@ -100,12 +100,17 @@ async fn two_processes_give_the_same_output_as_one() {
     // Process 1 computes only; it connects to process 0 and ends when the dataflow does.
     let peer = std::thread::spawn(move || {
         let (_events, rx) = tokio::sync::mpsc::channel(1);
-        let (tx, _output) = tokio::sync::mpsc::unbounded_channel();
-        let dataflow =
-            august_dataflow::spawn(&DataflowConfig { workers: 2, cluster: Some((1, peer_addresses)) }, rx, tx).unwrap();
+        let (tx, _output) = tokio::sync::mpsc::channel(1);
+        let dataflow = august_dataflow::spawn(
+            &DataflowConfig { workers: 2, cluster: Some((1, peer_addresses)), ..DataflowConfig::default() },
+            rx,
+            tx,
+        )
+        .unwrap();
         dataflow.join().unwrap();
     });
-    let clustered = run(Some(DataflowConfig { workers: 2, cluster: Some((0, addresses)) })).await;
+    let clustered =
+        run(Some(DataflowConfig { workers: 2, cluster: Some((0, addresses)), ..DataflowConfig::default() })).await;
     peer.join().unwrap();
     assert_eq!(single, clustered);
 }

@@ -5,12 +5,14 @@ use august_cdc::Lsn;
 use august_dataflow::Output;
 use tokio::sync::{mpsc, watch};
 
-/// Copies every output to each of `sinks` until the output ends or every sink has gone.
-pub async fn fan_out(mut output: mpsc::UnboundedReceiver<Output>, sinks: Vec<mpsc::UnboundedSender<Output>>) {
+/// Copies every output to each of `sinks` until the output ends or every sink has gone. The
+/// channels are bounded: a sink that is slow to take its copy holds up every sink and, through
+/// `output`, the dataflow (a sink that has gone is skipped).
+pub async fn fan_out(mut output: mpsc::Receiver<Output>, sinks: Vec<mpsc::Sender<Output>>) {
     while let Some(item) = output.recv().await {
         let mut delivered = false;
         for sink in &sinks {
-            delivered |= sink.send(item.clone()).is_ok();
+            delivered |= sink.send(item.clone()).await.is_ok();
         }
         if !delivered {
             return;
@@ -84,6 +86,45 @@ mod tests {
         })
         .await
         .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_sink_that_does_not_read_holds_up_the_output_and_then_gets_everything_in_order() {
+        let (tx, rx) = mpsc::channel(2);
+        let (fast_tx, mut fast) = mpsc::channel(2);
+        let (slow_tx, mut slow) = mpsc::channel(2);
+        tokio::spawn(fan_out(rx, vec![fast_tx, slow_tx]));
+        let fast_got = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(Output::Frontier(lsn)) = fast.recv().await {
+                got.push(lsn.0);
+            }
+            got
+        });
+        let mut sent = 0;
+        while sent < 100 {
+            let send = tx.send(Output::Frontier(Lsn(sent)));
+            if tokio::time::timeout(std::time::Duration::from_millis(200), send).await.is_err() {
+                break; // the output is full
+            }
+            sent += 1;
+        }
+        // The slow sink's buffer, the one fan_out holds, and the output's buffer: no more.
+        assert!(sent <= 2 + 1 + 2, "{sent} outputs went in while a sink read nothing");
+        let slow_got = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(Output::Frontier(lsn)) = slow.recv().await {
+                got.push(lsn.0);
+            }
+            got
+        });
+        for lsn in sent..20 {
+            tx.send(Output::Frontier(Lsn(lsn))).await.unwrap();
+        }
+        drop(tx);
+        let all: Vec<u64> = (0..20).collect();
+        assert_eq!(slow_got.await.unwrap(), all, "the slow sink gets everything, in order, once");
+        assert_eq!(fast_got.await.unwrap(), all);
     }
 
     #[tokio::test]

@@ -49,7 +49,7 @@ pub fn upsert(id: i64, last_name: &str) -> ViewUpdate {
 
 pub struct Harness {
     pub emulator: Emulator,
-    pub output: mpsc::UnboundedSender<Output>,
+    pub output: mpsc::Sender<Output>,
     pub durable: watch::Receiver<Lsn>,
     pub stats: Arc<WriterStats>,
     pub task: tokio::task::JoinHandle<Result<(), august_sinks::SinkError>>,
@@ -77,7 +77,7 @@ pub fn client(db: &august_testkit::TestDb, emulator: &Emulator, timeout: Duratio
 }
 
 pub fn start(db: &august_testkit::TestDb, emulator: Emulator, config: WriterConfig) -> Harness {
-    let (output, rx) = mpsc::unbounded_channel();
+    let (output, rx) = mpsc::channel(1 << 16);
     let (durable_tx, durable) = watch::channel(Lsn::ZERO);
     let stats = Arc::new(WriterStats::default());
     let mapping = Mapping::parse(MAPPING, "test").unwrap();
@@ -106,8 +106,10 @@ impl Harness {
         commit_time: Option<chrono::DateTime<chrono::Utc>>,
         updates: Vec<ViewUpdate>,
     ) {
-        self.output.send(Output::Updates { lsn: Lsn(lsn), commit_time, updates }).unwrap();
-        self.output.send(Output::Frontier(Lsn(lsn + 1))).unwrap();
+        self.output
+            .try_send(Output::Updates { lsn: Lsn(lsn), commit_time, updates })
+            .expect("room in the test channel");
+        self.output.try_send(Output::Frontier(Lsn(lsn + 1))).expect("room in the test channel");
     }
 
     pub async fn durable_past(&mut self, lsn: u64) {
@@ -139,14 +141,14 @@ async fn a_backlog_goes_in_full_batches_and_many_updates_to_one_key_in_one_write
     let before = h.stats.rows_written.load(Ordering::Relaxed);
     for n in 0..1000 {
         h.output
-            .send(Output::Updates {
+            .try_send(Output::Updates {
                 lsn: Lsn(100 + n),
                 commit_time: None,
                 updates: vec![upsert(7, &format!("Name {n}"))],
             })
-            .unwrap();
+            .expect("room in the test channel");
     }
-    h.output.send(Output::Frontier(Lsn(1100))).unwrap();
+    h.output.try_send(Output::Frontier(Lsn(1100))).expect("room in the test channel");
     h.durable_past(1099).await;
     assert_eq!(h.stats.rows_written.load(Ordering::Relaxed) - before, 1);
     assert_eq!(h.coda_rows()["7"], "Name 999");

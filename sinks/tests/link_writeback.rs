@@ -31,7 +31,7 @@ async fn a_single_link_causes_exactly_one_write() {
         CdcConfig { slot: db.name.clone(), heartbeat: Some(Duration::from_millis(200)), ..CdcConfig::default() };
     let stream = august_cdc::start(db.config(), config, durable.clone());
     let (events, events_rx) = mpsc::channel(1024);
-    let (output_tx, output) = mpsc::unbounded_channel();
+    let (output_tx, output) = mpsc::channel(1024);
     let dataflow = august_dataflow::spawn(&DataflowConfig::default(), events_rx, output_tx).unwrap();
     tokio::spawn(august_dataflow::feed(stream, events, std::future::pending()));
     std::thread::spawn(move || dataflow.join());

@@ -73,7 +73,7 @@ impl ReplicateArgs {
                 .into())
             }
         };
-        Ok(DataflowConfig { workers: self.workers.into(), cluster })
+        Ok(DataflowConfig { workers: self.workers.into(), cluster, ..DataflowConfig::default() })
     }
 }
 
@@ -107,7 +107,7 @@ pub async fn run(sources: &Sources, args: ReplicateArgs) -> anyhow::Result<()> {
 /// A process other than 0 of a multi-process dataflow: computes its share until stopped.
 async fn compute_only(config: DataflowConfig) -> anyhow::Result<()> {
     let (events, events_rx) = mpsc::channel(1);
-    let (output_tx, _output) = mpsc::unbounded_channel();
+    let (output_tx, _output) = mpsc::channel(1);
     let dataflow = tokio::task::spawn_blocking(move || august_dataflow::spawn(&config, events_rx, output_tx)).await??;
     crate::shutdown_signal().await;
     drop(events);

@@ -231,6 +231,12 @@ pub const SETTINGS: &[Setting] = &[
         "Seconds between heartbeats written to the WAL (they keep the slot moving when only unpublished tables change)."
     ),
     setting!(
+        "AUGUST_TRANSACTION_CHUNK_ROWS",
+        "replication.transaction_chunk_rows",
+        Some("50000"),
+        "Changed rows of one transaction held before they go on as a chunk (bounds memory for big transactions; the slot still moves only past whole transactions)."
+    ),
+    setting!(
         "AUGUST_LOG",
         "log.filter",
         Some("info,tokio_postgres=warn"),

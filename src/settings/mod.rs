@@ -198,6 +198,13 @@ impl Sources {
         })
     }
 
+    /// How many changed rows of one transaction the dataflow holds before sending a chunk.
+    pub fn transaction_chunk_rows(&self) -> Result<usize, SettingError> {
+        self.parse("AUGUST_TRANSACTION_CHUNK_ROWS", "a whole number")?
+            .filter(|n| *n > 0)
+            .ok_or_else(|| SettingError::new("AUGUST_TRANSACTION_CHUNK_ROWS", "must be at least 1"))
+    }
+
     /// The Coda sink's settings, or `None` when no mapping is configured.
     pub fn coda(
         &self,

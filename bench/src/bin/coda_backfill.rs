@@ -55,7 +55,7 @@ async fn main() {
     let config = WriterConfig::default();
     let ceiling_per_minute = config.max_rows as f64 * 100.0; // 10 writes per 6 s = 100 per minute
 
-    let (output, rx) = mpsc::unbounded_channel();
+    let (output, rx) = mpsc::channel(16);
     let (durable_tx, mut durable) = watch::channel(Lsn::ZERO);
     let stats = Arc::new(WriterStats::default());
     tokio::spawn(write_to_coda(db.config.clone(), client, mapping, config, rx, durable_tx, stats.clone()));
@@ -74,8 +74,8 @@ async fn main() {
         .collect();
     eprintln!("backfilling {rows} rows at 10 writes per 6 s…");
     let started = Instant::now();
-    output.send(Output::Updates { lsn: Lsn(10), commit_time: None, updates }).unwrap();
-    output.send(Output::Frontier(Lsn(11))).unwrap();
+    output.send(Output::Updates { lsn: Lsn(10), commit_time: None, updates }).await.unwrap();
+    output.send(Output::Frontier(Lsn(11))).await.unwrap();
     while *durable.borrow_and_update() <= Lsn(10) {
         let _ = tokio::time::timeout(Duration::from_secs(1), durable.changed()).await;
     }

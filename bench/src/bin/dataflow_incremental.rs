@@ -143,7 +143,7 @@ async fn load(events: &mpsc::Sender<Event>, rows: usize) -> Base {
     Base { patients, appointments }
 }
 
-async fn wait_past(output: &mut mpsc::UnboundedReceiver<Output>, lsn: Lsn) {
+async fn wait_past(output: &mut mpsc::Receiver<Output>, lsn: Lsn) {
     while let Some(item) = output.recv().await {
         if let Output::Frontier(frontier) = item {
             if frontier > lsn {
@@ -168,7 +168,7 @@ fn rss_mib() -> f64 {
 async fn measure(rows: usize) -> (Duration, Duration, f64) {
     let before = rss_mib();
     let (events, rx) = mpsc::channel(8192);
-    let (tx, mut output) = mpsc::unbounded_channel();
+    let (tx, mut output) = mpsc::channel(1024);
     let dataflow = august_dataflow::spawn(&DataflowConfig::default(), rx, tx).unwrap();
     let started = Instant::now();
     let base = load(&events, rows).await;

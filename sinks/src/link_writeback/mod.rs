@@ -28,7 +28,7 @@ pub struct LinkStats {
 /// Writes links until the output ends. Publishes its durable LSN on `durable`.
 pub async fn write_links(
     pg: tokio_postgres::Config,
-    mut output: mpsc::UnboundedReceiver<Output>,
+    mut output: mpsc::Receiver<Output>,
     durable: watch::Sender<Lsn>,
     stats: Arc<LinkStats>,
 ) -> Result<(), SinkError> {

@@ -111,7 +111,7 @@ pub async fn write_to_coda(
     client: CodaClient,
     mapping: Mapping,
     config: WriterConfig,
-    mut output: mpsc::UnboundedReceiver<Output>,
+    mut output: mpsc::Receiver<Output>,
     durable: watch::Sender<Lsn>,
     stats: Arc<WriterStats>,
 ) -> Result<(), SinkError> {
