@@ -100,7 +100,12 @@ async fn a_replicate_killed_mid_stream_restarts_to_an_exact_mirror_without_redun
         if done.load(Ordering::Relaxed) >= 2_000 && stats["writes"].as_u64() > Some(20) {
             break;
         }
-        assert!(Instant::now() < deadline, "no writes reached Coda: {stats}\n{}", first.log());
+        assert!(
+            Instant::now() < deadline,
+            "no writes reached Coda ({} changes made): {stats}\n{}",
+            done.load(Ordering::Relaxed),
+            first.log()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     first.signal("KILL");

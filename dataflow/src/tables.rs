@@ -103,7 +103,7 @@ pub const TABLES: &[TableSpec] = &[
         "id", "drchrono_patient_id", "drchrono_appt_id", "session_date", "provider_npi", "transcript", "soap_subjective",
         "soap_objective", "soap_assessment", "soap_plan", "icd10_suggestions", "cpt_suggestions", "medications_mentioned",
         "risk_assessment", "raw_payload", "clinical_note_id", "linked_at", "link_method", "needs_review", "created_at",
-        "updated_at", "deleted_at"]),
+        "updated_at", "deleted_at", "deepcura_updated_at"]),
     table!("intake_checklists", key ["appointment_id"], view_key "appointment_id", [
         "id", "appointment_id", "patient_id", "status", "demographics_complete", "insurance_verified", "consent_signed",
         "questionnaires_sent", "questionnaires_complete", "id_verified", "payment_method_on_file", "assigned_to", "notes",

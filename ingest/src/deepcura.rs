@@ -83,13 +83,20 @@ async fn upsert_note(client: &mut tokio_postgres::Client, row: &RowWrite) -> Res
     Ok((status, written))
 }
 
-/// The note as the row it becomes in `deepcura_notes`, guarded by its `updated_at`.
+/// The note as the row it becomes in `deepcura_notes`, guarded by its `updated_at`. A note
+/// without `updated_at` leaves the stored time as it is (it cannot clear the guard).
 fn note_row(note: &Value) -> Result<RowWrite, IngestError> {
     let (columns, values) = note_columns(note)?;
+    let (columns, values) = columns
+        .into_iter()
+        .zip(values)
+        .filter(|(column, value)| value.is_some() || !column.starts_with("deepcura_updated_at::"))
+        .map(|(column, value)| (column.to_string(), value))
+        .unzip();
     Ok(RowWrite {
         table: "deepcura_notes",
         conflict: &["id"],
-        columns: columns.iter().map(|c| c.to_string()).collect(),
+        columns,
         values,
         stale_guard: Some("deepcura_updated_at"),
     })

@@ -8,7 +8,7 @@
 //!
 //! Every error is `{"error": {"code", "message"}}` ([`IngestError`]); a bad signature or
 //! secret is a 401 with nothing written and nothing of the payload logged, answered from the
-//! headers before a byte of the body is read ([`authenticated_body`]). Bodies are limited to
+//! headers before a byte of the body is read (`authenticated_body`). Bodies are limited to
 //! 1 MiB (413); a request may take 10 s. [`server`] serves the router with a header-read
 //! timeout and a concurrency limit. Deliveries are counted by source, event and
 //! outcome (`august_ingest_deliveries_total`), and timed (`august_ingest_handler_seconds`).

@@ -45,6 +45,13 @@ async fn an_older_gridhook_after_a_newer_one_writes_nothing() {
     let (_, answer) = send(&state, version("2026-02-01T12:00:01Z", "the newest note")).await;
     assert_eq!(answer["written"], 1, "{answer}");
     assert!(snapshot(&db, row).await.0.contains("the newest note"));
+    // An undated note is applied but does not clear the stored time: the older one stays stale.
+    let mut undated = note();
+    undated["transcript"] = json!("an undated note");
+    let undated = gridhook(DEEPCURA_SECRET, encrypt(DEEPCURA_SECRET, undated.to_string().as_bytes(), [4; 16]));
+    assert_eq!(send(&state, undated).await.1["written"], 1);
+    let (_, answer) = send(&state, version("2026-02-01T12:00:00Z", "the older note")).await;
+    assert_eq!(answer["status"], "stale", "{answer}");
 }
 
 #[tokio::test]
