@@ -17,6 +17,10 @@ use crate::SinkError;
 impl Writer {
     /// Handles a failed write of `batch`.
     pub(super) async fn failed(&mut self, mut batch: Batch, error: CodaError) -> Result<(), SinkError> {
+        if self.health[batch.table].stopped() {
+            self.requeue(batch); // a write that was in flight when its table stopped
+            return Ok(());
+        }
         if matches!(error, CodaError::Rejected { .. } | CodaError::Fatal { status: 404, .. }) {
             match self.table_at_fault(batch.table).await {
                 Ok(Some(problem)) => {

@@ -131,6 +131,9 @@ pub async fn write_to_coda(
     let mut db = august_schema::connect(&pg).await?;
     let views: Vec<String> = mapping.tables.iter().map(|t| t.view.clone()).collect();
     let sources: Vec<CellSources> = mapping.tables.iter().map(CellSources::of).collect();
+    for view in &views {
+        metrics::gauge!(STALLED_METRIC, "view" => view.clone()).set(0.0);
+    }
     let mut held = ledger::load(&db, &views).await?;
     let purged = super::dead_letters::purge(&db, config.dead_letter_days).await?;
     let refused = super::dead_letters::open(&db, &views).await?;
