@@ -34,8 +34,9 @@ pub async fn settle_unconfirmed(
         return Ok(0);
     }
     let requests: BTreeSet<&String> = unsettled.iter().filter_map(|u| u.request.as_ref()).collect();
+    let deadline = Instant::now() + MUTATION_WAIT; // for all of them, not each
     for request in requests {
-        await_mutation(client, request).await?;
+        await_mutation(client, request, deadline).await?;
     }
     if unsettled.iter().any(|u| u.request.is_none()) {
         // Killed between sending and recording Coda's answer: the write may still land.
@@ -105,18 +106,19 @@ async fn coda_state_retrying(
 /// How long a write whose answer was never recorded is given to land before its row is read.
 pub const UNANSWERED_GRACE: Duration = Duration::from_secs(2);
 
-/// The longest a previous run's mutation is awaited.
+/// The longest a previous run's mutations are awaited, all together.
 const MUTATION_WAIT: Duration = Duration::from_secs(60);
 
 /// Waits until Coda has applied (or forgotten) a mutation.
-async fn await_mutation(client: &CodaClient, request: &str) -> Result<(), SinkError> {
-    let deadline = Instant::now() + MUTATION_WAIT;
+async fn await_mutation(client: &CodaClient, request: &str, deadline: Instant) -> Result<(), SinkError> {
     loop {
         match client.mutation_completed(request).await {
             Ok(true) | Err(CodaError::Fatal { status: 404, .. }) => return Ok(()),
             Ok(false) if Instant::now() < deadline => {}
             Ok(false) => {
-                tracing::warn!("a previous run's Coda write has not completed in a minute; reading the rows anyway");
+                tracing::warn!(
+                    "a previous run's Coda writes have not completed within a minute; reading the rows anyway"
+                );
                 return Ok(());
             }
             Err(e) if e.kind() == august_schema::ErrorKind::Retryable && Instant::now() < deadline => {}
