@@ -20,7 +20,8 @@ use crate::SinkError;
 
 impl Writer {
     /// Sends one write: a batch due for retry, or the next batch of the table whose oldest
-    /// change is oldest. The caller has taken the write slot. Its intent is recorded first.
+    /// change is oldest. The caller has waited for a write slot to open; the request takes it
+    /// as it leaves, after the intent is recorded (and a delete's row ids looked up).
     pub(super) async fn send_next(&mut self) -> Result<(), SinkError> {
         // A stalled table's retry yields to a healthy table's waiting rows.
         let healthy_waiting = self.waiting_table().is_some_and(|t| !self.health[t].stalled());
