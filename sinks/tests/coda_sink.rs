@@ -57,7 +57,12 @@ pub struct Harness {
 
 /// An emulator serving the doc, tables and columns [`MAPPING`] names.
 pub async fn emulator(config: EmulatorConfig) -> Emulator {
-    let mapping = Mapping::parse(MAPPING, "test").unwrap();
+    emulator_for(MAPPING, config).await
+}
+
+/// An emulator serving the doc, tables and columns a mapping names.
+pub async fn emulator_for(mapping: &str, config: EmulatorConfig) -> Emulator {
+    let mapping = Mapping::parse(mapping, "test").unwrap();
     let tables = mapping.tables.iter().map(|t| TableSpec::new(&t.table_id, &t.view, t.columns.values()));
     let doc = Doc::new(&mapping.doc_id, tables);
     august_emulators::coda::serve("127.0.0.1:0".parse().unwrap(), doc, EmulatorConfig { window: WINDOW, ..config })
@@ -77,10 +82,15 @@ pub fn client(db: &august_testkit::TestDb, emulator: &Emulator, timeout: Duratio
 }
 
 pub fn start(db: &august_testkit::TestDb, emulator: Emulator, config: WriterConfig) -> Harness {
+    start_with(db, emulator, MAPPING, config)
+}
+
+/// A writer of the tables `mapping` names.
+pub fn start_with(db: &august_testkit::TestDb, emulator: Emulator, mapping: &str, config: WriterConfig) -> Harness {
     let (output, rx) = mpsc::channel(1 << 16);
     let (durable_tx, durable) = watch::channel(Lsn::ZERO);
     let stats = Arc::new(WriterStats::default());
-    let mapping = Mapping::parse(MAPPING, "test").unwrap();
+    let mapping = Mapping::parse(mapping, "test").unwrap();
     let client = client(db, &emulator, Duration::from_secs(2));
     let task = tokio::spawn(write_to_coda(db.config(), client, mapping, config, rx, durable_tx, stats.clone()));
     Harness { emulator, output, durable, stats, task }

@@ -1,6 +1,8 @@
 //! The sinks on a real Postgres.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod coda_health;
+mod coda_quota;
 mod coda_restart;
 mod coda_sink;
 mod errors;

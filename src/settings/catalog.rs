@@ -219,6 +219,12 @@ pub const SETTINGS: &[Setting] = &[
         "Days an open Coda dead letter is kept before the sink purges it (closed ones go at the next start)."
     ),
     setting!(
+        "AUGUST_CODA_CONFIRM_DEADLINE_SECS",
+        "coda.confirm_deadline_secs",
+        Some("300"),
+        "Seconds a Coda write may stay uncompleted before the sink settles it by reading the table back."
+    ),
+    setting!(
         "AUGUST_METRICS_ADDR",
         "http.metrics_addr",
         Some("127.0.0.1:9464"),

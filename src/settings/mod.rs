@@ -251,8 +251,17 @@ impl Sources {
             .parse("AUGUST_DEAD_LETTER_DAYS", "a whole number of days")?
             .filter(|d| *d >= 1)
             .ok_or_else(|| SettingError::new("AUGUST_DEAD_LETTER_DAYS", "must be at least 1"))?;
-        let writer =
-            august_sinks::coda::writer::WriterConfig { max_rows, max_bytes, dead_letter_days, ..Default::default() };
+        let confirm_deadline: u64 = self
+            .parse("AUGUST_CODA_CONFIRM_DEADLINE_SECS", "a whole number of seconds")?
+            .filter(|s| *s >= 1)
+            .ok_or_else(|| SettingError::new("AUGUST_CODA_CONFIRM_DEADLINE_SECS", "must be at least 1"))?;
+        let writer = august_sinks::coda::writer::WriterConfig {
+            max_rows,
+            max_bytes,
+            dead_letter_days,
+            confirm_deadline: Duration::from_secs(confirm_deadline),
+            ..Default::default()
+        };
         Ok(Some((mapping, settings, writer)))
     }
 

@@ -2,8 +2,8 @@
 //! columns and rows (list with `query` and `pageToken`; upsert with `keyColumns`; delete one or
 //! many), asynchronous mutations with `mutationStatus`, the Bearer check, Coda's error body,
 //! the write (10 per 6 s) and read (100 per 6 s) quotas with 429s, and injected faults (error
-//! rate with timeouts, added latency, 429 storms, slow mutation completion, a value rejected
-//! with 400). A plain HTML page at `/` shows each table's rows, and `GET /_emulator/stats` (not
+//! rate with timeouts, added latency, 429 storms, slow mutation completion, mutations that
+//! never complete, a table whose writes all fail, a value rejected with 400). A plain HTML page at `/` shows each table's rows, and `GET /_emulator/stats` (not
 //! part of Coda's API) what it saw, including writes that changed nothing.
 //!
 //! It serves the tables of one [`Doc`], named at start. Run it with
@@ -98,6 +98,7 @@ struct Inner {
     faults: Mutex<Faults>,
     storm: AtomicU32,
     reject_value: Mutex<Option<serde_json::Value>>,
+    failing_table: Mutex<Option<String>>,
     stats: Stats,
 }
 
@@ -143,6 +144,18 @@ impl Emulator {
         *self.inner.reject_value.lock().expect("reject lock") = Some(value);
     }
 
+    /// Makes the mutations of the next `n` writes never report completed (`mutationStatus`
+    /// says `completed: false` for ever); their edits are applied all the same when `applied`,
+    /// never otherwise.
+    pub fn stick_mutations(&self, n: u32, applied: bool) {
+        self.inner.model.lock().expect("model lock").stick(n, applied);
+    }
+
+    /// Answers 503 to every write to this table (`None`: to none).
+    pub fn fail_writes_to(&self, table: Option<&str>) {
+        *self.inner.failing_table.lock().expect("failing lock") = table.map(String::from);
+    }
+
     /// Upserted rows that changed nothing (every value sent was already held).
     pub fn unchanged_rows(&self) -> u64 {
         self.inner.model.lock().expect("model lock").unchanged_rows
@@ -179,6 +192,7 @@ pub async fn serve(listen: SocketAddr, doc: Doc, config: EmulatorConfig) -> std:
         faults: Mutex::new(config.faults),
         storm: AtomicU32::new(0),
         reject_value: Mutex::new(None),
+        failing_table: Mutex::new(None),
         stats: Stats::default(),
     });
     let app = router(inner.clone());

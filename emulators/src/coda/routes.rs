@@ -66,6 +66,15 @@ async fn gate(shared: &Shared, headers: &HeaderMap, write: bool) -> Result<(), R
     Ok(())
 }
 
+/// The injected failure of every write to one table.
+fn failing(shared: &Shared, table: &str) -> Option<Response> {
+    if shared.failing_table.lock().expect("failing lock").as_deref() != Some(table) {
+        return None;
+    }
+    shared.stats.faults.fetch_add(1, Ordering::Relaxed);
+    Some(error(StatusCode::SERVICE_UNAVAILABLE, "Injected fault (this table's writes fail)"))
+}
+
 fn with_retry_after(mut response: Response, wait: Duration) -> Response {
     let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
     if let Ok(value) = seconds.to_string().parse() {
@@ -213,6 +222,9 @@ pub async fn upsert_rows(
     if let Err(r) = gate(&shared, &headers, true).await {
         return r;
     }
+    if let Some(r) = failing(&shared, &table) {
+        return r;
+    }
     let Some(Json(body)) = body else { return error(StatusCode::BAD_REQUEST, "The request body is not a RowsUpsert.") };
     let mut model = shared.model.lock().expect("model lock");
     let Some(table) = model.table(&doc, &table) else { return not_found() };
@@ -266,6 +278,9 @@ pub async fn delete_rows(
     body: Option<Json<RowsDelete>>,
 ) -> Response {
     if let Err(r) = gate(&shared, &headers, true).await {
+        return r;
+    }
+    if let Some(r) = failing(&shared, &table) {
         return r;
     }
     let Some(Json(body)) = body else { return error(StatusCode::BAD_REQUEST, "The request body is not a RowsDelete.") };

@@ -149,6 +149,11 @@ pub struct Model {
     pub unchanged_rows: u64,
     /// Where applied upserts are reported, when someone watches.
     pub observer: Option<tokio::sync::mpsc::UnboundedSender<Applied>>,
+    /// How many of the next writes get a mutation that never reports completed, and whether
+    /// their edits are applied all the same (see [`Model::stick`]).
+    stick: (u32, bool),
+    /// Requests whose mutation never reports completed.
+    stuck: std::collections::HashSet<String>,
 }
 
 impl Model {
@@ -174,7 +179,15 @@ impl Model {
     pub fn queue(&mut self, edit: Edit, delay: Duration) -> String {
         self.next_request += 1;
         let id = format!("req-{:08}", self.next_request);
-        self.mutations.insert(id.clone(), (Instant::now() + delay, Some(edit)));
+        let mut edit = Some(edit);
+        if self.stick.0 > 0 {
+            self.stick.0 -= 1;
+            self.stuck.insert(id.clone());
+            if !self.stick.1 {
+                edit = None; // lost: never applied
+            }
+        }
+        self.mutations.insert(id.clone(), (Instant::now() + delay, edit));
         if delay.is_zero() {
             self.apply_due();
         }
@@ -199,7 +212,13 @@ impl Model {
     /// Whether a mutation has completed; `None` for an unknown request id.
     pub fn completed(&mut self, request: &str) -> Option<bool> {
         self.apply_due();
-        self.mutations.get(request).map(|(_, edit)| edit.is_none())
+        self.mutations.get(request).map(|(_, edit)| edit.is_none() && !self.stuck.contains(request))
+    }
+
+    /// Makes the mutations of the next `n` writes never report completed: their edits are
+    /// applied as usual when `applied`, never otherwise.
+    pub fn stick(&mut self, n: u32, applied: bool) {
+        self.stick = (n, applied);
     }
 
     fn apply(&mut self, edit: Edit) {

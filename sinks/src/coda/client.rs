@@ -1,10 +1,12 @@
 //! The Coda API client (`CODA_API_BASE`, Bearer `CODA_API_TOKEN`), following Coda's OpenAPI
 //! 1.5.0: list columns, upsert rows with `keyColumns`, mutation status, list rows with a keyed
 //! `query`, delete rows. Every call waits for the shared write or read quota first, and leaves
-//! one `access_log` row.
+//! one `access_log` row. A write takes its slot of the quota right before its request leaves,
+//! after everything it needed first (a look-up, a ledger write), so the spacing Coda sees is
+//! the spacing the limiter keeps.
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use august_schema::{ErrorKind, Secret};
@@ -83,16 +85,53 @@ impl Default for CodaSettings {
     }
 }
 
-/// A limiter that never lets more than `count` calls into any `window`: one call per
-/// `window / count`, 2% slower still, so jitter in delivery cannot bunch `count + 1` calls
-/// into one window at the server (120 ms of slack over Coda's 6 s).
-fn limiter((count, window): (u32, Duration)) -> DefaultDirectRateLimiter {
-    let spacing = window.mul_f64(1.02) / count.max(1);
-    RateLimiter::direct(
-        Quota::with_period(spacing.max(Duration::from_micros(1)))
-            .expect("positive period")
-            .allow_burst(NonZeroU32::MIN),
-    )
+/// One call per `window / count`, 2% slower still, so jitter in delivery cannot bunch
+/// `count + 1` calls into one window at the server (120 ms of slack over Coda's 6 s).
+fn spacing((count, window): (u32, Duration)) -> Duration {
+    (window.mul_f64(1.02) / count.max(1)).max(Duration::from_micros(1))
+}
+
+/// A limiter that never lets more than `count` calls into any `window` (see [`spacing`]).
+fn limiter(quota: (u32, Duration)) -> DefaultDirectRateLimiter {
+    RateLimiter::direct(Quota::with_period(spacing(quota)).expect("positive period").allow_burst(NonZeroU32::MIN))
+}
+
+/// The write quota: one write per spacing, whose next slot can be looked at without taking it
+/// (the writer waits for it, builds its batch, and the request takes it as it leaves). The
+/// first slot is one spacing after start, so a run started right after a killed one cannot
+/// bunch its first write onto the killed run's last.
+#[derive(Debug)]
+struct Pacer {
+    spacing: Duration,
+    next: Mutex<Instant>,
+}
+
+impl Pacer {
+    fn new(quota: (u32, Duration)) -> Self {
+        let spacing = spacing(quota);
+        Self { spacing, next: Mutex::new(Instant::now() + spacing) }
+    }
+
+    /// When the next slot opens.
+    fn ready_at(&self) -> Instant {
+        *self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes the next slot, waiting for it to open.
+    async fn take(&self) {
+        loop {
+            let wait = {
+                let mut next = self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let now = Instant::now();
+                if *next <= now {
+                    *next = now + self.spacing;
+                    return;
+                }
+                *next - now
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
 }
 
 /// A Coda column.
@@ -109,7 +148,7 @@ pub struct ColumnInfo {
 pub struct CodaClient {
     http: reqwest::Client,
     settings: CodaSettings,
-    writes: Arc<DefaultDirectRateLimiter>,
+    writes: Arc<Pacer>,
     reads: Arc<DefaultDirectRateLimiter>,
     log: AccessLog,
 }
@@ -128,7 +167,7 @@ impl CodaClient {
             .build()
             .map_err(|e| CodaError::Unavailable(e.to_string()))?;
         Ok(Self {
-            writes: Arc::new(limiter(settings.writes)),
+            writes: Arc::new(Pacer::new(settings.writes)),
             reads: Arc::new(limiter(settings.reads)),
             http,
             settings,
@@ -136,11 +175,16 @@ impl CodaClient {
         })
     }
 
-    /// Waits until the write quota admits one more write. Cancellation-safe: no slot is taken
-    /// until the future completes. Every write call below spends the slot taken here, so the
-    /// writer waits first and builds its batch after, coalescing what arrived meanwhile.
+    /// Waits until the write quota admits one more write, without taking the slot: the write
+    /// call takes it as its request leaves. The writer waits here first and builds its batch
+    /// after, coalescing what arrived meanwhile. Cancellation-safe.
     pub async fn write_slot(&self) {
-        self.writes.until_ready().await;
+        tokio::time::sleep_until(self.writes.ready_at().into()).await;
+    }
+
+    /// When the write quota next admits a write.
+    pub fn write_ready_at(&self) -> Instant {
+        self.writes.ready_at()
     }
 
     async fn call(
@@ -151,10 +195,6 @@ impl CodaClient {
         body: Option<Value>,
         rows: Option<usize>,
     ) -> Result<Value, CodaError> {
-        if method == reqwest::Method::GET {
-            self.reads.until_ready().await;
-        }
-        let started = Instant::now();
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.settings.base))
@@ -162,6 +202,12 @@ impl CodaClient {
         if let Some(body) = body {
             request = request.json(&body);
         }
+        if method == reqwest::Method::GET {
+            self.reads.until_ready().await;
+        } else {
+            self.writes.take().await; // nothing between the slot and the request
+        }
+        let started = Instant::now();
         let result = request.send().await;
         let status = result.as_ref().ok().map(|r| r.status().as_u16());
         self.log.record(AccessEntry {
@@ -224,8 +270,7 @@ impl CodaClient {
     }
 
     /// Upserts rows (cells as `(column id, value)`) keyed on `key_columns`; returns the
-    /// request id to check with [`CodaClient::mutation_completed`]. Call after
-    /// [`CodaClient::write_slot`].
+    /// request id to check with [`CodaClient::mutation_completed`]. Takes a write slot.
     pub async fn upsert_rows(
         &self,
         doc: &str,
@@ -302,7 +347,7 @@ impl CodaClient {
             .collect()
     }
 
-    /// Deletes rows by id; returns the request id. Call after [`CodaClient::write_slot`].
+    /// Deletes rows by id; returns the request id. Takes a write slot.
     pub async fn delete_rows(&self, doc: &str, table: &str, row_ids: &[String]) -> Result<String, CodaError> {
         let result = self
             .call(

@@ -28,26 +28,39 @@ use mapping::{Mapping, MappingError};
 /// Checks, before any row is sent, that every mapped Coda table and column exists. The error
 /// names the first that does not.
 pub async fn check_mapping(client: &CodaClient, mapping: &Mapping) -> Result<(), crate::SinkError> {
-    for table in &mapping.tables {
-        let columns = match client.list_columns(&mapping.doc_id, &table.table_id).await {
-            Err(client::CodaError::Fatal { status: 404, .. }) => {
-                return Err(MappingError {
-                    origin: format!("view {}", table.view),
-                    message: format!("Coda doc {} has no table {}", mapping.doc_id, table.table_id),
-                }
-                .into())
-            }
-            other => other?,
-        };
-        for (view_column, coda_column) in &table.columns {
-            if !columns.iter().any(|c| c.id == *coda_column || c.name == *coda_column) {
-                return Err(MappingError {
-                    origin: format!("view {}, column {view_column}", table.view),
-                    message: format!("Coda table {} has no column {coda_column}", table.table_id),
-                }
-                .into());
-            }
+    for t in 0..mapping.tables.len() {
+        if let Some(problem) = check_table(client, mapping, t).await? {
+            return Err(problem.into());
         }
     }
     Ok(())
+}
+
+/// Whether mapped table `t` and each of its columns exist in Coda: `Some` names the mapping
+/// entry at fault (its index, view and column) and what Coda lacks. One read per page of
+/// columns.
+pub async fn check_table(
+    client: &CodaClient,
+    mapping: &Mapping,
+    t: usize,
+) -> Result<Option<MappingError>, client::CodaError> {
+    let table = &mapping.tables[t];
+    let columns = match client.list_columns(&mapping.doc_id, &table.table_id).await {
+        Err(client::CodaError::Fatal { status: 404, .. }) => {
+            return Ok(Some(MappingError {
+                origin: format!("tables[{t}], view {}, table_id {}", table.view, table.table_id),
+                message: format!("Coda doc {} has no table {}", mapping.doc_id, table.table_id),
+            }))
+        }
+        other => other?,
+    };
+    for (view_column, coda_column) in &table.columns {
+        if !columns.iter().any(|c| c.id == *coda_column || c.name == *coda_column) {
+            return Ok(Some(MappingError {
+                origin: format!("tables[{t}], view {}, column {view_column}", table.view),
+                message: format!("Coda table {} has no column {coda_column}", table.table_id),
+            }));
+        }
+    }
+    Ok(None)
 }

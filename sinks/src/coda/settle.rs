@@ -34,8 +34,9 @@ pub async fn settle_unconfirmed(
         return Ok(0);
     }
     let requests: BTreeSet<&String> = unsettled.iter().filter_map(|u| u.request.as_ref()).collect();
+    let deadline = Instant::now() + MUTATION_WAIT; // for all of them, not each
     for request in requests {
-        await_mutation(client, request).await?;
+        await_mutation(client, request, deadline).await?;
     }
     if unsettled.iter().any(|u| u.request.is_none()) {
         // Killed between sending and recording Coda's answer: the write may still land.
@@ -46,16 +47,7 @@ pub async fn settle_unconfirmed(
         if keys.is_empty() {
             continue;
         }
-        let key_column = table.key_column();
-        let in_coda: HashMap<String, Held> = client
-            .list_rows(&mapping.doc_id, &table.table_id)
-            .await?
-            .into_iter()
-            .filter_map(|(id, values)| {
-                let key = coda_key_text(values.get(key_column)?);
-                Some((key, Held { hash: hash(&sources[t].cells_of_coda_row(&values)), row_id: Some(id) }))
-            })
-            .collect();
+        let in_coda = coda_state_retrying(client, mapping, &sources[t], t).await?;
         let found: Vec<(String, Option<Held>)> =
             keys.iter().map(|k| ((*k).clone(), in_coda.get(*k).cloned())).collect();
         ledger::settle(db, &table.view, &found).await?;
@@ -71,21 +63,62 @@ pub async fn settle_unconfirmed(
     Ok(unsettled.len())
 }
 
+/// What Coda holds for each row of mapped table `t`, by view key (a read of every page).
+pub(super) async fn coda_state(
+    client: &CodaClient,
+    mapping: &Mapping,
+    sources: &CellSources,
+    t: usize,
+) -> Result<HashMap<String, Held>, CodaError> {
+    let table = &mapping.tables[t];
+    let key_column = table.key_column();
+    Ok(client
+        .list_rows(&mapping.doc_id, &table.table_id)
+        .await?
+        .into_iter()
+        .filter_map(|(id, values)| {
+            let key = coda_key_text(values.get(key_column)?);
+            Some((key, Held { hash: hash(&sources.cells_of_coda_row(&values)), row_id: Some(id) }))
+        })
+        .collect())
+}
+
+/// [`coda_state`], tried again (for up to [`MUTATION_WAIT`]) while Coda is unavailable: a
+/// start-up does not fail on one 503.
+async fn coda_state_retrying(
+    client: &CodaClient,
+    mapping: &Mapping,
+    sources: &CellSources,
+    t: usize,
+) -> Result<HashMap<String, Held>, CodaError> {
+    let deadline = Instant::now() + MUTATION_WAIT;
+    loop {
+        match coda_state(client, mapping, sources, t).await {
+            Err(e) if e.kind() == august_schema::ErrorKind::Retryable && Instant::now() < deadline => {
+                tracing::warn!(error = %e, "cannot read a Coda table to settle writes yet; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// How long a write whose answer was never recorded is given to land before its row is read.
 pub const UNANSWERED_GRACE: Duration = Duration::from_secs(2);
 
-/// The longest a previous run's mutation is awaited.
+/// The longest a previous run's mutations are awaited, all together.
 const MUTATION_WAIT: Duration = Duration::from_secs(60);
 
 /// Waits until Coda has applied (or forgotten) a mutation.
-async fn await_mutation(client: &CodaClient, request: &str) -> Result<(), SinkError> {
-    let deadline = Instant::now() + MUTATION_WAIT;
+async fn await_mutation(client: &CodaClient, request: &str, deadline: Instant) -> Result<(), SinkError> {
     loop {
         match client.mutation_completed(request).await {
             Ok(true) | Err(CodaError::Fatal { status: 404, .. }) => return Ok(()),
             Ok(false) if Instant::now() < deadline => {}
             Ok(false) => {
-                tracing::warn!("a previous run's Coda write has not completed in a minute; reading the rows anyway");
+                tracing::warn!(
+                    "a previous run's Coda writes have not completed within a minute; reading the rows anyway"
+                );
                 return Ok(());
             }
             Err(e) if e.kind() == august_schema::ErrorKind::Retryable && Instant::now() < deadline => {}

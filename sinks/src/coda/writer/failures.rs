@@ -1,8 +1,10 @@
 //! A write that failed: 429s, 5xx and time-outs wait and go again (with backoff and jitter,
 //! honouring `Retry-After`); another 4xx splits the batch until the refused row stands alone,
 //! which goes to `sink_dead_letters` once (with Coda's message, which may quote a value, and
-//! nowhere else; see [`crate::coda::dead_letters`]) while the rest goes on; 401/403/404 stop
-//! the sink.
+//! nowhere else; see [`crate::coda::dead_letters`]) while the rest goes on. Before a refused
+//! write is split, the table is checked against Coda: when a mapped column or the table itself
+//! is gone, the request was refused as a whole, and the table stops (`health.rs`) instead of
+//! every row being dead-lettered. 401/403 (and a 404 with the table there) stop the sink.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -15,8 +17,27 @@ use crate::SinkError;
 impl Writer {
     /// Handles a failed write of `batch`.
     pub(super) async fn failed(&mut self, mut batch: Batch, error: CodaError) -> Result<(), SinkError> {
+        if self.health[batch.table].stopped() {
+            self.requeue(batch); // a write that was in flight when its table stopped
+            return Ok(());
+        }
+        if matches!(error, CodaError::Rejected { .. } | CodaError::Fatal { status: 404, .. }) {
+            match self.table_at_fault(batch.table).await {
+                Ok(Some(problem)) => {
+                    self.stop_table(batch, &problem);
+                    return Ok(());
+                }
+                Ok(None) => {}
+                Err(e) if e.kind() == august_schema::ErrorKind::Retryable => {
+                    // Cannot tell yet whether the table is at fault: try the write again later.
+                    return Box::pin(self.failed(batch, e)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         match error {
             CodaError::RateLimited { .. } | CodaError::Unavailable(_) => {
+                self.write_failed(batch.table);
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
                 batch.attempts += 1;
                 let (min, max) = self.config.backoff;

@@ -7,8 +7,11 @@
 //! `max_bytes` bytes. A write is durable when `mutationStatus` says completed and the ledger
 //! records it. 429s, 5xx and time-outs are retried with backoff and jitter (honouring
 //! `Retry-After`); any other 4xx splits the batch until the refused row stands alone, which
-//! goes to `sink_dead_letters` while the rest goes on (`failures.rs`). The durable LSN is the
-//! last frontier, held back by the oldest change not yet durable.
+//! goes to `sink_dead_letters` while the rest goes on (`failures.rs`), unless the table itself
+//! is at fault (a mapped column or the table gone): then that table stops (`health.rs`). A
+//! mutation not completed within `confirm_deadline` is settled by reading Coda
+//! ([`super::confirm`]); a table whose writes keep failing is reported stalled. The durable
+//! LSN is the last frontier, held back by the oldest change not yet durable.
 //!
 //! Before the first write, writes a previous run left unconfirmed are settled against Coda
 //! ([`super::settle`]); each write records its intent first. Once the initial copy has been
@@ -29,14 +32,16 @@ use tokio::sync::{mpsc, watch};
 
 use super::cells::{self, cell, key_text, CellSources, Cells};
 use super::client::CodaClient;
-use super::ledger::{self, Confirmed, Held};
+use super::ledger::{self, Held};
 use super::mapping::{Mapping, OnDelete, TableMapping};
 use crate::SinkError;
 
 mod failures;
+mod health;
 mod send;
 mod stats;
 
+pub use health::STALLED_METRIC;
 pub use stats::{WriterStats, LATENCY_METRIC, RECENT};
 
 /// Batch limits and pacing.
@@ -55,6 +60,12 @@ pub struct WriterConfig {
     /// Open dead letters older than this many days are purged at start
     /// (`AUGUST_DEAD_LETTER_DAYS`, default 30), with every closed one.
     pub dead_letter_days: u32,
+    /// How long a mutation may stay uncompleted before it is settled by reading Coda
+    /// (`AUGUST_CODA_CONFIRM_DEADLINE_SECS`, default 5 min).
+    pub confirm_deadline: Duration,
+    /// Failed attempts in a row after which a table is reported stalled
+    /// (`august_coda_stalled{view}`).
+    pub stall_attempts: u32,
 }
 
 impl Default for WriterConfig {
@@ -66,6 +77,8 @@ impl Default for WriterConfig {
             backoff: (Duration::from_millis(500), Duration::from_secs(30)),
             drain: Duration::from_secs(10),
             dead_letter_days: 30,
+            confirm_deadline: Duration::from_secs(300),
+            stall_attempts: 5,
         }
     }
 }
@@ -118,6 +131,9 @@ pub async fn write_to_coda(
     let mut db = august_schema::connect(&pg).await?;
     let views: Vec<String> = mapping.tables.iter().map(|t| t.view.clone()).collect();
     let sources: Vec<CellSources> = mapping.tables.iter().map(CellSources::of).collect();
+    for view in &views {
+        metrics::gauge!(STALLED_METRIC, "view" => view.clone()).set(0.0);
+    }
     let mut held = ledger::load(&db, &views).await?;
     let purged = super::dead_letters::purge(&db, config.dead_letter_days).await?;
     let refused = super::dead_letters::open(&db, &views).await?;
@@ -138,6 +154,7 @@ pub async fn write_to_coda(
         retry: VecDeque::new(),
         frontier: Lsn::ZERO,
         snapshot_keys: Some(vec![HashSet::new(); mapping.tables.len()]),
+        health: vec![health::Health::default(); mapping.tables.len()],
         pg: pg.clone(),
         db,
         client,
@@ -145,7 +162,12 @@ pub async fn write_to_coda(
         config,
         stats,
     };
-    let (confirm, mut confirmations) = super::confirm::start(pg.clone(), w.client.clone(), w.config.poll);
+    let settling = super::confirm::Settling {
+        mapping: Arc::new(w.mapping.clone()),
+        sources: Arc::new(w.sources.clone()),
+        deadline: w.config.confirm_deadline,
+    };
+    let (confirm, mut confirmations) = super::confirm::start(pg.clone(), w.client.clone(), w.config.poll, settling);
     w.confirm = Some(confirm);
     let mut drain_until: Option<Instant> = None;
     loop {
@@ -159,7 +181,7 @@ pub async fn write_to_coda(
                 None => drain_until = Some(Instant::now() + w.config.drain),
             },
             answer = confirmations.recv() => match answer {
-                Some(answer) => w.confirmed(answer?),
+                Some(answer) => w.confirmed(answer?).await?,
                 None => return Err(SinkError::Shape { view: "coda", message: "the confirmer stopped".into() }),
             },
             _ = w.client.write_slot(), if ready => w.send_next().await?,
@@ -196,12 +218,14 @@ struct Writer {
     /// the hash it will leave (`None`: a delete). At most one write per row flies.
     flying: Vec<HashMap<String, Option<String>>>,
     in_flight: HashMap<String, Batch>,
-    confirm: Option<mpsc::UnboundedSender<(String, Vec<Confirmed>)>>,
+    confirm: Option<super::confirm::Requests>,
     retry: VecDeque<(Instant, Batch)>,
     frontier: Lsn,
     /// Per mapped table, the keys of the initial copy (everything before the first frontier
     /// past 0), until the copy is complete.
     snapshot_keys: Option<Vec<HashSet<String>>>,
+    /// Per mapped table: stalled (writes keep failing) or stopped (the mapping is at fault).
+    health: Vec<health::Health>,
 }
 
 impl Writer {
@@ -210,8 +234,7 @@ impl Writer {
     }
 
     fn has_ready_work(&self) -> bool {
-        self.retry.front().is_some_and(|(at, _)| *at <= Instant::now())
-            || self.pending.iter().zip(&self.flying).any(|(p, f)| p.keys().any(|k| !f.contains_key(k)))
+        self.retry.front().is_some_and(|(at, _)| *at <= Instant::now()) || self.waiting_table().is_some()
     }
 
     /// Everything below this LSN is in Coda (or dead-lettered).

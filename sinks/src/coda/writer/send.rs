@@ -13,16 +13,22 @@ use chrono::Utc;
 use super::{Batch, Change, Pending, Writer};
 use crate::coda::cells::Cells;
 use crate::coda::client::CodaError;
+use crate::coda::confirm::Confirmation;
 use crate::coda::ledger::{self, Confirmed, Held};
 use crate::coda::mapping::TableMapping;
 use crate::SinkError;
 
 impl Writer {
     /// Sends one write: a batch due for retry, or the next batch of the table whose oldest
-    /// change is oldest. The caller has taken the write slot. Its intent is recorded first.
+    /// change is oldest. The caller has waited for a write slot to open; the request takes it
+    /// as it leaves, after the intent is recorded (and a delete's row ids looked up).
     pub(super) async fn send_next(&mut self) -> Result<(), SinkError> {
+        // A stalled table's retry yields to a healthy table's waiting rows.
+        let healthy_waiting = self.waiting_table().is_some_and(|t| !self.health[t].stalled());
         let batch = match self.retry.front() {
-            Some((at, _)) if *at <= Instant::now() => self.retry.pop_front().map(|(_, b)| b),
+            Some((at, b)) if *at <= Instant::now() && !(self.health[b.table].stalled() && healthy_waiting) => {
+                self.retry.pop_front().map(|(_, b)| b)
+            }
             _ => self.next_batch(),
         };
         let Some(batch) = batch else { return Ok(()) };
@@ -73,7 +79,7 @@ impl Writer {
                     })
                     .collect();
                 if let Some(confirm) = &self.confirm {
-                    let _ = confirm.send((request.clone(), confirmed));
+                    let _ = confirm.send((request.clone(), confirmed, Instant::now()));
                 }
                 self.in_flight.insert(request, batch);
                 Ok(())
@@ -91,12 +97,29 @@ impl Writer {
         ledger::intend(&self.db, view, &rows).await
     }
 
-    /// The next batch: of the table whose oldest waiting change is oldest, its rows in change
-    /// order, one kind (upserts or deletes, as the oldest is), none already in flight.
+    /// The table to write next: of those not stopped with a row waiting (not in flight), the
+    /// one whose oldest waiting change is oldest, a stalled one only when no healthy one waits.
+    pub(super) fn waiting_table(&self) -> Option<usize> {
+        (0..self.pending.len())
+            .filter(|t| !self.health[*t].stopped())
+            .filter_map(|t| {
+                let oldest = self.pending[t]
+                    .iter()
+                    .filter(|(k, _)| !self.flying[t].contains_key(*k))
+                    .map(|(_, p)| p.since)
+                    .min();
+                oldest.map(|since| ((self.health[t].stalled(), since), t))
+            })
+            .min()
+            .map(|(_, t)| t)
+    }
+
+    /// The next batch: of the [`Writer::waiting_table`], its rows in change order, one kind
+    /// (upserts or deletes, as the oldest is), none already in flight.
     fn next_batch(&mut self) -> Option<Batch> {
+        let t = self.waiting_table()?;
         let (pending, flying) = (&self.pending, &self.flying);
         let waiting = |t: usize| pending[t].iter().filter(move |(k, _)| !flying[t].contains_key(*k));
-        let t = (0..pending.len()).filter_map(|t| waiting(t).map(|(_, p)| p.since).min().map(|s| (s, t))).min()?.1;
         let mut order: Vec<(Lsn, &String, bool)> =
             waiting(t).map(|(k, p)| (p.since, k, matches!(p.change, Change::Delete))).collect();
         order.sort_unstable();
@@ -126,12 +149,14 @@ impl Writer {
         Some(Batch { table: t, items: batch, attempts: 0 })
     }
 
-    /// Deletes by row id: the ledger's when known, else found by a keyed look-up.
+    /// Deletes by row id: the ledger's when known, else found by a keyed look-up (on the read
+    /// quota; a row id found once is kept, so a delete tried again looks up only the rest). The
+    /// write slot is taken after the look-ups, as the DELETE leaves.
     async fn delete(&mut self, table: &TableMapping, items: &[Pending]) -> Result<String, CodaError> {
         let mut ids = Vec::new();
         for item in items {
-            let held = self.held.get(&(table.view.clone(), item.key.clone())).and_then(|h| h.row_id.clone());
-            match held {
+            let entry = (table.view.clone(), item.key.clone());
+            match self.held.get(&entry).and_then(|h| h.row_id.clone()) {
                 Some(id) => ids.push(id),
                 None => {
                     let found = self
@@ -141,6 +166,9 @@ impl Writer {
                     for id in &found {
                         let _ = ledger::remember_row_id(&self.db, &table.view, &item.key, id).await;
                     }
+                    if let (Some(held), [id]) = (self.held.get_mut(&entry), found.as_slice()) {
+                        held.row_id = Some(id.clone());
+                    }
                     ids.extend(found);
                 }
             }
@@ -148,34 +176,67 @@ impl Writer {
         self.client.delete_rows(&self.mapping.doc_id, &table.table_id, &ids).await
     }
 
-    /// A write was confirmed (and recorded in the ledger), or lost.
-    pub(super) fn confirmed(&mut self, answer: crate::coda::confirm::Confirmation) {
+    /// A write was confirmed (and recorded in the ledger), settled after the deadline, or lost.
+    pub(super) async fn confirmed(&mut self, answer: Confirmation) -> Result<(), SinkError> {
         match answer {
-            crate::coda::confirm::Confirmation::Done(request) => {
-                let Some(batch) = self.in_flight.remove(&request) else { return };
-                let view = self.mapping.tables[batch.table].view.clone();
-                self.stats.rows_durable.fetch_add(batch.items.len() as u64, Ordering::Relaxed);
-                let now = Utc::now();
-                for item in batch.items {
-                    self.flying[batch.table].remove(&item.key);
-                    if let Some(committed) = item.committed {
-                        self.stats.observe_latency(&view, (now - committed).to_std().unwrap_or_default());
+            Confirmation::Done(request) => {
+                if let Some(batch) = self.in_flight.remove(&request) {
+                    self.landed(batch.table, batch.items);
+                }
+            }
+            Confirmation::Settled { request, found, missing } => {
+                let Some(batch) = self.in_flight.remove(&request) else { return Ok(()) };
+                let t = batch.table;
+                let (again, landed): (Vec<Pending>, Vec<Pending>) =
+                    batch.items.into_iter().partition(|p| missing.contains(&p.key));
+                if !landed.is_empty() {
+                    self.landed(t, landed);
+                }
+                let view = self.mapping.tables[t].view.clone();
+                for (key, state) in found {
+                    match state {
+                        Some(h) => drop(self.held.insert((view.clone(), key), h)),
+                        None => drop(self.held.remove(&(view.clone(), key))),
                     }
-                    let key = (view.clone(), item.key);
-                    match item.change {
-                        Change::Upsert { hash, .. } => {
-                            let row_id = self.held.get(&key).and_then(|h| h.row_id.clone());
-                            self.held.insert(key, Held { hash, row_id });
-                        }
-                        Change::Delete => {
-                            self.held.remove(&key);
-                        }
+                }
+                if !again.is_empty() {
+                    let overdue = CodaError::Unavailable("the write did not complete within the deadline".into());
+                    return self.failed(Batch { table: t, items: again, attempts: batch.attempts }, overdue).await;
+                }
+            }
+            Confirmation::Lost(request) => {
+                if let Some(batch) = self.in_flight.remove(&request) {
+                    if self.health[batch.table].stopped() {
+                        self.requeue(batch);
+                    } else {
+                        self.retry.push_back((Instant::now(), Batch { attempts: 0, ..batch }));
                     }
                 }
             }
-            crate::coda::confirm::Confirmation::Lost(request) => {
-                if let Some(batch) = self.in_flight.remove(&request) {
-                    self.retry.push_back((Instant::now(), Batch { attempts: 0, ..batch }));
+        }
+        Ok(())
+    }
+
+    /// Rows of table `t` Coda now holds: the ledger in memory follows, and the latency of each
+    /// is observed.
+    fn landed(&mut self, t: usize, items: Vec<Pending>) {
+        self.write_landed(t);
+        let view = self.mapping.tables[t].view.clone();
+        self.stats.rows_durable.fetch_add(items.len() as u64, Ordering::Relaxed);
+        let now = Utc::now();
+        for item in items {
+            self.flying[t].remove(&item.key);
+            if let Some(committed) = item.committed {
+                self.stats.observe_latency(&view, (now - committed).to_std().unwrap_or_default());
+            }
+            let key = (view.clone(), item.key);
+            match item.change {
+                Change::Upsert { hash, .. } => {
+                    let row_id = self.held.get(&key).and_then(|h| h.row_id.clone());
+                    self.held.insert(key, Held { hash, row_id });
+                }
+                Change::Delete => {
+                    self.held.remove(&key);
                 }
             }
         }

@@ -27,6 +27,8 @@ pub struct WriterStats {
     pub rows_durable: AtomicU64,
     /// Rows settled at start-up from a previous run's unconfirmed writes.
     pub settled: AtomicU64,
+    /// Why tables were stopped (each names the mapping entry at fault).
+    pub stopped: Mutex<Vec<String>>,
     /// The latest commit-to-durable latencies, in milliseconds (at most [`RECENT`]).
     pub recent_latency_ms: Mutex<VecDeque<u64>>,
 }
