@@ -32,10 +32,12 @@ use crate::workload::{Progress, ACTOR};
 pub struct Figures {
     /// The scenario (and seed).
     pub scenario: String,
-    /// Faults injected (link faults, restarts).
-    pub faults: usize,
-    /// SIGKILLs, with when each struck.
+    /// Faults injected, and what they hit.
+    pub faults: String,
+    /// SIGKILLs: when each struck (ms after the previous start / phase / changes committed).
     pub kill_points: Vec<String>,
+    /// Runs that found writes a killed run left unconfirmed, and settled them.
+    pub settled_runs: usize,
     /// Exits August chose (a lost link it does not retry), each started again.
     pub restarts: u32,
     /// Row changes the workload committed.
@@ -69,10 +71,9 @@ impl Figures {
 
     /// The report line.
     pub fn line(&self) -> String {
-        let kills = if self.kill_points.is_empty() {
-            "-".to_string()
-        } else {
-            format!("{} ({})", self.kill_points.len(), self.kill_points.join(", "))
+        let kills = match self.kill_points.len() {
+            0 => "-".to_string(),
+            n => format!("{n}, {} left writes in flight ({})", self.settled_runs, self.kill_points.join(", ")),
         };
         format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",

@@ -34,6 +34,7 @@ async fn sigkill_at_seeded_random_points_loses_nothing() {
     let progress = stream.finish(&mut rig).await;
     let mut figures = check(&mut rig, &progress, name, 0).await;
     figures.kill_points = kill_points;
+    figures.settled_runs = rig.runs_logging("settled Coda writes left unconfirmed");
     figures.print();
     figures.assert_sound(&rig.log());
     rig.stop().await;

@@ -3,6 +3,7 @@
 //! between August and Coda. A seeded plan of delays, resets, blackholes and refused
 //! connections; then every fault is lifted and the checks run.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,7 +91,16 @@ async fn link_faults(link: Link, hint: &str) {
     let progress = stream.finish(&mut rig).await;
     rig.heal();
     let mut figures = check(&mut rig, &progress, name, 0).await;
-    figures.faults = steps.len();
+    let stats = match link {
+        Link::Postgres => rig.pg_proxy.stats(),
+        Link::Coda => rig.coda_proxy.stats(),
+    };
+    figures.faults = format!(
+        "{} ({} connections reset, {} refused)",
+        steps.len(),
+        stats.reset.load(Ordering::Relaxed),
+        stats.dropped.load(Ordering::Relaxed)
+    );
     figures.print();
     figures.assert_sound(&rig.log());
     rig.stop().await;

@@ -45,7 +45,7 @@ async fn postgres_restarted_fast_and_immediate_loses_nothing() {
             restarted.await.unwrap();
             stream.finish(&mut rig).await;
             let mut figures = check(&mut rig, &progress, name, duplicates_before).await;
-            figures.faults = 1;
+            figures.faults = format!("1 restart -m {mode}");
             figures.restarts -= restarts_before;
             figures.print();
             figures.assert_sound(&rig.log());

@@ -131,6 +131,12 @@ impl Rig {
         }
     }
 
+    /// How many runs (finished or not) logged `needle`.
+    pub fn runs_logging(&self, needle: &str) -> usize {
+        let current = self.running_log_contains(needle);
+        self.logs.iter().filter(|log| log.contains(needle)).count() + usize::from(current)
+    }
+
     /// Every run's log so far.
     pub fn log(&self) -> String {
         let current = self.august.as_ref().map(|a| a.log()).unwrap_or_default();

@@ -166,7 +166,12 @@ impl Stream {
     /// Writes until `progress` counts `total` committed changes (a later stream may carry a
     /// scenario's count on), to the database at `url` (not through any proxy).
     pub fn start(url: &str, seed: u64, total: u64, progress: Arc<Progress>) -> Stream {
-        let task = tokio::spawn(run(url.to_string(), seed, total, Duration::from_millis(3), progress.clone()));
+        Self::paced(url, seed, total, progress, Duration::from_millis(3))
+    }
+
+    /// [`Stream::start`] with `pace` between transactions.
+    pub fn paced(url: &str, seed: u64, total: u64, progress: Arc<Progress>, pace: Duration) -> Stream {
+        let task = tokio::spawn(run(url.to_string(), seed, total, pace, progress.clone()));
         Stream { progress, task }
     }
 
