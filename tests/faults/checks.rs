@@ -92,9 +92,13 @@ impl Figures {
         )
     }
 
-    /// Prints the report header and line (shown with `--nocapture`).
-    pub fn print(&self) {
+    /// Prints the report header and line (shown with `--nocapture`), and why August exited
+    /// when it did on its own.
+    pub fn print(&self, rig: &Rig) {
         println!("{HEADER}\n{}", self.line());
+        for exit in &rig.exits {
+            println!("  {}: August exited: {exit}", self.scenario);
+        }
     }
 }
 
@@ -125,6 +129,17 @@ pub async fn check(rig: &mut Rig, progress: &Progress, scenario: String, duplica
     }
     let at_confirmation = differences(rig).await;
     let confirmed_ahead = at_confirmation.len();
+    if confirmed_ahead > 0 {
+        let slot: String = db
+            .query_one(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+                &[&rig.db.name],
+            )
+            .await
+            .map(|row| row.get(0))
+            .unwrap_or_default();
+        eprintln!("{scenario}: the slot at {slot} (last write {last}), yet {}", describe(&at_confirmation));
+    }
     let ledger_gaps = ledger_gaps(rig).await;
     // Had the slot run ahead, tell lag from loss: give the sink time to catch up.
     let mut last_differences = at_confirmation;

@@ -36,7 +36,7 @@ async fn coda_errors(hint: &str, lifted_for_checks: bool) {
         during = requests(&rig);
     }
     figures.faults = format!("{} of {} requests failed", during.0 - before.0, during.1 - before.1);
-    figures.print();
+    figures.print(&rig);
     figures.assert_sound(&rig.log());
     rig.heal();
     rig.stop().await;

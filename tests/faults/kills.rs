@@ -37,7 +37,7 @@ async fn sigkill_at_seeded_random_points_loses_nothing() {
     figures.faults = format!("{kills} SIGKILL");
     figures.kill_points = kill_points;
     figures.settled_runs = rig.runs_logging("settled Coda writes left unconfirmed");
-    figures.print();
+    figures.print(&rig);
     figures.assert_sound(&rig.log());
     // Writes a kill left in flight are settled against Coda at the next start, not sent again.
     assert_eq!(figures.duplicates, 0, "a row was sent again with the content Coda held:\n{}", rig.log());

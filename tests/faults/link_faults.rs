@@ -101,7 +101,7 @@ async fn link_faults(link: Link, hint: &str) {
         stats.reset.load(Ordering::Relaxed),
         stats.dropped.load(Ordering::Relaxed)
     );
-    figures.print();
+    figures.print(&rig);
     figures.assert_sound(&rig.log());
     rig.stop().await;
 }

@@ -47,7 +47,7 @@ async fn postgres_restarted_fast_and_immediate_loses_nothing() {
             let mut figures = check(&mut rig, &progress, name, duplicates_before).await;
             figures.faults = format!("1 restart -m {mode}");
             figures.restarts -= restarts_before;
-            figures.print();
+            figures.print(&rig);
             figures.assert_sound(&rig.log());
         }
     }

@@ -39,6 +39,8 @@ pub struct Rig {
     logs: Vec<String>,
     /// Exits nobody asked for, each followed by a new start.
     pub restarts: u32,
+    /// The error each of those runs exited with.
+    pub exits: Vec<String>,
     /// Starts so far.
     pub starts: u32,
 }
@@ -73,7 +75,19 @@ impl Rig {
             ("AUGUST_CODA_WRITES_PER_6S", "60000".into()),
             ("AUGUST_CODA_READS_PER_6S", "60000".into()),
         ];
-        Rig { db, coda, mapping, pg_proxy, coda_proxy, env, august: None, logs: Vec::new(), restarts: 0, starts: 0 }
+        Rig {
+            db,
+            coda,
+            mapping,
+            pg_proxy,
+            coda_proxy,
+            env,
+            august: None,
+            logs: Vec::new(),
+            restarts: 0,
+            exits: Vec::new(),
+            starts: 0,
+        }
     }
 
     /// Starts `august replicate` (unless it runs) and waits until it replicates.
@@ -101,6 +115,9 @@ impl Rig {
             None => false,
         };
         if exited {
+            let log = self.august.as_ref().map(|a| a.log()).unwrap_or_default();
+            let error = log.lines().rev().find(|l| l.starts_with("august: error")).unwrap_or("no error line");
+            self.exits.push(error.to_string());
             self.retire();
             self.restarts += 1;
             tokio::time::sleep(Duration::from_millis(200)).await;
