@@ -13,6 +13,7 @@
 
 mod checks;
 mod coda_errors;
+mod copy_restart;
 mod kills;
 mod link_faults;
 mod restarts;

@@ -27,6 +27,7 @@ async fn postgres_restarted_fast_and_immediate_loses_nothing() {
             let name = format!("Postgres restart -m {mode} (seed {seed}, round {})", round + 1);
             let duplicates_before = rig.coda.unchanged_rows();
             let restarts_before = rig.restarts;
+            rig.exits.clear();
             let from = total;
             total += per_phase;
             let stream = Stream::start(rig.db.url(), seed + total, total, progress.clone());
