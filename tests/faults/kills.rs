@@ -18,7 +18,7 @@ async fn sigkill_at_seeded_random_points_loses_nothing() {
     let seed = crate::seed();
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5EED);
     let kills = crate::scaled(3, 25);
-    let changes = crate::scaled(800, 6_000);
+    let changes = crate::scaled(600, 6_000);
     let name = format!("SIGKILL (seed {seed})");
     let mut rig = Rig::new(august_testkit::cluster(), "faults_kill").await;
     rig.start().await;

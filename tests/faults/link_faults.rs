@@ -56,7 +56,7 @@ async fn link_faults(link: Link, hint: &str) {
     let seed = crate::seed();
     let mut rng = StdRng::seed_from_u64(seed);
     let steps = plan(&mut rng, crate::scaled(4, 20));
-    let changes = crate::scaled(600, 4_000);
+    let changes = crate::scaled(400, 4_000);
     let name = format!("{link:?} link faults (seed {seed})");
     eprintln!("{name}: plan {steps:?}");
     let mut rig = Rig::new(august_testkit::cluster(), hint).await;
