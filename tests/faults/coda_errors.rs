@@ -16,7 +16,7 @@ use crate::workload::{Progress, Stream};
 
 async fn coda_errors(hint: &str, lifted_for_checks: bool) {
     let seed = crate::seed();
-    let changes = crate::scaled(300, 4_000);
+    let changes = crate::scaled(500, 4_000);
     let until = if lifted_for_checks { "while changes flow" } else { "to the end" };
     let name = format!("Coda 30 % errors {until} (seed {seed})");
     let mut rig = Rig::new(august_testkit::cluster(), hint).await;
