@@ -151,6 +151,12 @@ pub async fn check(rig: &mut Rig, progress: &Progress, scenario: String, duplica
         .await
         .expect("count change_log")
         .get(0);
+    if progress.changes() as i64 != logged {
+        eprintln!(
+            "{scenario}: change_log and the committed transactions differ: {}",
+            audit_differences(&db, progress).await
+        );
+    }
     if !last_differences.is_empty() {
         eprintln!("{scenario}: {}", describe(&last_differences));
     }
@@ -167,6 +173,34 @@ pub async fn check(rig: &mut Rig, progress: &Progress, scenario: String, duplica
         change_log_missing: progress.changes() as i64 - logged,
         ..Figures::default()
     }
+}
+
+/// The committed transactions whose `change_log` rows are not as many as the rows they
+/// changed: (transaction id, rows changed, rows logged, whether its commit was in doubt).
+async fn audit_differences(db: &tokio_postgres::Client, progress: &Progress) -> String {
+    let logged: BTreeMap<i64, i64> = db
+        .query("SELECT txid, count(*) FROM change_log WHERE actor = $1 GROUP BY txid", &[&ACTOR])
+        .await
+        .expect("change_log by transaction")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let committed = progress.committed_transactions.lock().unwrap().clone();
+    let known: BTreeSet<i64> = committed.iter().map(|(xid, _, _)| *xid).collect();
+    let mut found: Vec<String> = committed
+        .iter()
+        .filter(|(xid, rows, _)| logged.get(xid).copied().unwrap_or(0) != *rows as i64)
+        .map(|(xid, rows, doubt)| {
+            format!("{xid}: {rows} changed, {} logged, in doubt {doubt}", logged.get(xid).copied().unwrap_or(0))
+        })
+        .collect();
+    found.extend(
+        logged
+            .iter()
+            .filter(|(xid, _)| !known.contains(xid))
+            .map(|(xid, n)| format!("{xid}: not committed, {n} logged")),
+    );
+    found.join("; ")
 }
 
 /// The WAL position now, and how many changes `change_log` holds (every write to a published

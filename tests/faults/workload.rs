@@ -28,6 +28,8 @@ pub struct Progress {
     pub in_doubt: AtomicU64,
     /// Failed attempts (connection lost, server restarting), each retried.
     pub errors: AtomicU64,
+    /// Each committed transaction: its id, the rows it changed, and whether it was in doubt.
+    pub committed_transactions: std::sync::Mutex<Vec<(i64, u64, bool)>>,
 }
 
 impl Progress {
@@ -46,9 +48,10 @@ pub async fn run(url: String, seed: u64, changes: u64, pace: Duration, progress:
         let statements: Vec<(&'static str, i64, String)> =
             (0..rng.random_range(1..=4)).map(|_| statement(&mut rng)).collect();
         match transaction(&mut client, &statements).await {
-            Ok(rows) => {
+            Ok((xid, rows)) => {
                 progress.committed.fetch_add(rows, Ordering::Relaxed);
                 progress.transactions.fetch_add(1, Ordering::Relaxed);
+                progress.committed_transactions.lock().unwrap().push((xid, rows, false));
             }
             Err((xid, rows)) => {
                 progress.errors.fetch_add(1, Ordering::Relaxed);
@@ -58,6 +61,7 @@ pub async fn run(url: String, seed: u64, changes: u64, pace: Duration, progress:
                         progress.in_doubt.fetch_add(1, Ordering::Relaxed);
                         progress.committed.fetch_add(rows, Ordering::Relaxed);
                         progress.transactions.fetch_add(1, Ordering::Relaxed);
+                        progress.committed_transactions.lock().unwrap().push((xid, rows, true));
                     }
                 }
             }
@@ -66,12 +70,12 @@ pub async fn run(url: String, seed: u64, changes: u64, pace: Duration, progress:
     }
 }
 
-/// One transaction; the rows it changed, or on failure its transaction id (when it got one)
+/// One transaction; its id and the rows it changed, or on failure its transaction id (when it got one)
 /// and the rows it would have changed.
 async fn transaction(
     client: &mut tokio_postgres::Client,
     statements: &[(&'static str, i64, String)],
-) -> Result<u64, (Option<i64>, u64)> {
+) -> Result<(i64, u64), (Option<i64>, u64)> {
     let tx = client.transaction().await.map_err(|_| (None, 0))?;
     tx.execute("SELECT set_config('app.actor', $1, true)", &[&ACTOR]).await.map_err(|_| (None, 0))?;
     let xid: i64 = tx.query_one("SELECT txid_current()", &[]).await.map_err(|_| (None, 0))?.get(0);
@@ -80,7 +84,7 @@ async fn transaction(
         rows += tx.query(*sql, &[patient, text]).await.map_err(|_| (Some(xid), 0))?.len() as u64;
     }
     tx.commit().await.map_err(|_| (Some(xid), rows))?;
-    Ok(rows)
+    Ok((xid, rows))
 }
 
 /// Whether transaction `xid` committed (asked after the connection that ran it was lost).
