@@ -121,6 +121,12 @@ impl EmbeddedPostgres {
         self.layout.run_pg_ctl(&["restart", "-m", "fast", "-w", "-t", "60"])
     }
 
+    /// Restarts the server as after a crash (`pg_ctl restart -m immediate`): every process is
+    /// killed without a checkpoint, and the server recovers from its WAL at start.
+    pub fn restart_immediate(&self) -> Result<(), EmbeddedError> {
+        self.layout.run_pg_ctl(&["restart", "-m", "immediate", "-w", "-t", "60"])
+    }
+
     /// Stops the server (`pg_ctl stop -m fast`); the data stays for the next start.
     pub fn stop(&self) -> Result<(), EmbeddedError> {
         self.layout.run_pg_ctl(&["stop", "-m", "fast", "-w", "-t", "60"])

@@ -111,6 +111,13 @@ impl Cluster {
         embedded.restart().unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// Restarts the server as after a crash (`pg_ctl restart -m immediate`: no checkpoint,
+    /// crash recovery at start), dropping every connection. Panics for an external server.
+    pub fn restart_immediate(&self) {
+        let embedded = self.embedded.as_ref().expect("only the private test cluster can be restarted");
+        embedded.restart_immediate().unwrap_or_else(|e| panic!("{e}"));
+    }
+
     pub(crate) fn is_private(&self) -> bool {
         self.embedded.is_some()
     }

@@ -15,12 +15,16 @@
 //! a server certificate for `localhost` only, and an unrelated CA), plus a SCRAM password user
 //! allowed only over TLS ([`Cluster::SCRAM_USER`]); the `postgres` superuser keeps trust auth.
 //!
+//! [`proxy::FaultProxy`] sits between a client and a server (Postgres, an emulator) and injects
+//! network faults: delay, dropped connections, resets, a blackhole.
+//!
 //! With `AUGUST_TEST_DATABASE_URL` set, tests use that server instead (it must allow
 //! `CREATE DATABASE`; replication tests need `wal_level = logical` there too).
 #![forbid(missing_docs)]
 
 mod cluster;
 mod database;
+pub mod proxy;
 pub mod refusals;
 
 pub use cluster::{cluster, test_certs, Cluster};

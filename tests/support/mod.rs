@@ -154,8 +154,9 @@ pub async fn converged(
     }
 }
 
-/// Differences counted per view and problem, with the first key of each.
-fn describe(differences: &[RowDifference]) -> String {
+/// Differences counted per view and problem, with the first key of each (keys and column
+/// names only: no values).
+pub fn describe(differences: &[RowDifference]) -> String {
     let mut counts: BTreeMap<(String, String), (usize, String)> = BTreeMap::new();
     for d in differences {
         let problem = d.problem.to_string();
