@@ -35,7 +35,11 @@ const SESSION_OPTIONS: &str =
 /// Microseconds from the Unix epoch to Postgres' (2000-01-01).
 pub const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 
-trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
+/// The longest backend message: Postgres builds each in one allocation of at most 1 GiB,
+/// so a longer length is a broken stream, not a reason to reserve gigabytes.
+const MAX_MESSAGE: usize = 1 << 30;
+
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
 
 /// One frame of the replication stream.
@@ -64,6 +68,14 @@ pub struct WalSender {
     private_link: bool,
     read: BytesMut,
     write: BytesMut,
+}
+
+impl WalSender {
+    /// A session over a transport that is already connected (the fuzzer's scripted server),
+    /// not yet authenticated.
+    pub(crate) fn over(io: Box<dyn Transport>) -> Self {
+        Self { io, private_link: false, read: BytesMut::new(), write: BytesMut::new() }
+    }
 }
 
 impl std::fmt::Debug for WalSender {
@@ -127,12 +139,13 @@ impl WalSender {
         Ok(session)
     }
 
-    async fn authenticate(&mut self, user: &[u8], password: Option<&[u8]>) -> Result<(), CdcError> {
+    pub(crate) async fn authenticate(&mut self, user: &[u8], password: Option<&[u8]>) -> Result<(), CdcError> {
         let mut scram: Option<ScramSha256> = None;
         let need_password = || password.ok_or_else(|| CdcError::Auth("a password is required and none is set".into()));
         loop {
             let (tag, mut body) = self.read_message().await?;
             match tag {
+                b'R' if body.len() < 4 => return Err(CdcError::Protocol("short authentication request".into())),
                 b'R' => match body.get_i32() {
                     0 => {}
                     3 if !self.private_link => {
@@ -302,6 +315,9 @@ impl WalSender {
                 let len = u32::from_be_bytes([self.read[1], self.read[2], self.read[3], self.read[4]]) as usize;
                 if len < 4 {
                     return Err(CdcError::Protocol("message length below 4".into()));
+                }
+                if len > MAX_MESSAGE {
+                    return Err(CdcError::Protocol("message longer than the server can send".into()));
                 }
                 if self.read.len() > len {
                     let tag = self.read[0];

@@ -9,6 +9,7 @@ mod faults;
 mod handoff;
 mod metrics;
 mod mirror;
+mod properties;
 mod tls;
 mod types;
 

@@ -5,6 +5,7 @@ mod deepcura;
 mod drchrono;
 mod fuzz;
 mod oidc;
+mod properties;
 mod pull;
 mod rejected;
 mod sync_api;
