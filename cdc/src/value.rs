@@ -248,12 +248,20 @@ fn parse_timestamptz(text: &str) -> Option<DateTime<Utc>> {
 /// text.
 fn parse_array(text: &str, element: u32) -> Option<Value> {
     let mut chars = text.chars().peekable();
-    let value = parse_array_level(&mut chars, element)?;
+    let value = parse_array_level(&mut chars, element, 1)?;
     chars.next().is_none().then_some(value)
 }
 
-fn parse_array_level(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, element: u32) -> Option<Value> {
-    if chars.next()? != '{' {
+/// Postgres' `MAXDIM`: no array has more dimensions, so deeper nesting is not an array (and
+/// cannot exhaust the stack).
+const MAX_DIMENSIONS: usize = 6;
+
+fn parse_array_level(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    element: u32,
+    depth: usize,
+) -> Option<Value> {
+    if chars.next()? != '{' || depth > MAX_DIMENSIONS {
         return None;
     }
     let mut items = Vec::new();
@@ -265,7 +273,7 @@ fn parse_array_level(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, eleme
     loop {
         skip_array_space(chars);
         match chars.peek()? {
-            '{' => items.push(parse_array_level(chars, element)?),
+            '{' => items.push(parse_array_level(chars, element, depth + 1)?),
             '"' => {
                 chars.next();
                 let mut item = String::new();
@@ -372,6 +380,14 @@ mod tests {
         );
         assert_eq!(Value::decode(1007, "{}"), Value::Array(vec![]));
         assert_eq!(Value::decode(1007, "[0:1]={1,2}"), Value::Text("[0:1]={1,2}".into()));
+    }
+
+    #[test]
+    fn nesting_beyond_six_dimensions_is_text_not_a_stack_overflow() {
+        let six = format!("{}1{}", "{".repeat(6), "}".repeat(6));
+        assert!(matches!(Value::decode(1007, &six), Value::Array(_)));
+        let deep = format!("{}1{}", "{".repeat(200_000), "}".repeat(200_000));
+        assert_eq!(Value::decode(1007, &deep), Value::Text(deep.clone()));
     }
 
     #[test]
