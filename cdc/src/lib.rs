@@ -50,6 +50,8 @@
 pub mod change;
 pub mod delivery;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod heartbeat;
 pub mod lsn;
 pub mod metrics;

@@ -35,7 +35,11 @@ const SESSION_OPTIONS: &str =
 /// Microseconds from the Unix epoch to Postgres' (2000-01-01).
 pub const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 
-trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
+/// The longest backend message: Postgres builds each in one allocation of at most 1 GiB,
+/// so a longer length is a broken stream, not a reason to reserve gigabytes.
+const MAX_MESSAGE: usize = 1 << 30;
+
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
 
 /// One frame of the replication stream.
@@ -64,6 +68,14 @@ pub struct WalSender {
     private_link: bool,
     read: BytesMut,
     write: BytesMut,
+}
+
+impl WalSender {
+    /// A session over a transport that is already connected (the fuzzer's scripted server),
+    /// not yet authenticated.
+    pub(crate) fn over(io: Box<dyn Transport>) -> Self {
+        Self { io, private_link: false, read: BytesMut::new(), write: BytesMut::new() }
+    }
 }
 
 impl std::fmt::Debug for WalSender {
@@ -127,12 +139,13 @@ impl WalSender {
         Ok(session)
     }
 
-    async fn authenticate(&mut self, user: &[u8], password: Option<&[u8]>) -> Result<(), CdcError> {
+    pub(crate) async fn authenticate(&mut self, user: &[u8], password: Option<&[u8]>) -> Result<(), CdcError> {
         let mut scram: Option<ScramSha256> = None;
         let need_password = || password.ok_or_else(|| CdcError::Auth("a password is required and none is set".into()));
         loop {
             let (tag, mut body) = self.read_message().await?;
             match tag {
+                b'R' if body.len() < 4 => return Err(CdcError::Protocol("short authentication request".into())),
                 b'R' => match body.get_i32() {
                     0 => {}
                     3 if !self.private_link => {
@@ -303,6 +316,9 @@ impl WalSender {
                 if len < 4 {
                     return Err(CdcError::Protocol("message length below 4".into()));
                 }
+                if len > MAX_MESSAGE {
+                    return Err(CdcError::Protocol("message longer than the server can send".into()));
+                }
                 if self.read.len() > len {
                     let tag = self.read[0];
                     let mut frame = self.read.split_to(1 + len);
@@ -319,42 +335,7 @@ impl WalSender {
     }
 }
 
-/// The TLS start of a session: SSLRequest, the server's answer, and what a failed handshake
-/// means.
-mod tls {
-    use super::*;
-
-    /// Asks the server for TLS. `false`: it declined and `mode` allows plain text (`prefer`).
-    pub(super) async fn server_accepts_tls(
-        stream: &mut tokio::net::TcpStream,
-        mode: SslMode,
-    ) -> Result<bool, CdcError> {
-        let mut request = BytesMut::new();
-        frontend::ssl_request(&mut request);
-        stream.write_all(&request).await.map_err(|e| CdcError::io("request TLS", e))?;
-        let mut answer = [0u8; 1];
-        stream.read_exact(&mut answer).await.map_err(|e| CdcError::io("request TLS", e))?;
-        match answer[0] {
-            b'S' => Ok(true),
-            b'N' if !mode.requires_tls() => Ok(false),
-            b'N' => Err(CdcError::Protocol(format!(
-                "the server does not offer TLS, which sslmode={mode} requires: turn ssl on in the server, or lower DB_SSLMODE"
-            ))),
-            other => Err(CdcError::Protocol(format!("unexpected answer {other:#04x} to an SSLRequest"))),
-        }
-    }
-
-    /// A handshake the certificate failed is permanent (the fix is a setting); a broken
-    /// connection during it is not.
-    pub(super) fn handshake_error(host: &str, e: std::io::Error) -> CdcError {
-        match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-            Some(tls) => CdcError::Protocol(format!(
-                "TLS with {host} failed: {tls} (check DB_SSLROOTCERT and that the certificate names the host, or DB_SSLMODE)"
-            )),
-            None => CdcError::io("TLS handshake", e),
-        }
-    }
-}
+mod tls;
 
 fn data_row(mut body: Bytes) -> Result<Vec<Option<String>>, CdcError> {
     let short = || CdcError::Protocol("short DataRow".into());

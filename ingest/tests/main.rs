@@ -6,6 +6,7 @@ mod drchrono;
 mod fuzz;
 mod http_limits;
 mod oidc;
+mod properties;
 mod pull;
 mod rejected;
 mod stale;

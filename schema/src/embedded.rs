@@ -224,9 +224,10 @@ fn spawn_guardian(layout: &Layout, throw_away: bool) -> Result<Child, EmbeddedEr
 fn find_bin_dir() -> Result<PathBuf, EmbeddedError> {
     let has_initdb = |dir: &Path| dir.join("initdb").is_file();
     if let Ok(dir) = std::env::var("AUGUST_PG_BIN") {
+        // Absolute, as the programs run from the cluster's own folder.
         let dir = PathBuf::from(dir);
         return if has_initdb(&dir) {
-            Ok(dir)
+            dir.canonicalize().map_err(|e| fail(format!("AUGUST_PG_BIN={}: {e}", dir.display())))
         } else {
             Err(fail(format!("AUGUST_PG_BIN={} has no initdb", dir.display())))
         };
