@@ -94,7 +94,7 @@ async fn a_replicate_killed_mid_stream_restarts_to_an_exact_mirror_without_redun
 
     let done = Arc::new(AtomicUsize::new(0));
     let stream = tokio::spawn(clinic_stream(db.client().await, done.clone()));
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let (_, stats) = get_json(&format!("{coda}/_emulator/stats"), TOKEN).await;
         if done.load(Ordering::Relaxed) >= 2_000 && stats["writes"].as_u64() > Some(20) {

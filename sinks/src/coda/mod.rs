@@ -29,12 +29,30 @@ use mapping::{Mapping, MappingError};
 /// names the first that does not.
 pub async fn check_mapping(client: &CodaClient, mapping: &Mapping) -> Result<(), crate::SinkError> {
     for t in 0..mapping.tables.len() {
-        if let Some(problem) = check_table(client, mapping, t).await? {
+        // Each table's check is tried again on its own while Coda fails transiently, so a
+        // flaky Coda delays the start instead of failing a check of many reads in a row.
+        let mut backoff = std::time::Duration::from_millis(200);
+        let mut attempts = 0;
+        let problem = loop {
+            attempts += 1;
+            match check_table(client, mapping, t).await {
+                Err(error) if error.kind() == august_schema::ErrorKind::Retryable && attempts < CHECK_ATTEMPTS => {
+                    tracing::warn!(error = %error, table = t, "cannot check a mapped Coda table yet; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                }
+                other => break other?,
+            }
+        };
+        if let Some(problem) = problem {
             return Err(problem.into());
         }
     }
     Ok(())
 }
+
+/// Tries of one table's start-up check before a transient Coda failure stops the start.
+const CHECK_ATTEMPTS: u32 = 8;
 
 /// Whether mapped table `t` and each of its columns exist in Coda: `Some` names the mapping
 /// entry at fault (its index, view and column) and what Coda lacks. One read per page of

@@ -6,14 +6,19 @@
 //! back, but the links are computed from the note's own columns (patient, appointment, date),
 //! never from the link columns, so it yields no new link: no ping-pong. Each batch of updates
 //! commits in one transaction; after a frontier, everything before it is durable here.
+//!
+//! A lost connection (a Postgres restart or failover, a reset link) is not the end: the batch
+//! is tried again on a new connection, with backoff, until it commits or fails for good. Its
+//! frontier waits meanwhile, so the slot does not pass links not yet written.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use august_cdc::{Lsn, Value};
 use august_dataflow::views::deepcura_links::SPEC;
 use august_dataflow::{Output, ViewUpdate};
-use august_schema::{set_actor, Actor, DbError};
+use august_schema::{set_actor, Actor, DbError, ErrorKind};
 use tokio::sync::{mpsc, watch};
 
 use crate::SinkError;
@@ -32,7 +37,7 @@ pub async fn write_links(
     durable: watch::Sender<Lsn>,
     stats: Arc<LinkStats>,
 ) -> Result<(), SinkError> {
-    let mut client = august_schema::connect(&pg).await?;
+    let mut client = None;
     while let Some(item) = output.recv().await {
         match item {
             Output::Updates { updates, .. } => {
@@ -41,10 +46,7 @@ pub async fn write_links(
                 if links.is_empty() {
                     continue;
                 }
-                if client.is_closed() {
-                    client = august_schema::connect(&pg).await?;
-                }
-                let written = write_batch(&mut client, &links).await?;
+                let written = write_until_done(&pg, &mut client, &links).await?;
                 stats.writes.fetch_add(written, Ordering::Relaxed);
             }
             Output::Frontier(lsn) => {
@@ -53,6 +55,36 @@ pub async fn write_links(
         }
     }
     Ok(())
+}
+
+/// Writes `links` on `client` (connecting when there is none or it closed), trying again on a
+/// new connection while the failure is retryable.
+async fn write_until_done(
+    pg: &tokio_postgres::Config,
+    client: &mut Option<tokio_postgres::Client>,
+    links: &[&ViewUpdate],
+) -> Result<u64, SinkError> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let attempt = async {
+            let connected = match client.take() {
+                Some(open) if !open.is_closed() => open,
+                _ => august_schema::connect(pg).await?,
+            };
+            let connected = client.insert(connected);
+            write_batch(connected, links).await
+        };
+        match attempt.await {
+            Ok(written) => return Ok(written),
+            Err(error) if error.kind() == ErrorKind::Retryable => {
+                tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "the link write-back failed; retrying");
+                *client = None;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 const UPDATE: &str = "UPDATE deepcura_notes
