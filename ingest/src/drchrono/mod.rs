@@ -98,28 +98,30 @@ fn action(event: &str) -> Action {
     }
 }
 
+/// The webhook events August knows (every other event is acknowledged and ignored).
+pub const KNOWN_EVENTS: &[&str] = &[
+    "PING",
+    "PATIENT_CREATE",
+    "PATIENT_MODIFY",
+    "APPOINTMENT_CREATE",
+    "APPOINTMENT_MODIFY",
+    "APPOINTMENT_DELETE",
+    "CLINICAL_NOTE_LOCK",
+    "CLINICAL_NOTE_UNLOCK",
+    "PATIENT_MEDICATION_CREATE",
+    "PATIENT_MEDICATION_MODIFY",
+    "PATIENT_PROBLEM_CREATE",
+    "PATIENT_PROBLEM_MODIFY",
+    "PATIENT_ALLERGY_CREATE",
+    "PATIENT_ALLERGY_MODIFY",
+    "LINE_ITEM_CREATE",
+    "LINE_ITEM_MODIFY",
+    "LINE_ITEM_DELETE",
+];
+
 /// A bounded label for metrics: known events by name, anything else as `other`.
 pub fn event_label(event: &str) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "PING",
-        "PATIENT_CREATE",
-        "PATIENT_MODIFY",
-        "APPOINTMENT_CREATE",
-        "APPOINTMENT_MODIFY",
-        "APPOINTMENT_DELETE",
-        "CLINICAL_NOTE_LOCK",
-        "CLINICAL_NOTE_UNLOCK",
-        "PATIENT_MEDICATION_CREATE",
-        "PATIENT_MEDICATION_MODIFY",
-        "PATIENT_PROBLEM_CREATE",
-        "PATIENT_PROBLEM_MODIFY",
-        "PATIENT_ALLERGY_CREATE",
-        "PATIENT_ALLERGY_MODIFY",
-        "LINE_ITEM_CREATE",
-        "LINE_ITEM_MODIFY",
-        "LINE_ITEM_DELETE",
-    ];
-    KNOWN.iter().find(|k| **k == event).copied().unwrap_or("other")
+    KNOWN_EVENTS.iter().find(|k| **k == event).copied().unwrap_or("other")
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, IngestError> {
