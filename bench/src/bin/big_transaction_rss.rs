@@ -14,7 +14,7 @@
 //! what chunking saves.
 //!
 //! `cargo run --release -p august-bench --bin big_transaction_rss [-- ROWS]` (builds `august`
-//! first).
+//! first, unless `AUGUST_BIN` names the binary to run).
 
 #![allow(clippy::unwrap_used)] // a benchmark stops at the first broken assumption
 
@@ -87,8 +87,12 @@ fn growth(run: &Run) -> f64 {
     (run.peak - run.start).max(1.0)
 }
 
-/// Builds the release `august` binary (a no-op when it is up to date) and returns its path.
+/// Builds the release `august` binary (a no-op when it is up to date) and returns its path;
+/// `AUGUST_BIN` names one to use instead.
 fn build_august() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("AUGUST_BIN") {
+        return path.into();
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
         .args(["build", "--release", "--quiet", "-p", "august", "--bin", "august"])
