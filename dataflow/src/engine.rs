@@ -158,6 +158,14 @@ fn lead_worker(
         while let Some(event) = next.take() {
             driver.apply(event);
             applied += 1;
+            if driver.chunk_sent() {
+                // A chunk of a big transaction (or of the copy) went in: work through it
+                // before taking more, so at most about one chunk waits inside the dataflow.
+                while probe.less_than(&driver.time()) {
+                    worker.step();
+                }
+                break;
+            }
             if applied >= 1024 {
                 break; // let the dataflow work between batches
             }

@@ -64,6 +64,8 @@ pub struct Driver {
     open: Option<Open>,
     /// Rows of the initial copy sent at the current time.
     copied: usize,
+    /// Whether a chunk went in since [`Driver::chunk_sent`] last said so.
+    chunk_sent: bool,
     chunk_rows: usize,
     clock: Clock,
     stats: Arc<DriverStats>,
@@ -82,6 +84,7 @@ impl Driver {
             frontier: Lsn::ZERO,
             open: None,
             copied: 0,
+            chunk_sent: false,
             chunk_rows: chunk_rows.max(1),
             clock,
             stats,
@@ -102,6 +105,7 @@ impl Driver {
                 if self.copied >= self.chunk_rows {
                     // The copy goes on in chunks too, all at LSN 0 with the frontier still at 0.
                     self.copied = 0;
+                    self.chunk_sent = true;
                     self.stats.chunks.fetch_add(1, Ordering::Relaxed);
                     self.tick(Mark { lsn: Lsn::ZERO, commit_time: None, frontier: self.frontier });
                 }
@@ -174,6 +178,7 @@ impl Driver {
         }
         let Some(open) = self.open else { return };
         self.send_pending();
+        self.chunk_sent = true;
         self.stats.chunks.fetch_add(1, Ordering::Relaxed);
         let frontier = self.frontier;
         self.tick(Mark { lsn: open.lsn, commit_time: Some(open.commit_time), frontier });
@@ -205,6 +210,12 @@ impl Driver {
             input.advance_to(self.time);
             input.flush();
         }
+    }
+
+    /// Whether a chunk went in since the last call: the caller lets the dataflow work through
+    /// it before applying more, so no more than about a chunk waits inside the dataflow.
+    pub fn chunk_sent(&mut self) -> bool {
+        std::mem::take(&mut self.chunk_sent)
     }
 
     /// The time the inputs are at.

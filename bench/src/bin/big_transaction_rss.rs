@@ -14,7 +14,7 @@
 //! what chunking saves.
 //!
 //! `cargo run --release -p august-bench --bin big_transaction_rss [-- ROWS]` (builds `august`
-//! first).
+//! first, unless `AUGUST_BIN` names the binary to run).
 
 #![allow(clippy::unwrap_used)] // a benchmark stops at the first broken assumption
 
@@ -87,8 +87,12 @@ fn growth(run: &Run) -> f64 {
     (run.peak - run.start).max(1.0)
 }
 
-/// Builds the release `august` binary (a no-op when it is up to date) and returns its path.
+/// Builds the release `august` binary (a no-op when it is up to date) and returns its path;
+/// `AUGUST_BIN` names one to use instead.
 fn build_august() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("AUGUST_BIN") {
+        return path.into();
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
         .args(["build", "--release", "--quiet", "-p", "august", "--bin", "august"])
@@ -135,6 +139,12 @@ async fn run(august: &std::path::Path, db: &BenchDb, rows: u64, shape: Shape, ro
         .spawn()
         .unwrap();
     let pid = child.id();
+    // Once this run holds the slot, a write after that is confirmed only past its copy.
+    wait_slot(&client, true).await;
+    client
+        .batch_execute(&format!("{REPLICA} UPDATE providers SET first_name = 'Doc' WHERE drchrono_id = 1"))
+        .await
+        .unwrap();
     wait_confirmed(&client, wal_lsn(&client).await).await; // the initial copy is in
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap(); // reset the peak
     let start = status_mib(pid, "VmRSS:");
@@ -156,7 +166,24 @@ async fn run(august: &std::path::Path, db: &BenchDb, rows: u64, shape: Shape, ro
     let peak = status_mib(pid, "VmHWM:");
     let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
+    wait_slot(&client, false).await;
     Run { start, peak, elapsed }
+}
+
+const REPLICA: &str = "SET session_replication_role = replica;";
+
+/// Waits until the slot is held (`active`) or released.
+async fn wait_slot(client: &tokio_postgres::Client, active: bool) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let row =
+            client.query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = 'august'", &[]).await.unwrap();
+        if row.map(|r| r.get::<_, bool>(0)).unwrap_or(false) == active {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the slot did not become active = {active}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn wal_lsn(client: &tokio_postgres::Client) -> String {
