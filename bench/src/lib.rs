@@ -61,3 +61,22 @@ pub fn peak_rss_mib() -> Option<f64> {
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
+
+/// Builds the release `august` binary (a no-op when it is up to date) and returns its path;
+/// `AUGUST_BIN` names one to use instead.
+pub fn build_august() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("AUGUST_BIN") {
+        return path.into();
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--release", "--quiet", "-p", "august", "--bin", "august"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cannot build august");
+    let bench = std::env::current_exe().expect("the benchmark's own path");
+    let exe = bench.parent().expect("the benchmark's folder").join("august");
+    assert!(exe.exists(), "no august binary beside {}", bench.display());
+    exe
+}

@@ -44,7 +44,7 @@ struct Run {
 async fn main() {
     let rows: u64 = std::env::args().nth(1).and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
     let unchunked = std::env::var("AUGUST_BENCH_UNCHUNKED").is_ok_and(|v| v == "1");
-    let august = build_august();
+    let august = august_bench::build_august();
     let db = BenchDb::start().await.unwrap();
     load(&db, rows).await;
     eprintln!("big_transaction_rss: {rows} providers loaded");
@@ -85,24 +85,6 @@ async fn main() {
 
 fn growth(run: &Run) -> f64 {
     (run.peak - run.start).max(1.0)
-}
-
-/// Builds the release `august` binary (a no-op when it is up to date) and returns its path;
-/// `AUGUST_BIN` names one to use instead.
-fn build_august() -> std::path::PathBuf {
-    if let Some(path) = std::env::var_os("AUGUST_BIN") {
-        return path.into();
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "--release", "--quiet", "-p", "august", "--bin", "august"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "cannot build august");
-    let exe = std::env::current_exe().unwrap().parent().unwrap().join("august");
-    assert!(exe.exists(), "no august binary beside {}", std::env::current_exe().unwrap().display());
-    exe
 }
 
 /// `rows` providers. Triggers are off for the load and the updates (replica role): the audit

@@ -51,7 +51,7 @@ fn mapping_text() -> String {
 async fn main() {
     let rate: f64 = std::env::var("AUGUST_BENCH_RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(1000.0);
     let secs: u64 = std::env::var("AUGUST_BENCH_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
-    let august = build_august();
+    let august = august_bench::build_august();
     let db = BenchDb::start().await.unwrap();
     seed(&db).await;
     let dir = tempfile::tempdir().unwrap();
@@ -112,20 +112,6 @@ async fn main() {
     if let Some(mean) = histogram_mean(&histogram) {
         println!("  august's own histogram (commit → ledger-durable), mean: {:.1} ms", mean * 1000.0);
     }
-}
-
-/// Builds the release `august` binary (a no-op when it is up to date) and returns its path.
-fn build_august() -> std::path::PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "--release", "--quiet", "-p", "august", "--bin", "august"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "cannot build august");
-    let exe = std::env::current_exe().unwrap().parent().unwrap().join("august");
-    assert!(exe.exists(), "no august binary beside {}", std::env::current_exe().unwrap().display());
-    exe
 }
 
 /// Providers, patients with primary insurance, and their appointments.
