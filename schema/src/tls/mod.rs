@@ -38,7 +38,7 @@ use tokio_postgres::config::Host;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::SettingError;
-use verifiers::{ChainOnly, EncryptOnly};
+use verifiers::LibpqVerifier;
 
 mod verifiers;
 
@@ -168,14 +168,16 @@ impl PgTls {
             .with_safe_default_protocol_versions()
             .map_err(|e| SettingError::new(names.root_cert, format!("TLS set-up failed: {e}")))?;
         let verifier: Arc<dyn ServerCertVerifier> = match mode {
-            SslMode::Disable | SslMode::Prefer | SslMode::Require => Arc::new(EncryptOnly(provider.clone())),
+            SslMode::Disable | SslMode::Prefer | SslMode::Require => {
+                Arc::new(LibpqVerifier { provider: provider.clone(), chain: None })
+            }
             SslMode::VerifyCa | SslMode::VerifyFull => {
                 let roots = roots(settings.root_cert.as_deref(), names.root_cert)?;
                 let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                     .build()
                     .map_err(|e| SettingError::new(names.root_cert, format!("holds no usable CA certificate: {e}")))?;
                 if mode == SslMode::VerifyCa {
-                    Arc::new(ChainOnly(webpki))
+                    Arc::new(LibpqVerifier { provider: provider.clone(), chain: Some(webpki) })
                 } else {
                     webpki
                 }
@@ -213,7 +215,7 @@ impl PgTls {
                 .with_safe_default_protocol_versions()
                 .expect("aws-lc-rs supports the default protocol versions")
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+                .with_custom_certificate_verifier(Arc::new(LibpqVerifier { provider, chain: None }))
                 .with_no_client_auth();
             Arc::new(config)
         });
