@@ -22,6 +22,9 @@ pub enum Actor {
     Linker,
     /// The Coda sink's own bookkeeping.
     CodaSink,
+    /// A staff edit in Coda, sent back through `PATCH /api/…` (the editor's email goes in
+    /// `app.actor_detail`).
+    CodaWriteback,
     /// `august demo`'s synthetic clinic, for the tables no webhook fills (providers, the
     /// staff's intake, tasks and prior authorizations).
     Demo,
@@ -37,6 +40,7 @@ impl Actor {
             Actor::DeepCuraGridhook => "deepcura_gridhook",
             Actor::Linker => "august_linker",
             Actor::CodaSink => "august_coda_sink",
+            Actor::CodaWriteback => "coda_writeback",
             Actor::Demo => "august_demo",
         }
     }

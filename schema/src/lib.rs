@@ -13,7 +13,8 @@
 //! - [`catalog`]: the tables by role (mirrors, operational, published, audit);
 //! - [`access_log`]: one `access_log` row per call to an external API;
 //! - [`actor`]: the names written into `change_log.actor` by each writer;
-//! - [`error`]: errors that say whether trying again can help.
+//! - [`error`]: errors that say whether trying again can help;
+//! - [`writeback`]: the Coda write-back contract (targets, staff-owned fields, roles, notices).
 #![forbid(missing_docs)]
 
 pub mod access_log;
@@ -27,6 +28,7 @@ pub mod secret;
 pub mod settings;
 pub mod tls;
 pub mod upsert;
+pub mod writeback;
 
 pub use actor::{set_actor, Actor};
 pub use error::{DbError, ErrorKind, SettingError};

@@ -11,7 +11,18 @@
 //! [tables.columns]
 //! appointment_id = "c-apptid"
 //! patient_name = "c-name"
+//! intake_status = "c-intake-status"
+//! [tables.edits]                # optional: columns staff edit in Coda, sent back to August
+//! target = "intake"             # a write-back target (see `august_schema::writeback`)
+//! url = "https://august.example.org/api/intake/{key}"
+//! [tables.edits.fields]         # view column -> the write-back field it sets
+//! intake_status = "status"
 //! ```
+//!
+//! `edits` tells the Coda automation (the emulator's, or the clinic's Pack action) where to
+//! send a staff edit, and the sink which tables' rows may already hold a staff edit (its echo
+//! guard). The target's view must be the table's view, and each edited column a mapped
+//! column whose field the target lets staff set.
 //!
 //! Checked twice at start-up: here, against the views (every name must exist, the key must be
 //! mapped), and by the sink, against Coda (every table and column must exist there). Either
@@ -47,6 +58,21 @@ pub struct TableMapping {
     pub on_delete: OnDelete,
     /// View column → Coda column id.
     pub columns: BTreeMap<String, String>,
+    /// The columns staff edit in Coda, and where their edits go.
+    #[serde(default)]
+    pub edits: Option<Edits>,
+}
+
+/// Staff edits of one mapped table, sent back to August by a Coda automation.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Edits {
+    /// The write-back target: `intake`, `tasks` or `prior-auth`.
+    pub target: String,
+    /// August's write-back URL; `{key}` stands for the row's key.
+    pub url: String,
+    /// View column staff edit → the write-back field it sets.
+    pub fields: BTreeMap<String, String>,
 }
 
 /// The whole mapping file.
@@ -124,6 +150,39 @@ impl Mapping {
             if let Some((column, _)) = table.columns.iter().find(|(_, id)| id.trim().is_empty()) {
                 return Err(fail(entry, format!("column {column} maps to an empty Coda column id")));
             }
+            if let Some(edits) = &table.edits {
+                edits.validate(table).map_err(|message| fail(format!("{entry}, edits"), message))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Edits {
+    fn validate(&self, table: &TableMapping) -> Result<(), String> {
+        let Some(target) = august_schema::writeback::target(&self.target) else {
+            let names: Vec<&str> = august_schema::writeback::TARGETS.iter().map(|t| t.name).collect();
+            return Err(format!("target {} is not one of {}", self.target, names.join(", ")));
+        };
+        if target.view != table.view {
+            return Err(format!("target {} writes the rows of view {}, not {}", target.name, target.view, table.view));
+        }
+        if !self.url.contains("{key}") {
+            return Err("url must hold {key}, where the row's key goes".into());
+        }
+        if self.fields.is_empty() {
+            return Err("fields names no column".into());
+        }
+        for (column, field) in &self.fields {
+            if !table.columns.contains_key(column) {
+                return Err(format!("column {column} is not mapped to a Coda column"));
+            }
+            if !target.fields.contains(&field.as_str()) {
+                return Err(format!(
+                    "field {field} (column {column}) is not a field staff may set through {}",
+                    target.name
+                ));
+            }
         }
         Ok(())
     }
@@ -162,6 +221,48 @@ patient_name = "c-name"
         let mapping = Mapping::parse(GOOD, "m.toml").unwrap();
         assert_eq!(mapping.tables[0].key_column(), "c-apptid");
         assert_eq!(mapping.tables[0].on_delete, OnDelete::Delete);
+    }
+
+    const EDITS: &str = r#"
+doc_id = "AbCdEfGh"
+[[tables]]
+view = "patient_intake"
+table_id = "grid-intake"
+key = "appointment_id"
+on_delete = "delete"
+[tables.columns]
+appointment_id = "c-apptid"
+intake_status = "c-status"
+[tables.edits]
+target = "intake"
+url = "http://127.0.0.1:8080/api/intake/{key}"
+[tables.edits.fields]
+intake_status = "status"
+"#;
+
+    #[test]
+    fn edits_parse_and_each_mistake_is_named() {
+        let mapping = Mapping::parse(EDITS, "m.toml").unwrap();
+        let edits = mapping.tables[0].edits.as_ref().unwrap();
+        assert_eq!(edits.fields["intake_status"], "status");
+        let cases = [
+            (EDITS.replace("target = \"intake\"", "target = \"intakes\""), "is not one of intake, tasks, prior-auth"),
+            (
+                EDITS.replace("target = \"intake\"", "target = \"tasks\""),
+                "writes the rows of view post_appointment_tasks",
+            ),
+            (EDITS.replace("{key}", "id"), "must hold {key}"),
+            (EDITS.replace("intake_status = \"status\"", "intake_status = \"completed_at\""), "field completed_at"),
+            (
+                EDITS.replace("intake_status = \"status\"", "assigned_to = \"assigned_to\""),
+                "column assigned_to is not mapped",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = Mapping::parse(&text, "m.toml").unwrap_err().to_string();
+            assert!(err.contains(expected), "{err} should say {expected}");
+            assert!(err.contains("edits"), "{err}");
+        }
     }
 
     #[test]
