@@ -85,3 +85,19 @@ pub fn line(counters: &Counters, writes_in_window: u64) -> String {
 fn seconds(ms: u64) -> String {
     format!("{:.2} s", ms as f64 / 1000.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_counts_write_backs_answered_2xx_and_refused() {
+        let writebacks = Arc::new(AutomationStats::default());
+        writebacks.by_status.lock().unwrap().extend([(200, 3), (204, 1), (403, 2)]);
+        writebacks.failures.fetch_add(1, Ordering::Relaxed);
+        let counters = Counters { coda: Arc::default(), clinic: Arc::default(), writebacks, quota: Some(10) };
+        let text = line(&counters, 4);
+        assert!(text.contains(" · write-backs 4, 3 refused · "), "{text}");
+        assert!(text.contains("Coda writes 4/10 per 6 s"), "{text}");
+    }
+}
