@@ -1,6 +1,6 @@
 //! `august demo` with no configuration at all: rows reach the emulated Coda tables within
-//! seconds, the staff's edits in Coda fire the write-back automation, the status line reports
-//! both, and Ctrl-C (SIGINT) stops every server and process it
+//! seconds, the staff's edits in Coda come back to Postgres through the write-back endpoints,
+//! the status line reports both, and Ctrl-C (SIGINT) stops every server and process it
 //! started; a second run reuses the data folder.
 
 use std::path::Path;
@@ -11,7 +11,7 @@ use crate::support::August;
 /// The URL on the demo's line that starts with `label`.
 async fn url_after(demo: &August, label: &str) -> String {
     let line = demo.line_with(label, Duration::from_secs(90)).await;
-    line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().trim_end_matches('/').to_string()
+    line.split_whitespace().find(|w| w.contains("://")).unwrap().trim_end_matches('/').to_string()
 }
 
 /// Processes whose command line names `dir` (the demo's Postgres and its guardian do).
@@ -49,17 +49,31 @@ async fn the_demo_mirrors_a_clinic_into_coda_and_ctrl_c_leaves_nothing_running()
     let line = demo.line_with("mirrored", Duration::from_secs(30)).await;
     assert!(line.contains("rows") && line.contains("Coda writes") && line.contains("/10 per 6 s"), "{line}");
     assert!(line.contains("write-backs"), "{line}");
-    // The staff edit in Coda (the emulator's edit endpoint), and its automation calls August.
+    // The staff edit in Coda (the emulator's edit endpoint); its automation's calls are
+    // answered 2xx and land in Postgres as the editor's.
+    let database = url_after(&demo, "PostgreSQL:").await;
+    let (db, connection) = tokio_postgres::connect(&database, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let stats: serde_json::Value =
             reqwest::get(format!("{coda}/_emulator/stats")).await.unwrap().json().await.unwrap();
-        if stats["automations"]["calls"].as_u64().unwrap() > 0 {
+        let edited: i64 = db
+            .query_one(
+                "SELECT count(*) FROM change_log WHERE actor = 'coda_writeback' AND actor_detail = 'frontdesk@clinic.example'
+                    AND table_name = 'intake_checklists'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if stats["automations"]["by_status"]["200"].as_u64().unwrap_or(0) > 0 && edited > 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "no staff edit reached August: {stats}\n{}", demo.log());
+        assert!(Instant::now() < deadline, "no staff edit reached Postgres: {stats}\n{}", demo.log());
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    drop(db);
     assert!(!processes_using(&data).is_empty(), "the demo's Postgres runs from {}", data.display());
 
     demo.signal("INT");
