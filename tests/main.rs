@@ -9,7 +9,6 @@ mod migrate_command;
 mod replicate_command;
 mod replicate_kill;
 mod serve_end_to_end;
-mod serve_writeback;
 mod settings_errors;
 mod support;
 mod sync_command;
