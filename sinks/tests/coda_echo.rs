@@ -134,7 +134,8 @@ impl Loop {
     async fn staff_set(&self, appointment: &str, column: &str, value: serde_json::Value) {
         let cells = vec![("c-appt".to_string(), json!(appointment)), (column.to_string(), value.clone())];
         let deadline = Instant::now() + Duration::from_secs(30);
-        while let Err(e) = self.staff.upsert_rows("doc-echo", "grid-intake", &[cells.clone()], &["c-appt".into()]).await
+        while let Err(e) =
+            self.staff.upsert_rows("doc-echo", "grid-intake", std::slice::from_ref(&cells), &["c-appt".into()]).await
         {
             assert!(Instant::now() < deadline, "the staff's edit failed: {e}");
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -13,6 +13,10 @@
 //! ([`super::confirm`]); a table whose writes keep failing is reported stalled. The durable
 //! LSN is the last frontier, held back by the oldest change not yet durable.
 //!
+//! Staff edits written back to Postgres come round again; a row a write-back notice names is
+//! read back from Coda before it is written, and not written when Coda shows it already, while
+//! a refused write-back's row is rewritten from Postgres (`echo.rs`: the rule and why).
+//!
 //! Before the first write, writes a previous run left unconfirmed are settled against Coda
 //! ([`super::settle`]); each write records its intent first. Once the initial copy has been
 //! seen, rows the ledger holds that the copy no longer has (deleted while August was down) are
