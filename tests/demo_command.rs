@@ -1,5 +1,6 @@
 //! `august demo` with no configuration at all: rows reach the emulated Coda tables within
-//! seconds, the status line reports them, and Ctrl-C (SIGINT) stops every server and process it
+//! seconds, the staff's edits in Coda fire the write-back automation, the status line reports
+//! both, and Ctrl-C (SIGINT) stops every server and process it
 //! started; a second run reuses the data folder.
 
 use std::path::Path;
@@ -47,6 +48,18 @@ async fn the_demo_mirrors_a_clinic_into_coda_and_ctrl_c_leaves_nothing_running()
     assert_eq!(health.status(), 200);
     let line = demo.line_with("mirrored", Duration::from_secs(30)).await;
     assert!(line.contains("rows") && line.contains("Coda writes") && line.contains("/10 per 6 s"), "{line}");
+    assert!(line.contains("write-backs"), "{line}");
+    // The staff edit in Coda (the emulator's edit endpoint), and its automation calls August.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats: serde_json::Value =
+            reqwest::get(format!("{coda}/_emulator/stats")).await.unwrap().json().await.unwrap();
+        if stats["automations"]["calls"].as_u64().unwrap() > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no staff edit reached August: {stats}\n{}", demo.log());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     assert!(!processes_using(&data).is_empty(), "the demo's Postgres runs from {}", data.display());
 
     demo.signal("INT");

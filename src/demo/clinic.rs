@@ -3,10 +3,12 @@
 //! and prior authorizations. DrChrono and Deep Cura events go through August's real HTTP
 //! endpoints with their real headers (Gridhooks encrypted), at a steady rate.
 //!
-//! Providers and the staff's own tables have no webhook: in production they come from
-//! DrChrono's API (pull sync) and from Coda (write-back), stages still to come. Here the clinic
-//! writes them directly, as actor `august_demo`, through the same audit trigger as every write.
-//! Every name, birth date and phone is made up.
+//! The staff work in Coda ([`staff`](super::staff)): intake checklists, follow-up tasks and
+//! prior authorizations are edited in the emulated Coda tables, whose automations send the
+//! edits to August's write-back endpoints. What has no webhook and no Coda edit (providers,
+//! staff members, new checklists, tasks and prior authorizations) the clinic writes directly,
+//! as actor `august_demo`, through the same audit trigger as every write. Every name, birth
+//! date and phone is made up.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,6 +21,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+use super::staff::{self, Edited, Staff};
+
 const FIRST: &[&str] = &["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "John", "Radia", "Ken"];
 const LAST: &[&str] = &["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Backus", "Perlman"];
 const PAYERS: &[&str] = &["Aetna", "Cigna", "UnitedHealthcare", "Blue Cross", "Medicare"];
@@ -29,6 +33,8 @@ const PROVIDERS: &[(i64, &str, &str, &str)] = &[
 ];
 /// Visits in progress at once.
 const ACTIVE: usize = 6;
+/// Times a staff edit waits for its row to reach Coda before the visit moves on without it.
+const PATIENCE: u8 = 30;
 
 /// What the clinic sent.
 #[derive(Debug, Default)]
@@ -39,6 +45,8 @@ pub struct ClinicStats {
     pub refused: AtomicU64,
     /// Writes to the staff's tables (as `august_demo`).
     pub staff_writes: AtomicU64,
+    /// Staff edits made in Coda (the emulator's edit endpoint).
+    pub coda_edits: AtomicU64,
 }
 
 /// Where the clinic sends, and with which secrets.
@@ -58,6 +66,10 @@ struct Visit {
     provider: usize,
     scheduled: NaiveDateTime,
     step: u8,
+    /// Times the current step's staff edit found its row not yet in Coda.
+    waits: u8,
+    task: Option<uuid::Uuid>,
+    prior_auth: Option<uuid::Uuid>,
 }
 
 /// The clinic: its connections, its day, its counters.
@@ -71,12 +83,18 @@ pub struct Clinic {
     next_appointment: i64,
     visits: Vec<Visit>,
     stats: Arc<ClinicStats>,
+    staff: Staff,
 }
 
 impl Clinic {
-    /// Opens the clinic: seeds the providers (once), and continues numbering after what an
-    /// earlier run of the demo left in the database.
-    pub async fn open(to: Endpoints, pg: &tokio_postgres::Config, stats: Arc<ClinicStats>) -> anyhow::Result<Self> {
+    /// Opens the clinic: seeds the providers and the staff (once), and continues numbering
+    /// after what an earlier run of the demo left in the database.
+    pub async fn open(
+        to: Endpoints,
+        pg: &tokio_postgres::Config,
+        stats: Arc<ClinicStats>,
+        staff: Staff,
+    ) -> anyhow::Result<Self> {
         let db = august_schema::connect(pg).await?;
         let mut clinic = Self {
             http: reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?,
@@ -88,7 +106,11 @@ impl Clinic {
             next_appointment: 0,
             visits: Vec::new(),
             stats,
+            staff,
         };
+        for (email, name, role) in staff::STAFF {
+            clinic.staff(staff::SEED, &[email, name, role]).await?;
+        }
         for (id, first, last, npi) in PROVIDERS {
             let raw = json!({"id": id, "first_name": first, "last_name": last, "npi_number": npi});
             clinic
@@ -137,25 +159,28 @@ impl Clinic {
         self.visits[i].step += 1;
         let (appointment, patient, step) =
             (self.visits[i].appointment.clone(), self.visits[i].patient, self.visits[i].step);
+        let key = |id: Option<uuid::Uuid>| id.map(|id| id.to_string()).unwrap_or_default();
         match step {
             1 => {
-                self.staff(
-                    "UPDATE intake_checklists SET status = 'in_progress', demographics_complete = true,
-                            insurance_verified = true, questionnaires_sent = true, assigned_to = 'frontdesk@clinic.example'
-                      WHERE appointment_id = $1",
-                    &[&appointment],
-                )
-                .await
+                let cells = [
+                    ("intake_status", json!("in_progress")),
+                    ("demographics_complete", json!(true)),
+                    ("insurance_verified", json!(true)),
+                    ("questionnaires_sent", json!(true)),
+                    ("assigned_to", json!(staff::FRONT_DESK)),
+                ];
+                self.in_coda(i, "patient_intake", &appointment, &cells, staff::FRONT_DESK).await
             }
             2 => self.status(i, "Confirmed").await,
             3 => {
-                self.staff(
-                    "UPDATE intake_checklists SET status = 'complete', consent_signed = true, questionnaires_complete = true,
-                            id_verified = true, payment_method_on_file = true, completed_at = now()
-                      WHERE appointment_id = $1",
-                    &[&appointment],
-                )
-                .await
+                let cells = [
+                    ("intake_status", json!("complete")),
+                    ("consent_signed", json!(true)),
+                    ("questionnaires_complete", json!(true)),
+                    ("id_verified", json!(true)),
+                    ("payment_method_on_file", json!(true)),
+                ];
+                self.in_coda(i, "patient_intake", &appointment, &cells, staff::FRONT_DESK).await
             }
             4 => self.status(i, "Arrived").await,
             5 => self.status(i, "In Session").await,
@@ -167,21 +192,66 @@ impl Clinic {
             }
             7 => self.deep_cura_note(i).await,
             8 => {
+                let id = uuid::Uuid::new_v4();
+                self.visits[i].task = Some(id);
                 self.staff(
-                    "INSERT INTO post_appointment_tasks (appointment_id, patient_id, task_type, title, priority, due_date)
-                     VALUES ($1, $2, 'schedule_follow_up', 'Book the follow-up visit', 'normal', current_date + 14)",
-                    &[&appointment, &patient],
+                    "INSERT INTO post_appointment_tasks (id, appointment_id, patient_id, task_type, title, priority, due_date)
+                     VALUES ($1, $2, $3, 'schedule_follow_up', 'Book the follow-up visit', 'normal', current_date + 14)",
+                    &[&id, &appointment, &patient],
                 )
                 .await
             }
-            _ => {
-                if self.rng.random_bool(0.5) {
-                    self.prior_auth(patient, &appointment).await?;
+            9 => {
+                let cells = [("status", json!("done")), ("assigned_to", json!(staff::CLINICIAN))];
+                let task = key(self.visits[i].task);
+                self.in_coda(i, "post_appointment_tasks", &task, &cells, staff::CLINICIAN).await
+            }
+            10 if self.rng.random_bool(0.5) => self.prior_auth(i, patient, &appointment).await,
+            11 if self.visits[i].prior_auth.is_some() => {
+                let today = chrono::Local::now().date_naive();
+                let auth = key(self.visits[i].prior_auth);
+                let cells = [
+                    ("status", json!("approved")),
+                    ("auth_number", json!(format!("PA-{}", &auth[..8]))),
+                    ("valid_from", json!(today.to_string())),
+                    ("valid_until", json!((today + Span::days(180)).to_string())),
+                    ("units_approved", json!(12)),
+                ];
+                self.in_coda(i, "prior_auths", &auth, &cells, staff::BILLING).await?;
+                if self.visits[i].step == 11 {
+                    self.visits.swap_remove(i);
                 }
+                Ok(())
+            }
+            _ => {
                 self.visits.swap_remove(i);
                 Ok(())
             }
         }
+    }
+
+    /// A staff edit of visit `i`'s row in Coda; when the row is not there yet, the visit
+    /// stays at this step (up to [`PATIENCE`] times) to try again on a later tick.
+    async fn in_coda(
+        &mut self,
+        i: usize,
+        view: &str,
+        key: &str,
+        cells: &[(&str, Value)],
+        user: &str,
+    ) -> anyhow::Result<()> {
+        match self.staff.edit(view, key, cells, user).await? {
+            Edited::Done => {
+                self.visits[i].waits = 0;
+                self.stats.coda_edits.fetch_add(1, Ordering::Relaxed);
+            }
+            Edited::NotYet if self.visits[i].waits < PATIENCE => {
+                self.visits[i].waits += 1;
+                self.visits[i].step -= 1;
+            }
+            Edited::NotYet => self.visits[i].waits = 0,
+        }
+        Ok(())
     }
 
     /// A new appointment (for a new patient, or one booked before), with its intake checklist.
@@ -198,7 +268,16 @@ impl Clinic {
         self.next_appointment += 1;
         let provider = self.rng.random_range(0..PROVIDERS.len());
         let scheduled = self.clock + Span::minutes(30 * self.rng.random_range(1..16));
-        let visit = Visit { appointment: appointment.clone(), patient, provider, scheduled, step: 0 };
+        let visit = Visit {
+            appointment: appointment.clone(),
+            patient,
+            provider,
+            scheduled,
+            step: 0,
+            waits: 0,
+            task: None,
+            prior_auth: None,
+        };
         self.visits.push(visit);
         let i = self.visits.len() - 1;
         self.appointment_event("APPOINTMENT_CREATE", i, "Scheduled").await?;
@@ -275,18 +354,14 @@ impl Clinic {
         self.deliver(request).await
     }
 
-    async fn prior_auth(&mut self, patient: i64, appointment: &str) -> anyhow::Result<()> {
+    /// A prior authorization submitted for visit `i` (billing approves it in Coda later).
+    async fn prior_auth(&mut self, i: usize, patient: i64, appointment: &str) -> anyhow::Result<()> {
         let id = uuid::Uuid::new_v4();
+        self.visits[i].prior_auth = Some(id);
         self.staff(
             "INSERT INTO prior_authorizations (id, patient_id, appointment_id, item_type, item_name, item_code, icd10_codes, status, submitted_at)
              VALUES ($1, $2, $3, 'service', 'Psychotherapy, 12 sessions', '90837', '{F41.1}', 'submitted', now())",
             &[&id, &patient, &appointment],
-        )
-        .await?;
-        self.staff(
-            "UPDATE prior_authorizations SET status = 'approved', auth_number = 'PA-' || left($1::text, 8), decided_at = now(),
-                    valid_from = current_date, valid_until = current_date + 180, units_approved = 12 WHERE id = $1",
-            &[&id],
         )
         .await
     }

@@ -5,12 +5,15 @@
 //! mapping (`examples/demo-mapping.toml`, every view) and the DrChrono emulator with a
 //! synthetic practice; backfills that practice through the real pull sync (as a clinic's
 //! cut-over does); runs `serve` (webhooks + replication + 15-minute reconciliation, here every
-//! minute) against all three; and plays a synthetic clinic through the real webhook endpoints at a steady
-//! rate ([`clinic`]), with one live status line ([`status`]). Ctrl-C or SIGTERM stops the
+//! minute) against all three, with a write-back token, the emulator's automations pointed at
+//! its write-back endpoints; and plays a synthetic clinic through the real webhook endpoints at
+//! a steady rate ([`clinic`]), its staff working in the Coda tables ([`staff`]), with one live
+//! status line ([`status`]). Ctrl-C or SIGTERM stops the
 //! clinic, then `serve` cleanly, then Postgres: nothing it started keeps running (the
 //! emulator and `serve` live in this process; Postgres also stops if the process is killed).
 
 pub mod clinic;
+pub mod staff;
 pub mod status;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -25,7 +28,7 @@ use august_sinks::coda::mapping::Mapping;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
-use crate::commands::coda_emulator::emulated_doc;
+use crate::commands::coda_emulator::{emulated_doc, Automations};
 use crate::commands::replicate::ReplicateArgs;
 use crate::commands::serve::Serving;
 use crate::settings::Sources;
@@ -94,9 +97,19 @@ async fn run_on(args: &DemoArgs, mut env: Vec<(String, String)>) -> anyhow::Resu
     let mapping_file = args.dir.join("demo-mapping.toml");
     std::fs::write(&mapping_file, MAPPING).with_context(|| format!("write {}", mapping_file.display()))?;
     let secret = || -> String { hex(rand::rng().random::<[u8; 16]>()) };
-    let (token, drchrono_secret, deepcura_secret) = (secret(), secret(), secret());
-    let emulator = EmulatorConfig { token: token.clone(), quota: !args.no_quota, ..EmulatorConfig::default() };
-    let emulator = coda_emulator::serve(free_or_any(args.coda_port, 8090), emulated_doc(&mapping), emulator).await?;
+    let (token, drchrono_secret, deepcura_secret, writeback) = (secret(), secret(), secret(), secret());
+    let http = free_or_any(args.http_port, 8080);
+    // The API token's owner is no staff member: an automation fired by August's own writes is
+    // refused (and the row refreshed from Postgres), never taken for a staff edit.
+    let emulator = EmulatorConfig {
+        token: token.clone(),
+        quota: !args.no_quota,
+        api_user: "coda-api@clinic.example".into(),
+        ..EmulatorConfig::default()
+    };
+    let automations = Automations { token: writeback.clone(), base: Some(format!("http://{http}")) };
+    let doc = emulated_doc(&mapping, Some(&automations));
+    let emulator = coda_emulator::serve(free_or_any(args.coda_port, 8090), doc, emulator).await?;
 
     // A fresh refresh token each run: the emulator starts anew, and a new seed replaces the
     // token the last run's emulator had rotated.
@@ -105,7 +118,6 @@ async fn run_on(args: &DemoArgs, mut env: Vec<(String, String)>) -> anyhow::Resu
         (drchrono.client_id.clone(), drchrono.client_secret.clone(), drchrono.refresh_token.clone());
     let drchrono = drchrono_emulator::serve(free_or_any(args.drchrono_port, 8091), drchrono).await?;
 
-    let http = free_or_any(args.http_port, 8080);
     let settings = [
         ("DRCHRONO_API_BASE", drchrono.base_url()),
         ("DRCHRONO_CLIENT_ID", client_id),
@@ -121,6 +133,7 @@ async fn run_on(args: &DemoArgs, mut env: Vec<(String, String)>) -> anyhow::Resu
         ("AUGUST_CODA_MAPPING", mapping_file.display().to_string()),
         ("CODA_API_BASE", emulator.base_url()),
         ("CODA_API_TOKEN", token),
+        ("CODA_WRITEBACK_TOKEN", writeback),
         ("AUGUST_SLOT", "august_demo".into()),
         ("AUGUST_HEARTBEAT_SECS", "1".into()),
     ];
@@ -134,6 +147,7 @@ async fn run_on(args: &DemoArgs, mut env: Vec<(String, String)>) -> anyhow::Resu
     backfill(&sources, &pg).await?;
     let serving = Serving::start(&sources, &ReplicateArgs::default()).await?;
     let base = format!("http://{}", serving.addr);
+    emulator.point_automations_at(&base); // the port August got, when it asked for any
     let metrics = format!("http://{}/metrics", serving.metrics_addr);
     eprintln!(
         "august demo: a synthetic clinic sends {} events/s to August; Ctrl-C stops everything.\n  \
@@ -150,11 +164,14 @@ async fn run_on(args: &DemoArgs, mut env: Vec<(String, String)>) -> anyhow::Resu
     let stop = CancellationToken::new();
     let clinic_stats = Arc::new(clinic::ClinicStats::default());
     let to = clinic::Endpoints { base, drchrono_secret, deepcura_secret };
-    let clinic = clinic::Clinic::open(to, &pg, clinic_stats.clone()).await?;
+    let staff = staff::Staff::new(&emulator.base_url(), &mapping)?;
+    let clinic = clinic::Clinic::open(to, &pg, clinic_stats.clone(), staff).await?;
     let playing = tokio::spawn(clinic.play(args.rate, stop.clone()));
     let coda = serving.stats.coda.clone().context("the demo maps every view to Coda")?;
     let quota = (!args.no_quota).then_some(10);
-    let showing = tokio::spawn(status::show(status::Counters { coda, clinic: clinic_stats, quota }, stop.clone()));
+    let writebacks = emulator.stats().automations.clone();
+    let counters = status::Counters { coda, clinic: clinic_stats, writebacks, quota };
+    let showing = tokio::spawn(status::show(counters, stop.clone()));
 
     let stop_after = args.stop_after.map(Duration::from_secs);
     let until = async move {

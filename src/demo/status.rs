@@ -1,6 +1,7 @@
 //! The demo's live status line: rows mirrored into Coda, end-to-end lag (commit → Coda
-//! durable, over the latest rows), Coda writes used of the quota in the last 6 s, and what the
-//! clinic sent. On a terminal it is one line redrawn every second; otherwise a line every 5 s.
+//! durable, over the latest rows), Coda writes used of the quota in the last 6 s, the staff's
+//! write-backs (the emulator's automation calls August answered 2xx, and the refused ones),
+//! and what the clinic sent. On a terminal it is one line redrawn every second; otherwise a line every 5 s.
 
 use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
@@ -8,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use august_emulators::coda::AutomationStats;
 use august_sinks::coda::writer::WriterStats;
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +21,8 @@ pub struct Counters {
     pub coda: Arc<WriterStats>,
     /// The clinic's.
     pub clinic: Arc<ClinicStats>,
+    /// The emulator's automations' (the write-backs of staff edits).
+    pub writebacks: Arc<AutomationStats>,
     /// Coda writes allowed per 6 s (`None`: no quota).
     pub quota: Option<u32>,
 }
@@ -64,14 +68,36 @@ pub fn line(counters: &Counters, writes_in_window: u64) -> String {
         Some(q) => format!("{writes_in_window}/{q}"),
         None => format!("{writes_in_window} (no quota)"),
     };
-    format!(
-        "mirrored {} rows · {lag} · Coda writes {quota} per 6 s · webhooks {} sent, {} refused",
-        coda.rows_durable.load(Ordering::Relaxed),
-        counters.clinic.delivered.load(Ordering::Relaxed),
-        counters.clinic.refused.load(Ordering::Relaxed),
-    )
+    let parts = [
+        format!("mirrored {} rows", coda.rows_durable.load(Ordering::Relaxed)),
+        lag,
+        format!("Coda writes {quota} per 6 s"),
+        format!("write-backs {}, {} refused", counters.writebacks.succeeded(), counters.writebacks.refused()),
+        format!(
+            "webhooks {} sent, {} refused",
+            counters.clinic.delivered.load(Ordering::Relaxed),
+            counters.clinic.refused.load(Ordering::Relaxed)
+        ),
+    ];
+    parts.join(" · ")
 }
 
 fn seconds(ms: u64) -> String {
     format!("{:.2} s", ms as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_counts_write_backs_answered_2xx_and_refused() {
+        let writebacks = Arc::new(AutomationStats::default());
+        writebacks.by_status.lock().unwrap().extend([(200, 3), (204, 1), (403, 2)]);
+        writebacks.failures.fetch_add(1, Ordering::Relaxed);
+        let counters = Counters { coda: Arc::default(), clinic: Arc::default(), writebacks, quota: Some(10) };
+        let text = line(&counters, 4);
+        assert!(text.contains(" · write-backs 4, 3 refused · "), "{text}");
+        assert!(text.contains("Coda writes 4/10 per 6 s"), "{text}");
+    }
 }

@@ -3,15 +3,24 @@
 //! many), asynchronous mutations with `mutationStatus`, the Bearer check, Coda's error body,
 //! the write (10 per 6 s) and read (100 per 6 s) quotas with 429s, and injected faults (error
 //! rate with timeouts, added latency, 429 storms, slow mutation completion, mutations that
-//! never complete, a table whose writes all fail, a value rejected with 400). A plain HTML page at `/` shows each table's rows, and `GET /_emulator/stats` (not
-//! part of Coda's API) what it saw, including writes that changed nothing.
+//! never complete, a table whose writes all fail, a value rejected with 400). A plain HTML page
+//! at `/` shows each table's rows, with a form to edit a cell as staff would; `GET
+//! /_emulator/stats` (not part of Coda's API) shows what it saw, including writes that changed
+//! nothing and the automations' calls.
+//!
+//! A table may carry an [`Automation`] (`automation.rs`): Coda's "row changed" rule running a
+//! Pack action that sends the changed cells to August's write-back URL. Staff edits come in
+//! through `POST /_emulator/edit` (`edit.rs`); changes made through the API fire it too.
 //!
 //! It serves the tables of one [`Doc`], named at start. Run it with
 //! `august coda-emulator --listen 127.0.0.1:PORT --from-mapping FILE` (the doc a mapping file
 //! names), or as a library with [`serve`].
 
+mod automation;
+mod edit;
 mod page;
 pub mod quota;
+pub mod recorder;
 mod routes;
 pub mod state;
 
@@ -23,6 +32,7 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 
+pub use automation::{rebase, Automation, AutomationStats, Call};
 use quota::SlidingWindow;
 use state::Model;
 pub use state::{ColumnDef, Doc, TableSpec};
@@ -57,6 +67,8 @@ pub struct Stats {
     pub rows_deleted: AtomicU64,
     /// Rows per upsert request, in order.
     pub batch_sizes: Mutex<Vec<usize>>,
+    /// What the tables' automations did.
+    pub automations: Arc<AutomationStats>,
 }
 
 /// How the emulator runs.
@@ -74,6 +86,9 @@ pub struct EmulatorConfig {
     pub window: Duration,
     /// Faults at start.
     pub faults: Faults,
+    /// The email of the API token's owner: changes made through the API are theirs, as
+    /// `User()` in the automations they fire.
+    pub api_user: String,
 }
 
 impl Default for EmulatorConfig {
@@ -85,6 +100,7 @@ impl Default for EmulatorConfig {
             reads_per_window: 100,
             window: Duration::from_secs(6),
             faults: Faults::default(),
+            api_user: "api@coda-emulator.example".into(),
         }
     }
 }
@@ -100,6 +116,7 @@ struct Inner {
     reject_value: Mutex<Option<serde_json::Value>>,
     failing_table: Mutex<Option<String>>,
     stats: Stats,
+    dispatcher: Option<automation::Dispatcher>,
 }
 
 type Shared = Arc<Inner>;
@@ -156,6 +173,14 @@ impl Emulator {
         *self.inner.failing_table.lock().expect("failing lock") = table.map(String::from);
     }
 
+    /// Sends the automations' later calls to `base` (`http://host:port`) instead of the
+    /// server their URLs name.
+    pub fn point_automations_at(&self, base: &str) {
+        if let Some(dispatcher) = &self.inner.dispatcher {
+            dispatcher.point_at(base);
+        }
+    }
+
     /// Upserted rows that changed nothing (every value sent was already held).
     pub fn unchanged_rows(&self) -> u64 {
         self.inner.model.lock().expect("model lock").unchanged_rows
@@ -180,11 +205,18 @@ impl Emulator {
 pub async fn serve(listen: SocketAddr, doc: Doc, config: EmulatorConfig) -> std::io::Result<Emulator> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    let stats = Stats::default();
+    let mut model = Model::new(doc);
+    let automated = model.docs.values().flatten().any(|t| t.automation.is_some());
+    let dispatcher = automated.then(|| automation::Dispatcher::start(stats.automations.clone()));
+    if let Some(dispatcher) = &dispatcher {
+        model.automate(dispatcher.clone(), config.api_user);
+    }
     let inner = Arc::new(Inner {
         token: config.token,
         base: format!("http://{addr}"),
         quota_enabled: config.quota,
-        model: Mutex::new(Model::new(doc)),
+        model: Mutex::new(model),
         quotas: Mutex::new((
             SlidingWindow::new(config.writes_per_window, config.window),
             SlidingWindow::new(config.reads_per_window, config.window),
@@ -193,8 +225,21 @@ pub async fn serve(listen: SocketAddr, doc: Doc, config: EmulatorConfig) -> std:
         storm: AtomicU32::new(0),
         reject_value: Mutex::new(None),
         failing_table: Mutex::new(None),
-        stats: Stats::default(),
+        stats,
+        dispatcher,
     });
+    if automated {
+        // Mutations take effect when due even if no request looks, so automations fire then.
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_millis(50));
+            while let Some(inner) = weak.upgrade() {
+                inner.model.lock().expect("model lock").apply_due();
+                drop(inner);
+                ticks.tick().await;
+            }
+        });
+    }
     let app = router(inner.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -216,6 +261,7 @@ fn router(shared: Shared) -> Router {
         .route("/docs/{doc}/tables/{table}/rows/{row}", axum::routing::delete(routes::delete_row))
         .route("/mutationStatus/{request}", get(routes::mutation_status))
         .route("/_emulator/stats", get(routes::stats))
+        .route("/_emulator/edit", axum::routing::post(edit::edit))
         .fallback(|| async {
             routes::error(
                 axum::http::StatusCode::NOT_FOUND,

@@ -204,7 +204,8 @@ pub struct CellEdit {
     value: Value,
 }
 
-fn valid_value(value: &Value, depth: u8) -> bool {
+/// Whether Coda can hold a cell value: a scalar, or a list of them.
+pub(super) fn valid_value(value: &Value, depth: u8) -> bool {
     match value {
         Value::String(_) | Value::Number(_) | Value::Bool(_) => true,
         Value::Array(items) => depth < 2 && items.iter().all(|v| valid_value(v, depth + 1)),
@@ -339,6 +340,7 @@ pub async fn stats(State(shared): State<Shared>) -> Response {
         "rows_upserted": stats.rows_upserted.load(Ordering::Relaxed),
         "rows_deleted": stats.rows_deleted.load(Ordering::Relaxed),
         "rows_unchanged": unchanged,
+        "automations": stats.automations.json(),
     }))
     .into_response()
 }

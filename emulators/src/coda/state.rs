@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::automation::{Automation, Call, Dispatcher};
+
 /// The doc an emulator serves from the start: its id and its tables, all empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Doc {
@@ -22,7 +24,7 @@ impl Doc {
     }
 }
 
-/// A table to serve: its id, its name and its columns.
+/// A table to serve: its id, its name, its columns and its automation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableSpec {
     /// Table id (`grid-…`).
@@ -31,6 +33,8 @@ pub struct TableSpec {
     pub name: String,
     /// Columns, in order.
     pub columns: Vec<ColumnDef>,
+    /// The "row changed" automation that sends staff edits to August, if any.
+    pub automation: Option<Automation>,
 }
 
 impl TableSpec {
@@ -47,7 +51,13 @@ impl TableSpec {
                 ColumnDef { name: id.clone(), id }
             })
             .collect();
-        Self { id: id.into(), name: name.into(), columns }
+        Self { id: id.into(), name: name.into(), columns, automation: None }
+    }
+
+    /// The table with this automation.
+    pub fn with_automation(mut self, automation: Automation) -> Self {
+        self.automation = Some(automation);
+        self
     }
 }
 
@@ -86,13 +96,15 @@ pub struct Table {
     pub columns: Vec<ColumnDef>,
     /// Rows, in creation order.
     pub rows: Vec<StoredRow>,
+    /// Its automation, if any.
+    pub automation: Option<Automation>,
     next_row: u64,
 }
 
 impl Table {
     /// A new, empty table.
     pub fn new(id: &str, name: &str, columns: Vec<ColumnDef>) -> Self {
-        Self { id: id.into(), name: name.into(), columns, rows: Vec::new(), next_row: 1 }
+        Self { id: id.into(), name: name.into(), columns, rows: Vec::new(), automation: None, next_row: 1 }
     }
 
     /// The id of the column named by id or name.
@@ -154,13 +166,19 @@ pub struct Model {
     stick: (u32, bool),
     /// Requests whose mutation never reports completed.
     stuck: std::collections::HashSet<String>,
+    /// Where automation calls go, and the API token owner's email (API changes are theirs).
+    automations: Option<(Dispatcher, String)>,
 }
 
 impl Model {
     /// A model serving `doc`, its tables empty.
     pub fn new(doc: Doc) -> Self {
         let mut model = Model::default();
-        let tables = doc.tables.into_iter().map(|t| Table::new(&t.id, &t.name, t.columns)).collect();
+        let tables = doc
+            .tables
+            .into_iter()
+            .map(|t| Table { automation: t.automation, ..Table::new(&t.id, &t.name, t.columns) })
+            .collect();
         model.docs.insert(doc.id, tables);
         model
     }
@@ -172,6 +190,24 @@ impl Model {
 
     fn table_mut(&mut self, doc: &str, id: &str) -> Option<&mut Table> {
         self.docs.get_mut(doc)?.iter_mut().find(|t| t.id == id)
+    }
+
+    /// Runs the tables' automations: their calls go to `dispatcher`, and changes made through
+    /// the API are attributed to `api_user` (the API token's owner).
+    pub fn automate(&mut self, dispatcher: Dispatcher, api_user: String) {
+        self.automations = Some((dispatcher, api_user));
+    }
+
+    /// The API token owner's email, when automations run.
+    pub fn api_user(&self) -> Option<&str> {
+        self.automations.as_ref().map(|(_, user)| user.as_str())
+    }
+
+    /// Queues automation calls (never waits; dropped when automations do not run).
+    pub fn fire(&self, calls: Vec<Call>) {
+        if let Some((dispatcher, _)) = &self.automations {
+            dispatcher.send(calls);
+        }
     }
 
     /// Queues an edit; it takes effect after `delay` (at once when there is none). Returns
@@ -232,6 +268,8 @@ impl Model {
         match edit {
             Edit::Upsert { doc, table, rows, key_columns } => {
                 let mut unchanged = 0;
+                let mut calls = Vec::new();
+                let api_user = self.api_user().unwrap_or_default().to_string();
                 let Some(table) = self.table_mut(&doc, &table) else { return };
                 // Rows by their key values, built once per mutation (not per row: a backfill
                 // of n rows would otherwise cost n² comparisons).
@@ -269,12 +307,17 @@ impl Model {
                             if cells.iter().all(|(column, value)| row.values.get(column) == Some(value)) {
                                 unchanged += 1;
                             }
+                            let before = table.automation.as_ref().map(|_| row.values.clone());
                             row.values.extend(cells.clone());
                             row.updated_at = now;
+                            if let (Some(automation), Some(before)) = (&table.automation, before) {
+                                calls.extend(automation.call(&row.id, &before, &row.values, &api_user));
+                            }
                         }
                     }
                 }
                 self.unchanged_rows += unchanged;
+                self.fire(calls);
             }
             Edit::Delete { doc, table, row_ids } => {
                 if let Some(table) = self.table_mut(&doc, &table) {
