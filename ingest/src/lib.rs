@@ -5,6 +5,8 @@
 //! * `POST /webhooks/deepcura` ([`deepcura`]);
 //! * `POST /sync/{resource}` and `GET /sync/runs/{id}` ([`sync_api`], merged in by the binary):
 //!   DrChrono pull sync ([`drchrono::pull`]) behind Google-signed OIDC ([`oidc`]).
+//! * `PATCH /api/intake|tasks|prior-auth/{id}` and `GET /api/openapi.json` ([`writeback`],
+//!   merged in by the binary when `CODA_WRITEBACK_TOKEN` is set): staff edits from Coda.
 //!
 //! Every error is `{"error": {"code", "message"}}` ([`IngestError`]); a bad signature or
 //! secret is a 401 with nothing written and nothing of the payload logged, answered from the
@@ -23,6 +25,7 @@ pub mod oidc;
 pub mod server;
 mod stale;
 pub mod sync_api;
+pub mod writeback;
 
 use std::time::{Duration, Instant};
 
@@ -90,6 +93,8 @@ async fn time_limit(request: Request, next: Next) -> Response {
         "drchrono"
     } else if path.starts_with("/webhooks/deepcura") {
         "deepcura"
+    } else if path.starts_with("/api/") {
+        "writeback"
     } else {
         "other"
     };

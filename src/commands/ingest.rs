@@ -2,7 +2,8 @@
 //! or `AUGUST_HTTP_ADDR`, with a header-read timeout and a limit on requests in flight
 //! ([`august_ingest::server`]), graceful shutdown on SIGTERM or Ctrl-C, and Prometheus metrics at
 //! `GET /metrics` on `AUGUST_METRICS_ADDR` (not on the webhook port). `serve` and `demo` bind
-//! the same endpoints beside the pipeline.
+//! the same endpoints beside the pipeline. With `CODA_WRITEBACK_TOKEN` set they include the
+//! Coda write-back ([`august_ingest::writeback`]).
 
 use std::time::Duration;
 
@@ -63,13 +64,28 @@ impl Webhooks {
             (Some(syncer), Some(every)) => Some((syncer, every)),
             _ => None,
         };
+        let writeback_token = sources.writeback_token().map_err(ConfigError)?;
+        let writeback = match writeback_token {
+            Some(token) => {
+                let state = august_ingest::writeback::WritebackState::load(pool.clone(), token).await?;
+                tracing::info!("Coda write-back on: PATCH /api/intake, /api/tasks, /api/prior-auth");
+                Some(august_ingest::writeback::router(state))
+            }
+            None => {
+                tracing::info!("Coda write-back off (CODA_WRITEBACK_TOKEN is not set)");
+                None
+            }
+        };
         let state = IngestState { pool, drchrono_secret, deepcura_secret };
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| ConfigError(august_schema::SettingError::new("AUGUST_HTTP_ADDR", e.to_string())))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "webhooks listening");
-        let router = app(state).merge(sync_api::routes(sync));
+        let mut router = app(state).merge(sync_api::routes(sync));
+        if let Some(writeback) = writeback {
+            router = router.merge(writeback);
+        }
         Ok(Self { addr, listener, router, limits, reconcile })
     }
 

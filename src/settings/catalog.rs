@@ -108,6 +108,12 @@ pub const SETTINGS: &[Setting] = &[
         "Deep Cura shared secret (secret): what `X-DeepCura-Secret` must carry, and (hashed) the AES key."
     ),
     setting!(
+        "CODA_WRITEBACK_TOKEN",
+        "coda.writeback_token",
+        None,
+        "Coda write-back token (secret, at least 16 characters): what the Pack's `Authorization: Bearer` must carry on `PATCH /api/…`. Unset: write-back is off."
+    ),
+    setting!(
         "DRCHRONO_API_BASE",
         "drchrono.api_base",
         Some("https://app.drchrono.com"),

@@ -283,6 +283,15 @@ impl Sources {
         Ok((addr, secret("DRCHRONO_WEBHOOK_SECRET")?, secret("DEEPCURA_SHARED_SECRET")?))
     }
 
+    /// `CODA_WRITEBACK_TOKEN`, or `None` when the Coda write-back is off.
+    pub fn writeback_token(&self) -> Result<Option<Secret<String>>, SettingError> {
+        let Some((token, origin)) = self.get("CODA_WRITEBACK_TOKEN") else { return Ok(None) };
+        if token.len() < 16 {
+            return Err(SettingError::new(origin.name(), "is too short to be a secret (at least 16 characters)"));
+        }
+        Ok(Some(Secret::new(token)))
+    }
+
     /// Where the long-running commands serve `GET /metrics`.
     pub fn metrics_addr(&self) -> Result<std::net::SocketAddr, SettingError> {
         self.parse("AUGUST_METRICS_ADDR", "host:port, e.g. 127.0.0.1:9464")?
@@ -429,6 +438,15 @@ mod tests {
         std::fs::write(&path, "[database]\nurll = \"x\"\n").unwrap();
         let err = Sources::load(Some(&path), env(&[])).unwrap_err();
         assert!(err.setting.starts_with("database.urll"), "{err}");
+    }
+
+    #[test]
+    fn the_writeback_token_is_optional_but_never_short() {
+        let token =
+            |value: &str| Sources::load(None, env(&[("CODA_WRITEBACK_TOKEN", value)])).unwrap().writeback_token();
+        assert!(Sources::load(None, env(&[])).unwrap().writeback_token().unwrap().is_none());
+        assert_eq!(token("short").unwrap_err().setting, "CODA_WRITEBACK_TOKEN");
+        assert_eq!(token("a-long-enough-writeback-token").unwrap().unwrap().expose(), "a-long-enough-writeback-token");
     }
 
     #[test]
