@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod coda_emulator_command;
+mod coda_pack;
 mod dead_letters_command;
 mod demo_command;
 mod ingest_command;
