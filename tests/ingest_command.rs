@@ -83,13 +83,14 @@ async fn with_a_writeback_token_ingest_serves_the_coda_write_back_and_its_docume
         .await
         .unwrap();
     let port = crate::support::free_port();
+    let metrics_port = crate::support::free_port();
     let token = "coda-writeback-token-0123456789";
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_august"))
         .arg("ingest")
         .env_clear()
         .env("DATABASE_URL", db.url())
         .env("PORT", port.to_string())
-        .env("AUGUST_METRICS_ADDR", format!("127.0.0.1:{}", crate::support::free_port()))
+        .env("AUGUST_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
         .env("DRCHRONO_WEBHOOK_SECRET", "drchrono-secret-0123456789")
         .env("DEEPCURA_SHARED_SECRET", "deepcura-secret-0123456789")
         .env("CODA_WRITEBACK_TOKEN", token)
@@ -121,6 +122,12 @@ async fn with_a_writeback_token_ingest_serves_the_coda_write_back_and_its_docume
         )
         .await,
         1
+    );
+    let metrics = http(metrics_port, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    assert!(
+        metrics.contains(r#"august_writeback_requests_total{target="intake",outcome="succeeded"} 1"#)
+            && metrics.contains("august_writeback_seconds"),
+        "{metrics}"
     );
     child.start_kill().unwrap();
     let _ = child.wait().await;
