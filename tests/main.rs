@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod coda_emulator_command;
+mod coda_pack;
 mod dead_letters_command;
 mod demo_command;
 mod ingest_command;
@@ -15,6 +16,7 @@ mod sync_command;
 mod tail_command;
 mod verify_coda;
 mod views_command;
+mod writeback_end_to_end;
 
 use std::process::{Command, Output};
 

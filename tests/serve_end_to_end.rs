@@ -3,42 +3,15 @@
 //! locked clinical note and a Deep Cura Gridhook go in over HTTP; the joined, enriched rows come
 //! out in Coda, the link is written back, the latency is measured, and SIGTERM stops it all.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::support::{demo_mapping_path, emulator, free_port, get_json, August};
+use crate::support::{coda_row, demo_mapping_path, drchrono_webhook, emulator, free_port, August};
 
 const DRCHRONO_SECRET: &str = "drchrono-secret-0123456789";
 const DEEPCURA_SECRET: &str = "deepcura-secret-0123456789";
 const TOKEN: &str = "e2e-token";
-
-async fn drchrono(base: &str, event: &str, delivery: &str, object: Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{base}/webhooks/drchrono"))
-        .header("X-drchrono-signature", DRCHRONO_SECRET)
-        .header("X-drchrono-event", event)
-        .header("X-drchrono-delivery", delivery)
-        .json(&json!({"receiver": {"id": 1}, "object": object}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{event}: {}", response.text().await.unwrap());
-}
-
-/// The row of `table` whose key column holds `key`, once it satisfies `ready`.
-async fn coda_row(coda: &str, table: &str, key_column: &str, key: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(45);
-    loop {
-        let (_, page) = get_json(&format!("{coda}/docs/demo-clinic/tables/{table}/rows?limit=500"), TOKEN).await;
-        let row = page["items"].as_array().into_iter().flatten().find(|r| r["values"][key_column] == json!(key));
-        if let Some(row) = row.filter(|r| ready(&r["values"])) {
-            return row["values"].clone();
-        }
-        assert!(Instant::now() < deadline, "{table} never showed {key} as expected: {page}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 #[tokio::test]
 async fn a_webhook_reaches_coda_joined_and_enriched_through_august_serve() {
@@ -64,14 +37,15 @@ async fn a_webhook_reaches_coda_joined_and_enriched_through_august_serve() {
     serve.line_with("serving webhooks and replicating", Duration::from_secs(60)).await;
     let august = format!("http://127.0.0.1:{port}");
 
-    drchrono(&august, "PATIENT_CREATE", "e2e-1", json!({
+    drchrono_webhook(&august, DRCHRONO_SECRET, "PATIENT_CREATE", "e2e-1", json!({
         "id": 501, "first_name": "Ada", "last_name": "Lovelace", "date_of_birth": "1990-04-01", "cell_phone": "555-0100",
         "doctor": 9, "updated_at": "2026-11-30T10:00:00",
         "primary_insurance": {"insurance_company": "Aetna", "insurance_id_number": "M123", "is_subscriber_the_patient": true}
     }))
     .await;
-    drchrono(
+    drchrono_webhook(
         &august,
+        DRCHRONO_SECRET,
         "APPOINTMENT_CREATE",
         "e2e-2",
         json!({
@@ -80,8 +54,9 @@ async fn a_webhook_reaches_coda_joined_and_enriched_through_august_serve() {
         }),
     )
     .await;
-    drchrono(
+    drchrono_webhook(
         &august,
+        DRCHRONO_SECRET,
         "CLINICAL_NOTE_LOCK",
         "e2e-3",
         json!({"appointment": "A-9001", "patient": "501", "archived": false}),
@@ -105,16 +80,17 @@ async fn a_webhook_reaches_coda_joined_and_enriched_through_august_serve() {
         .unwrap();
     assert_eq!(response.status(), 200);
 
-    let clinical = coda_row(&coda, "grid-clinical-notes", "c-clinical-note-id", "A-9001", |v| {
+    let clinical = coda_row(&coda, TOKEN, "grid-clinical-notes", "c-clinical-note-id", "A-9001", |v| {
         v["c-soap-subjective"] == json!("sleeping better")
     })
     .await;
     assert_eq!(clinical["c-patient-name"], json!("Ada Lovelace"));
     assert_eq!((&clinical["c-soap-plan"], &clinical["c-locked"]), (&json!("continue CBT"), &json!(true)));
     assert_eq!((&clinical["c-icd10-suggestions"], &clinical["c-risk-level"]), (&json!("F41.1"), &json!("low")));
-    let scheduling =
-        coda_row(&coda, "grid-scheduling-ops", "c-appointment-id", "A-9001", |v| v["c-deepcura-linked"] == json!(true))
-            .await;
+    let scheduling = coda_row(&coda, TOKEN, "grid-scheduling-ops", "c-appointment-id", "A-9001", |v| {
+        v["c-deepcura-linked"] == json!(true)
+    })
+    .await;
     assert_eq!(scheduling["c-patient-name"], json!("Ada Lovelace"));
     assert_eq!(scheduling["c-primary-insurance-payer"], json!("Aetna"));
     assert_eq!((&scheduling["c-status"], &scheduling["c-clinical-note-locked"]), (&json!("Arrived"), &json!(true)));

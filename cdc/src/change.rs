@@ -5,6 +5,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use august_schema::writeback::{Notice, EDIT_PREFIX, REFRESH_PREFIX};
+
 use crate::{Lsn, Relation, Value};
 
 /// A row's values, in the order of its relation's columns.
@@ -90,7 +92,7 @@ impl Change {
 /// One item of the change stream, in order.
 ///
 /// A run starts with the snapshot (`SnapshotRow`s, then `SnapshotEnd`), then committed
-/// transactions in commit order (`Begin`, `Change`/`Truncate`…, `Commit`), interleaved with
+/// transactions in commit order (`Begin`, `Change`/`Truncate`/`Notice`…, `Commit`), interleaved with
 /// `Progress`. Time is the LSN: snapshot rows are at the snapshot LSN, a transaction's changes
 /// at its commit LSN. After `Commit { commit_lsn }` or `Progress(lsn)` no event for an earlier
 /// time follows, which is what closes a timestamp downstream.
@@ -131,6 +133,38 @@ pub enum Event {
         /// When it committed.
         commit_time: DateTime<Utc>,
     },
+    /// A write-back notice inside the current transaction (see [`WalNotice`]).
+    Notice(WalNotice),
     /// Nothing earlier than `lsn` will follow (keepalives, heartbeats, skipped transactions).
     Progress(Lsn),
+}
+
+/// Which write-back notice a transactional logical message carries (see
+/// `august_schema::writeback`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NoticeKind {
+    /// [`EDIT_PREFIX`]: a staff edit written back; Coda may already hold its row.
+    Edit,
+    /// [`REFRESH_PREFIX`]: a refused write-back; the Coda row may show a value Postgres refused.
+    Refresh,
+}
+
+impl NoticeKind {
+    /// The kind of a message with this prefix, when it is a write-back notice.
+    pub fn of_prefix(prefix: &str) -> Option<Self> {
+        match prefix {
+            EDIT_PREFIX => Some(Self::Edit),
+            REFRESH_PREFIX => Some(Self::Refresh),
+            _ => None,
+        }
+    }
+}
+
+/// A write-back notice as the stream delivers it: inside its transaction, so at its commit LSN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalNotice {
+    /// Edit or refresh.
+    pub kind: NoticeKind,
+    /// What it says (ids and column names only).
+    pub notice: Notice,
 }

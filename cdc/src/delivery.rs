@@ -12,6 +12,9 @@
 //!   is resent whole, in the same order, and its first `delivered` changes are skipped.
 //! * **TOAST.** A value sent as "unchanged TOAST" is taken from the old row of the same
 //!   message (every published table logs whole old rows), never left NULL or dropped.
+//! * **Notices.** A transactional write-back message (edit or refresh prefix) is delivered
+//!   as `Event::Notice` where it stands among the changes, and counts as a position like a
+//!   change; a transaction with only a notice is delivered whole. Heartbeats deliver nothing.
 //! * **Progress.** A delivered commit closes its LSN; a skipped or empty transaction (a
 //!   heartbeat), or a keepalive while no transaction is open, sends `Progress`.
 
@@ -20,7 +23,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::change::{Change, ChangeKind, Event, Row};
+use august_schema::writeback::Notice;
+
+use crate::change::{Change, ChangeKind, Event, NoticeKind, Row, WalNotice};
 use crate::pgoutput::{Datum, Message, OldTuple};
 use crate::walsender::PG_EPOCH_OFFSET_MICROS;
 use crate::{CdcError, Lsn, Relation, Value};
@@ -155,24 +160,23 @@ impl Delivery {
             }
             Message::Relation(relation) => self.on_relation(relation, None),
             Message::Insert { .. } | Message::Update { .. } | Message::Delete { .. } | Message::Truncate { .. } => {
-                let txn =
-                    self.txn.as_mut().ok_or_else(|| CdcError::Protocol("a change outside a transaction".into()))?;
-                if txn.skip {
+                if !self.next_position("a change outside a transaction")? {
                     return Ok(delivered);
                 }
-                txn.seen += 1;
-                if txn.seen <= txn.delivered {
-                    return Ok(delivered); // delivered before the connection was lost
-                }
-                txn.delivered += 1;
                 let Some(event) = self.change_event(message)? else { return Ok(delivered) };
-                let txn = self.txn.as_mut().expect("checked above");
-                if !txn.begun {
-                    txn.begun = true;
-                    out.push(Event::Begin { commit_lsn: txn.commit_lsn, commit_time: txn.commit_time, xid: txn.xid });
-                }
                 delivered.changes += u64::from(matches!(event, Event::Change(_)));
-                out.push(event);
+                self.push_in_transaction(event, out);
+            }
+            Message::LogicalMessage { transactional: true, prefix, content } => {
+                let Some(kind) = NoticeKind::of_prefix(prefix) else { return Ok(delivered) }; // a heartbeat
+                if !self.next_position("a transactional message outside a transaction")? {
+                    return Ok(delivered);
+                }
+                match serde_json::from_slice::<Notice>(content) {
+                    Ok(notice) => self.push_in_transaction(Event::Notice(WalNotice { kind, notice }), out),
+                    // Still counted as a position, so a resent transaction skips alike.
+                    Err(_) => tracing::warn!(prefix, "a write-back notice that is not a notice; ignored"),
+                }
             }
             Message::Commit { commit_lsn, end_lsn, commit_time } => {
                 let txn = self.txn.take().ok_or_else(|| CdcError::Protocol("a commit outside a transaction".into()))?;
@@ -193,6 +197,31 @@ impl Delivery {
             Message::LogicalMessage { .. } | Message::Other(_) => {}
         }
         Ok(delivered)
+    }
+
+    /// Counts one position (a change or a notice) of the open transaction: whether it is to be
+    /// delivered (not in a skipped transaction, not delivered before the connection was lost).
+    fn next_position(&mut self, outside: &str) -> Result<bool, CdcError> {
+        let txn = self.txn.as_mut().ok_or_else(|| CdcError::Protocol(outside.into()))?;
+        if txn.skip {
+            return Ok(false);
+        }
+        txn.seen += 1;
+        if txn.seen <= txn.delivered {
+            return Ok(false); // delivered before the connection was lost
+        }
+        txn.delivered += 1;
+        Ok(true)
+    }
+
+    /// Delivers an event of the open transaction, after its `Begin` (sent with the first).
+    fn push_in_transaction(&mut self, event: Event, out: &mut Vec<Event>) {
+        let Some(txn) = self.txn.as_mut() else { return };
+        if !txn.begun {
+            txn.begun = true;
+            out.push(Event::Begin { commit_lsn: txn.commit_lsn, commit_time: txn.commit_time, xid: txn.xid });
+        }
+        out.push(event);
     }
 
     fn wanted(&self, relation: &Relation) -> bool {

@@ -128,3 +128,54 @@ fn full_identity_relations_keep_their_catalog_keys() {
     let Event::Change(change) = &out[1] else { panic!() };
     assert_eq!(change.key(), [Value::Int(9)]);
 }
+
+const EDIT: &[u8] = br#"{"target":"intake","key":"A1","fields":["status"]}"#;
+
+fn edit_notice() -> Message<'static> {
+    Message::LogicalMessage { transactional: true, prefix: august_schema::writeback::EDIT_PREFIX, content: EDIT }
+}
+
+fn notices(events: &[Event]) -> Vec<&WalNotice> {
+    events.iter().filter_map(|e| if let Event::Notice(n) = e { Some(n) } else { None }).collect()
+}
+
+#[test]
+fn a_transaction_holding_only_a_refresh_notice_is_delivered_whole() {
+    let mut delivery = Delivery::new(Lsn(0), &[relation()], None);
+    let refresh = Message::LogicalMessage {
+        transactional: true,
+        prefix: august_schema::writeback::REFRESH_PREFIX,
+        content: br#"{"target":"tasks","key":"7"}"#,
+    };
+    let out = feed(&mut delivery, vec![begin(30), refresh, commit(30)]);
+    assert_eq!(out.len(), 3, "{out:?}");
+    assert!(matches!(out[0], Event::Begin { commit_lsn: Lsn(30), .. }));
+    let Event::Notice(notice) = &out[1] else { panic!("{out:?}") };
+    assert_eq!((notice.kind, notice.notice.key.as_str()), (NoticeKind::Refresh, "7"));
+    assert!(matches!(out[2], Event::Commit { commit_lsn: Lsn(30), .. }));
+}
+
+#[test]
+fn a_notice_counts_as_a_position_when_a_transaction_is_resent() {
+    let mut delivery = Delivery::new(Lsn(0), &[relation()], None);
+    let mut out = feed(&mut delivery, vec![begin(20), insert("1"), edit_notice()]);
+    delivery.on_reconnect();
+    out.extend(feed(&mut delivery, vec![begin(20), insert("1"), edit_notice(), insert("2"), commit(20)]));
+    assert_eq!(inserted_ids(&out), [Value::Int(1), Value::Int(2)]);
+    assert_eq!(notices(&out).len(), 1, "the notice delivered once: {out:?}");
+    assert_eq!(notices(&out)[0].kind, NoticeKind::Edit);
+    let begins = out.iter().filter(|e| matches!(e, Event::Begin { .. })).count();
+    assert_eq!(begins, 1);
+}
+
+#[test]
+fn a_malformed_notice_is_dropped_but_still_counted() {
+    let mut delivery = Delivery::new(Lsn(0), &[relation()], None);
+    let bad =
+        Message::LogicalMessage { transactional: true, prefix: august_schema::writeback::EDIT_PREFIX, content: b"{" };
+    let mut out = feed(&mut delivery, vec![begin(20), bad.clone()]);
+    delivery.on_reconnect();
+    out.extend(feed(&mut delivery, vec![begin(20), bad, insert("2"), commit(20)]));
+    assert_eq!(inserted_ids(&out), [Value::Int(2)], "the change after it is not taken for delivered");
+    assert!(notices(&out).is_empty());
+}

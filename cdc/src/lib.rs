@@ -40,6 +40,12 @@
 //! `Progress`, so the frontier, and with it the durable LSN and the slot, advance even when
 //! only unpublished tables or other databases change.
 //!
+//! **Write-back notices.** A transactional message whose prefix is
+//! `august_schema::writeback::EDIT_PREFIX` or `REFRESH_PREFIX` is delivered as
+//! `Event::Notice` inside its transaction, in WAL order among its changes, and counts as one of
+//! its positions for the skip-by-position rule; a transaction holding only such a notice is
+//! still delivered (`Begin`, `Notice`, `Commit`). Other messages (heartbeats) deliver nothing.
+//!
 //! **TOAST.** An unchanged TOASTed value is filled from the old row in the same message (whole,
 //! because of `REPLICA IDENTITY FULL`), never NULL, never dropped.
 //!
@@ -63,7 +69,7 @@ pub mod stream;
 pub mod value;
 pub mod walsender;
 
-pub use change::{Change, ChangeKind, Event, Row};
+pub use change::{Change, ChangeKind, Event, NoticeKind, Row, WalNotice};
 pub use error::CdcError;
 pub use lsn::Lsn;
 pub use relation::{Column, Relation, ReplicaIdentity};

@@ -9,6 +9,7 @@ mod faults;
 mod handoff;
 mod metrics;
 mod mirror;
+mod notices;
 mod properties;
 mod slots;
 mod tls;

@@ -9,7 +9,8 @@
 //! A transaction gets a fresh time at its `Begin` (the frontier moves to its commit LSN: every
 //! earlier transaction is whole). Its changes are collapsed per key (the last change wins) and
 //! enter at that time when it commits; the next time then stands for the frontier past its
-//! commit. `Progress` moves the frontier on. Changes to tables the dataflow does not know are
+//! commit. A write-back notice is recorded for the current time (the output emits it when
+//! that time closes, before its updates). `Progress` moves the frontier on. Changes to tables the dataflow does not know are
 //! ignored. A truncate deletes every key the table holds, so the driver keeps each table's set
 //! of live keys (keys only, not rows).
 //!
@@ -153,6 +154,12 @@ impl Driver {
                 }
                 self.held();
             }
+            Event::Notice(notice) => {
+                if self.open.is_none() {
+                    return; // not from cdc, which sends notices inside transactions only
+                }
+                self.clock.borrow_mut().notices.entry(self.time).or_default().push(notice);
+            }
             Event::Commit { commit_lsn, commit_time, .. } => {
                 if self.open.is_none() {
                     // A commit without its begin (not from cdc): give it a time of its own.
@@ -205,7 +212,7 @@ impl Driver {
     fn tick(&mut self, mark: Mark) {
         self.time += 1;
         self.frontier = mark.frontier;
-        self.clock.borrow_mut().insert(self.time, mark);
+        self.clock.borrow_mut().marks.insert(self.time, mark);
         for input in &mut self.inputs {
             input.advance_to(self.time);
             input.flush();

@@ -15,6 +15,10 @@
 //! while the (bounded) output channel is full: a slow sink stops the dataflow, whose full event
 //! channel stops the replication reads, so slot lag grows rather than memory.
 //!
+//! Write-back notices (see `august_cdc::WalNotice`) are recorded by the driver for the time
+//! their transaction is at, and emitted as `Output::Notices` when that time closes, before its
+//! updates, so a sink learns of a staff edit before the view rows it changed.
+//!
 //! When the inputs close (the pipeline stops), the held updates are emitted but no frontier
 //! follows: an empty frontier would claim as durable positions the stream never delivered.
 
@@ -22,7 +26,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use august_cdc::{Lsn, Value};
+use august_cdc::{Lsn, Value, WalNotice};
 use chrono::{DateTime, Utc};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
@@ -56,6 +60,14 @@ pub enum Output {
         /// The changes, ordered by view and key.
         updates: Vec<ViewUpdate>,
     },
+    /// Write-back notices of the transaction at `lsn`, emitted when its time closes, before
+    /// that time's `Updates` (also when it has none).
+    Notices {
+        /// The commit LSN of their transaction.
+        lsn: Lsn,
+        /// The notices, in WAL order.
+        notices: Vec<WalNotice>,
+    },
     /// Every update below this LSN has been emitted.
     Frontier(Lsn),
 }
@@ -77,18 +89,27 @@ pub struct Mark {
     pub frontier: Lsn,
 }
 
-/// Marks by dataflow time, written by the input driver and read by the output (worker 0 only).
-pub type Clock = Rc<RefCell<BTreeMap<u64, Mark>>>;
+/// What the input driver records per dataflow time, read by the output (worker 0 only).
+#[derive(Debug, Default)]
+pub struct Timeline {
+    /// Marks by dataflow time.
+    pub marks: BTreeMap<u64, Mark>,
+    /// Write-back notices by the dataflow time their transaction entered at.
+    pub notices: BTreeMap<u64, Vec<WalNotice>>,
+}
+
+/// The timeline, shared by the driver and the output on worker 0.
+pub type Clock = Rc<RefCell<Timeline>>;
 
 /// A clock holding time 0: the initial copy, at LSN 0.
 pub fn clock() -> Clock {
     let start = Mark { lsn: Lsn::ZERO, commit_time: None, frontier: Lsn::ZERO };
-    Rc::new(RefCell::new(BTreeMap::from([(0, start)])))
+    Rc::new(RefCell::new(Timeline { marks: BTreeMap::from([(0, start)]), notices: BTreeMap::new() }))
 }
 
 /// The mark of `time`: its own, or the last one before it.
 fn mark_at(clock: &Clock, time: u64) -> Mark {
-    let clock = clock.borrow();
+    let clock = &clock.borrow().marks;
     let mark = clock.range(..=time).next_back().or_else(|| clock.iter().next()).map(|(_, m)| *m);
     mark.unwrap_or(Mark { lsn: Lsn(time), commit_time: None, frontier: Lsn::ZERO })
 }
@@ -110,15 +131,23 @@ pub fn sink<'s>(views: Coll<'s, (u16, Value, ViewRow)>, out: Option<Sender>, clo
         let Some(out) = &out else { return };
         let closed = frontier.frontier().is_empty();
         let upper = frontier.frontier().first().copied().unwrap_or(u64::MAX);
-        while let Some(entry) = stash.first_entry() {
-            if *entry.key() >= upper {
+        loop {
+            // The next closed time with updates or notices; its notices go first.
+            let noticed = clock.borrow().notices.first_key_value().map(|(t, _)| *t);
+            let Some(time) = [stash.first_key_value().map(|(t, _)| *t), noticed].into_iter().flatten().min() else {
+                break;
+            };
+            if time >= upper {
                 break;
             }
-            let (time, updates) = entry.remove_entry();
-            let updates = consolidate(updates, &names);
-            if !updates.is_empty() {
-                let Mark { lsn, commit_time, .. } = mark_at(&clock, time);
+            let Mark { lsn, commit_time, .. } = mark_at(&clock, time);
+            let notices = clock.borrow_mut().notices.remove(&time);
+            if let Some(notices) = notices {
                 // Blocks while the channel is full; an error means every sink has gone.
+                let _ = out.blocking_send(Output::Notices { lsn, notices });
+            }
+            let updates = consolidate(stash.remove(&time).unwrap_or_default(), &names);
+            if !updates.is_empty() {
                 let _ = out.blocking_send(Output::Updates { lsn, commit_time, updates });
             }
         }
@@ -128,7 +157,7 @@ pub fn sink<'s>(views: Coll<'s, (u16, Value, ViewRow)>, out: Option<Sender>, clo
         let mark = mark_at(&clock, upper);
         {
             // Times below the frontier's mark are done, with or without updates.
-            let mut marks = clock.borrow_mut();
+            let marks = &mut clock.borrow_mut().marks;
             let keep = marks.range(..=upper).next_back().map_or(upper, |(t, _)| *t);
             *marks = marks.split_off(&keep);
         }

@@ -1,6 +1,7 @@
 //! Through `cdc` on a real Postgres: the table specs match the schema, a Deep Cura note
 //! inserted before its clinical note is linked when it arrives, and a patient's phone change
-//! updates their scheduling rows and nothing else.
+//! updates their scheduling rows and nothing else; write-back notices come out before their
+//! transaction's updates, and alone when it changed nothing.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -15,7 +16,15 @@ struct Live {
     output: mpsc::Receiver<Output>,
     durable: watch::Sender<Lsn>,
     pub updates: Vec<ViewUpdate>,
+    /// The order outputs came in: updates, and notices with their LSN and keys.
+    order: Vec<Seen>,
     frontier: Lsn,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Updates,
+    Notices(Lsn, Vec<String>),
 }
 
 impl Live {
@@ -29,7 +38,7 @@ impl Live {
         let dataflow = august_dataflow::spawn(&DataflowConfig::default(), rx, tx).unwrap();
         tokio::spawn(august_dataflow::feed(stream, events, std::future::pending()));
         std::thread::spawn(move || dataflow.join());
-        Self { output, durable, updates: Vec::new(), frontier: Lsn::ZERO }
+        Self { output, durable, updates: Vec::new(), order: Vec::new(), frontier: Lsn::ZERO }
     }
 
     /// Collects output until the frontier passes everything committed so far.
@@ -42,7 +51,13 @@ impl Live {
                 .expect("output in time")
                 .unwrap()
             {
-                Output::Updates { updates, .. } => self.updates.extend(updates),
+                Output::Updates { updates, .. } => {
+                    self.order.push(Seen::Updates);
+                    self.updates.extend(updates)
+                }
+                Output::Notices { lsn, notices } => {
+                    self.order.push(Seen::Notices(lsn, notices.iter().map(|n| n.notice.key.clone()).collect()))
+                }
                 Output::Frontier(lsn) => {
                     self.frontier = lsn;
                     self.durable.send_replace(lsn);
@@ -155,4 +170,41 @@ async fn a_phone_change_updates_all_of_a_patients_scheduling_rows_and_nothing_el
         "the patient's two appointments and the patient, nothing else"
     );
     assert_eq!(updates[0].row.as_ref().unwrap()[8], Value::Text("555-0111".into()));
+}
+
+#[tokio::test]
+async fn write_back_notices_come_out_before_their_updates_and_alone_when_nothing_changed() {
+    use august_schema::writeback::{emit, Notice, EDIT_PREFIX, REFRESH_PREFIX};
+    let db = august_testkit::fresh_db("dataflow_e2e_notices").await;
+    let mut client = db.client().await;
+    client
+        .batch_execute(
+            "INSERT INTO patients (drchrono_id, first_name, last_name, drchrono_raw) VALUES (7, 'Ada', 'Lovelace', '{}');
+             INSERT INTO appointments (drchrono_id, patient_id, scheduled_time, drchrono_raw) VALUES ('A-7', 7, '2026-03-02 10:00', '{}');
+             INSERT INTO intake_checklists (appointment_id, patient_id) VALUES ('A-7', 7);",
+        )
+        .await
+        .unwrap();
+    let mut live = Live::start(&db);
+    live.catch_up(&client).await;
+    live.order.clear();
+    let notice = |key: &str| Notice { target: "intake".into(), key: key.into(), coda_row_id: None, fields: vec![] };
+
+    let tx = client.transaction().await.unwrap();
+    tx.execute("UPDATE intake_checklists SET status = 'in_progress' WHERE appointment_id = 'A-7'", &[]).await.unwrap();
+    emit(&tx, EDIT_PREFIX, &notice("A-7")).await.unwrap();
+    tx.commit().await.unwrap();
+    live.catch_up(&client).await;
+    let edit = live.order.clone();
+    assert!(matches!(edit.as_slice(), [Seen::Notices(_, keys), Seen::Updates] if keys == &["A-7"]), "{edit:?}");
+
+    live.order.clear();
+    let tx = client.transaction().await.unwrap();
+    emit(&tx, REFRESH_PREFIX, &notice("A-8")).await.unwrap();
+    tx.commit().await.unwrap();
+    live.catch_up(&client).await;
+    let Seen::Notices(refresh_lsn, keys) = &live.order[0] else { panic!("{:?}", live.order) };
+    assert_eq!((live.order.len(), keys.as_slice()), (1, ["A-8".to_string()].as_slice()));
+    let Seen::Notices(edit_lsn, _) = &edit[0] else { unreachable!() };
+    assert!(refresh_lsn > edit_lsn, "each at its own commit LSN");
 }

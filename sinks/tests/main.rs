@@ -1,6 +1,7 @@
 //! The sinks on a real Postgres.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod coda_echo;
 mod coda_health;
 mod coda_quota;
 mod coda_restart;

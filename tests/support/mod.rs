@@ -166,3 +166,46 @@ pub fn describe(differences: &[RowDifference]) -> String {
         counts.into_iter().map(|((view, problem), (n, key))| format!("{view}: {n} {problem} (e.g. {key})")).collect();
     lines.join("; ")
 }
+
+/// Delivers a DrChrono webhook (`event`, delivery id, object) signed with `secret`; asserts 200.
+pub async fn drchrono_webhook(base: &str, secret: &str, event: &str, delivery: &str, object: Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/webhooks/drchrono"))
+        .header("X-drchrono-signature", secret)
+        .header("X-drchrono-event", event)
+        .header("X-drchrono-delivery", delivery)
+        .json(&serde_json::json!({"receiver": {"id": 1}, "object": object}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{event}: {}", response.text().await.unwrap());
+}
+
+/// The demo doc's row of `table` whose `key_column` holds `key`, once it satisfies `ready`
+/// (within 45 s).
+pub async fn coda_row(
+    coda: &str,
+    token: &str,
+    table: &str,
+    key_column: &str,
+    key: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let (_, page) = get_json(&format!("{coda}/docs/demo-clinic/tables/{table}/rows?limit=500"), token).await;
+        let row = page["items"].as_array().into_iter().flatten().find(|r| r["values"][key_column] == Value::from(key));
+        if let Some(row) = row.filter(|r| ready(&r["values"])) {
+            return row["values"].clone();
+        }
+        assert!(Instant::now() < deadline, "{table} never showed {key} as expected: {page}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The value of the Prometheus sample `name{labels}` (labels as they print, e.g.
+/// `view="patient_intake"`) in a scrape, 0 when absent.
+pub fn sample(scrape: &str, name: &str, labels: &str) -> f64 {
+    let head = if labels.is_empty() { name.to_string() } else { format!("{name}{{{labels}}}") };
+    scrape.lines().find_map(|line| line.strip_prefix(&head).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
+}

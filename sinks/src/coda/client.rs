@@ -313,19 +313,44 @@ impl CodaClient {
         column: &str,
         value: &Value,
     ) -> Result<Vec<String>, CodaError> {
+        Ok(self.find_row_values(doc, table, column, value).await?.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// The rows whose `column` equals `value` (a keyed `query`, one read): row id and values by
+    /// column id.
+    pub async fn find_row_values(
+        &self,
+        doc: &str,
+        table: &str,
+        column: &str,
+        value: &Value,
+    ) -> Result<Vec<(String, std::collections::BTreeMap<String, Value>)>, CodaError> {
         let query = format!("{column}:{value}");
         let page = self
             .call(
                 reqwest::Method::GET,
                 "/docs/{docId}/tables/{tableIdOrName}/rows",
-                format!("/docs/{}/tables/{}/rows?limit=100&query={}", encode(doc), encode(table), encode(&query)),
+                format!(
+                    "/docs/{}/tables/{}/rows?limit=100&useColumnNames=false&valueFormat=simple&query={}",
+                    encode(doc),
+                    encode(table),
+                    encode(&query)
+                ),
                 None,
                 None,
             )
             .await?;
         Ok(page["items"]
             .as_array()
-            .map(|items| items.iter().filter_map(|r| r["id"].as_str().map(String::from)).collect())
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|r| {
+                        let values = serde_json::from_value(r["values"].clone()).unwrap_or_default();
+                        r["id"].as_str().map(|id| (id.to_string(), values))
+                    })
+                    .collect()
+            })
             .unwrap_or_default())
     }
 

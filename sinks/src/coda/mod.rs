@@ -7,7 +7,8 @@
 //! * [`cells`]: a view row as Coda cells, and the content hash of them;
 //! * [`ledger`]: what Coda holds, so unchanged rows are never written twice;
 //! * [`settle`]: at start-up, what a killed run sent but never saw confirmed;
-//! * [`writer`]: the write path (coalescing, batching, retries, dead letters, durable LSN);
+//! * [`writer`]: the write path (coalescing, batching, retries, dead letters, durable LSN, and
+//!   the echo guard for rows staff edit in Coda);
 //! * [`dead_letters`]: refused rows, once each, for `august dead-letters`;
 //! * [`compare`]: what Coda holds against the views computed from scratch (`august verify
 //!   --coda`, the end-to-end tests).

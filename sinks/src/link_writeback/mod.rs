@@ -52,6 +52,7 @@ pub async fn write_links(
             Output::Frontier(lsn) => {
                 durable.send_replace(lsn);
             }
+            Output::Notices { .. } => {}
         }
     }
     Ok(())

@@ -97,16 +97,20 @@ impl Writer {
     pub(super) fn requeue(&mut self, batch: Batch) {
         let t = batch.table;
         for item in batch.items {
-            self.flying[t].remove(&item.key);
-            let merged = match self.pending[t].remove(&item.key) {
-                Some(newer) => Pending {
-                    since: item.since.min(newer.since),
-                    committed: item.committed.or(newer.committed),
-                    ..newer
-                },
-                None => item,
-            };
-            self.pending[t].insert(merged.key.clone(), merged);
+            self.put_back(t, item);
         }
+    }
+
+    /// Puts one row of table `t` that is no longer in flight back with those waiting: a
+    /// newer change to it keeps its content but waits for the older one's LSN.
+    pub(super) fn put_back(&mut self, t: usize, item: Pending) {
+        self.flying[t].remove(&item.key);
+        let merged = match self.pending[t].remove(&item.key) {
+            Some(newer) => {
+                Pending { since: item.since.min(newer.since), committed: item.committed.or(newer.committed), ..newer }
+            }
+            None => item,
+        };
+        self.pending[t].insert(merged.key.clone(), merged);
     }
 }

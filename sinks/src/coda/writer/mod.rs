@@ -13,6 +13,10 @@
 //! ([`super::confirm`]); a table whose writes keep failing is reported stalled. The durable
 //! LSN is the last frontier, held back by the oldest change not yet durable.
 //!
+//! Staff edits written back to Postgres come round again; a row a write-back notice names is
+//! read back from Coda before it is written, and not written when Coda shows it already, while
+//! a refused write-back's row is rewritten from Postgres (`echo.rs`: the rule and why).
+//!
 //! Before the first write, writes a previous run left unconfirmed are settled against Coda
 //! ([`super::settle`]); each write records its intent first. Once the initial copy has been
 //! seen, rows the ledger holds that the copy no longer has (deleted while August was down) are
@@ -36,13 +40,14 @@ use super::ledger::{self, Held};
 use super::mapping::{Mapping, OnDelete, TableMapping};
 use crate::SinkError;
 
+mod echo;
 mod failures;
 mod health;
 mod send;
 mod stats;
 
 pub use health::STALLED_METRIC;
-pub use stats::{WriterStats, LATENCY_METRIC, RECENT};
+pub use stats::{WriterStats, ECHOES_METRIC, LATENCY_METRIC, RECENT};
 
 /// Batch limits and pacing.
 #[derive(Debug, Clone)]
@@ -109,6 +114,8 @@ struct Pending {
     /// When the oldest change committed (`None` for the initial copy).
     committed: Option<DateTime<Utc>>,
     change: Change,
+    /// Read the Coda row before writing: a staff edit may have put this content there.
+    verify: Option<echo::Verify>,
 }
 
 #[derive(Debug)]
@@ -143,7 +150,9 @@ pub async fn write_to_coda(
     }
     let settled = super::settle::settle_unconfirmed(&mut db, &client, &mapping, &sources, &mut held).await?;
     stats.settled.fetch_add(settled as u64, Ordering::Relaxed);
+    let (echo, mut verdicts) = echo::EchoGuard::new(&mapping);
     let mut w = Writer {
+        echo,
         sources,
         held,
         refused,
@@ -171,6 +180,7 @@ pub async fn write_to_coda(
     w.confirm = Some(confirm);
     let mut drain_until: Option<Instant> = None;
     loop {
+        w.start_verifies();
         let next_retry =
             w.retry.front().map(|(at, _)| *at).unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         let ready = w.has_ready_work();
@@ -180,6 +190,7 @@ pub async fn write_to_coda(
                 Some(item) => w.take(item),
                 None => drain_until = Some(Instant::now() + w.config.drain),
             },
+            Some(verdict) = verdicts.recv() => w.verified(verdict).await?,
             answer = confirmations.recv() => match answer {
                 Some(answer) => w.confirmed(answer?).await?,
                 None => return Err(SinkError::Shape { view: "coda", message: "the confirmer stopped".into() }),
@@ -202,6 +213,8 @@ pub async fn write_to_coda(
 }
 
 struct Writer {
+    /// Staff edits: rows to read back before writing (see `echo.rs`).
+    echo: echo::EchoGuard,
     /// Per mapped table: each Coda column and the view column it takes.
     sources: Vec<CellSources>,
     pg: tokio_postgres::Config,
@@ -230,7 +243,10 @@ struct Writer {
 
 impl Writer {
     fn idle(&self) -> bool {
-        self.in_flight.is_empty() && self.retry.is_empty() && self.pending.iter().all(BTreeMap::is_empty)
+        self.in_flight.is_empty()
+            && self.retry.is_empty()
+            && self.pending.iter().all(BTreeMap::is_empty)
+            && self.echo.verifying().next().is_none()
     }
 
     fn has_ready_work(&self) -> bool {
@@ -245,6 +261,7 @@ impl Writer {
             .flat_map(|p| p.values())
             .chain(self.in_flight.values().flat_map(|b| &b.items))
             .chain(self.retry.iter().flat_map(|(_, b)| &b.items))
+            .chain(self.echo.verifying())
             .map(|p| p.since)
             .min();
         oldest.map_or(self.frontier, |lsn| lsn.min(self.frontier))
@@ -260,8 +277,10 @@ impl Writer {
 
     fn take(&mut self, item: Output) {
         let (lsn, commit_time, updates) = match item {
+            Output::Notices { lsn, notices } => return self.noticed(lsn, notices),
             Output::Frontier(lsn) => {
                 self.frontier = self.frontier.max(lsn);
+                self.echo.passed(lsn);
                 if lsn > Lsn::ZERO {
                     self.copy_complete();
                 }
@@ -276,29 +295,42 @@ impl Writer {
             if let Some(copy) = &mut self.snapshot_keys {
                 copy[t].insert(key.clone()); // before the first frontier: the initial copy
             }
+            let key_value = cell(&update.key);
             let change = match &update.row {
                 Some(row) => {
                     let cells = self.sources[t].cells(row);
+                    self.echo.track(t, &key, Some((&key_value, &cells)));
                     let hash = cells::hash(&cells);
                     Change::Upsert { cells, hash }
                 }
                 None if table.on_delete == OnDelete::Keep => {
+                    self.echo.track(t, &key, None);
                     self.pending[t].remove(&key);
                     continue;
                 }
-                None => Change::Delete,
+                None => {
+                    self.echo.track(t, &key, None);
+                    Change::Delete
+                }
             };
+            let marked = self.echo.take_mark(t, &key, lsn);
             let older = self.pending[t].remove(&key);
             let expected = self.expected(t, &key);
             let refused =
                 (table.view.clone(), key.clone(), change.hash().unwrap_or(super::dead_letters::DELETE).to_string());
-            if expected.as_deref() == change.hash() || self.refused.contains(&refused) {
+            // A row queued for a read-back (a refresh) stays queued even when the ledger says
+            // Coda holds the new content: the Coda row may show something else.
+            let verifying = older.as_ref().is_some_and(|o| o.verify.is_some());
+            if !verifying && (expected.as_deref() == change.hash() || self.refused.contains(&refused)) {
                 self.stats.skipped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            let (since, committed) = older.map_or((lsn, commit_time), |o| (o.since, o.committed.or(commit_time)));
-            let key_value = cell(&update.key);
-            self.pending[t].insert(key.clone(), Pending { key, key_value, lsn, since, committed, change });
+            let (since, committed, verify) = match older {
+                Some(o) => (o.since, o.committed.or(commit_time), marked.or(o.verify)),
+                None => (lsn, commit_time, marked),
+            };
+            let verify = verify.filter(|_| matches!(change, Change::Upsert { .. }));
+            self.pending[t].insert(key.clone(), Pending { key, key_value, lsn, since, committed, change, verify });
         }
     }
 
@@ -327,6 +359,7 @@ impl Writer {
                     since: Lsn::ZERO,
                     committed: None,
                     change: Change::Delete,
+                    verify: None,
                 };
                 self.pending[t].insert(key, pending);
             }

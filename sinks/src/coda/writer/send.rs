@@ -55,6 +55,7 @@ impl Writer {
         match result {
             Ok(request) => {
                 self.stats.writes.fetch_add(1, Ordering::Relaxed);
+                self.stats.wrote(&table.view);
                 let keys: Vec<&str> = batch.items.iter().map(|p| p.key.as_str()).collect();
                 if let Err(e) = ledger::sent(&self.db, &table.view, &keys, &request).await {
                     tracing::warn!(error = %e, "cannot record a Coda request id (a restart would wait a grace period)");
@@ -105,7 +106,7 @@ impl Writer {
             .filter_map(|t| {
                 let oldest = self.pending[t]
                     .iter()
-                    .filter(|(k, _)| !self.flying[t].contains_key(*k))
+                    .filter(|(k, p)| !self.flying[t].contains_key(*k) && p.verify.is_none())
                     .map(|(_, p)| p.since)
                     .min();
                 oldest.map(|since| ((self.health[t].stalled(), since), t))
@@ -119,7 +120,8 @@ impl Writer {
     fn next_batch(&mut self) -> Option<Batch> {
         let t = self.waiting_table()?;
         let (pending, flying) = (&self.pending, &self.flying);
-        let waiting = |t: usize| pending[t].iter().filter(move |(k, _)| !flying[t].contains_key(*k));
+        let waiting =
+            |t: usize| pending[t].iter().filter(move |(k, p)| !flying[t].contains_key(*k) && p.verify.is_none());
         let mut order: Vec<(Lsn, &String, bool)> =
             waiting(t).map(|(k, p)| (p.since, k, matches!(p.change, Change::Delete))).collect();
         order.sort_unstable();

@@ -2,7 +2,7 @@
 //! commit-to-durable latency of each durable row (the `august_e2e_latency_seconds{view}`
 //! histogram, and the latest values for a quick p50/p99).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -27,6 +27,13 @@ pub struct WriterStats {
     pub rows_durable: AtomicU64,
     /// Rows settled at start-up from a previous run's unconfirmed writes.
     pub settled: AtomicU64,
+    /// Rows a staff edit had already put in Coda: read and found equal, so not written
+    /// (`august_coda_echoes_avoided_total{view}`).
+    pub echoes_avoided: AtomicU64,
+    /// Coda rows read before a write to check for a staff edit (verify first).
+    pub verifies: AtomicU64,
+    /// Write requests accepted by Coda, per view.
+    pub writes_by_view: Mutex<BTreeMap<String, u64>>,
     /// Why tables were stopped (each names the mapping entry at fault).
     pub stopped: Mutex<Vec<String>>,
     /// The latest commit-to-durable latencies, in milliseconds (at most [`RECENT`]).
@@ -36,7 +43,21 @@ pub struct WriterStats {
 /// How many latencies [`WriterStats::recent_latency_ms`] keeps.
 pub const RECENT: usize = 512;
 
+/// The counter of rows not written because a staff edit had put them in Coda already.
+pub const ECHOES_METRIC: &str = "august_coda_echoes_avoided_total";
+
 impl WriterStats {
+    /// Write requests accepted by Coda for `view`.
+    pub fn writes_to(&self, view: &str) -> u64 {
+        self.writes_by_view.lock().map(|w| w.get(view).copied().unwrap_or(0)).unwrap_or(0)
+    }
+
+    pub(super) fn wrote(&self, view: &str) {
+        if let Ok(mut writes) = self.writes_by_view.lock() {
+            *writes.entry(view.to_string()).or_default() += 1;
+        }
+    }
+
     /// The `q` quantile (0..=1) of the recent latencies, in milliseconds.
     pub fn recent_latency(&self, q: f64) -> Option<u64> {
         let mut recent: Vec<u64> = self.recent_latency_ms.lock().ok()?.iter().copied().collect();
