@@ -194,7 +194,7 @@ pub async fn coda_row(
     let deadline = Instant::now() + Duration::from_secs(45);
     loop {
         let (_, page) = get_json(&format!("{coda}/docs/demo-clinic/tables/{table}/rows?limit=500"), token).await;
-        let row = page["items"].as_array().into_iter().flatten().find(|r| r["values"][key_column] == Value::from(key));
+        let row = page["items"].as_array().into_iter().flatten().find(|r| r["values"][key_column] == key);
         if let Some(row) = row.filter(|r| ready(&r["values"])) {
             return row["values"].clone();
         }
