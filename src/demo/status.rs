@@ -1,7 +1,7 @@
 //! The demo's live status line: rows mirrored into Coda, end-to-end lag (commit → Coda
 //! durable, over the latest rows), Coda writes used of the quota in the last 6 s, the staff's
 //! write-backs (the emulator's automation calls August answered 2xx, and the refused ones),
-//! and what the clinic sent. On a terminal it is one line redrawn every second; otherwise a line every 5 s.
+//! the echoes the Coda sink avoided (rows Coda already held after a staff edit), and what the clinic sent. On a terminal it is one line redrawn every second; otherwise a line every 5 s.
 
 use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
@@ -72,7 +72,12 @@ pub fn line(counters: &Counters, writes_in_window: u64) -> String {
         format!("mirrored {} rows", coda.rows_durable.load(Ordering::Relaxed)),
         lag,
         format!("Coda writes {quota} per 6 s"),
-        format!("write-backs {}, {} refused", counters.writebacks.succeeded(), counters.writebacks.refused()),
+        format!(
+            "write-backs {}, {} refused, {} echoes avoided",
+            counters.writebacks.succeeded(),
+            counters.writebacks.refused(),
+            coda.echoes_avoided.load(Ordering::Relaxed)
+        ),
         format!(
             "webhooks {} sent, {} refused",
             counters.clinic.delivered.load(Ordering::Relaxed),
@@ -95,9 +100,11 @@ mod tests {
         let writebacks = Arc::new(AutomationStats::default());
         writebacks.by_status.lock().unwrap().extend([(200, 3), (204, 1), (403, 2)]);
         writebacks.failures.fetch_add(1, Ordering::Relaxed);
-        let counters = Counters { coda: Arc::default(), clinic: Arc::default(), writebacks, quota: Some(10) };
+        let coda = Arc::new(WriterStats::default());
+        coda.echoes_avoided.fetch_add(2, Ordering::Relaxed);
+        let counters = Counters { coda, clinic: Arc::default(), writebacks, quota: Some(10) };
         let text = line(&counters, 4);
-        assert!(text.contains(" · write-backs 4, 3 refused · "), "{text}");
+        assert!(text.contains(" · write-backs 4, 3 refused, 2 echoes avoided · "), "{text}");
         assert!(text.contains("Coda writes 4/10 per 6 s"), "{text}");
     }
 }
