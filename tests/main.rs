@@ -16,6 +16,7 @@ mod sync_command;
 mod tail_command;
 mod verify_coda;
 mod views_command;
+mod writeback_schemathesis;
 
 use std::process::{Command, Output};
 
