@@ -110,3 +110,19 @@ fn the_http_limits_the_metrics_address_and_the_slot_are_checked_before_anything_
         assert_config_error(&august(&[command], &env), setting);
     }
 }
+
+#[test]
+fn a_short_coda_writeback_token_exits_2_naming_it() {
+    let out = august(
+        &["ingest"],
+        &[
+            ("DATABASE_URL", "postgres://u@127.0.0.1:1/d"),
+            ("DRCHRONO_WEBHOOK_SECRET", "drchrono-secret-0123456789"),
+            ("DEEPCURA_SHARED_SECRET", "deepcura-secret-0123456789"),
+            ("AUGUST_METRICS_ADDR", "127.0.0.1:0"),
+            ("CODA_WRITEBACK_TOKEN", "short-tok"),
+        ],
+    );
+    assert_config_error(&out, "CODA_WRITEBACK_TOKEN");
+    assert!(!stderr(&out).contains("short-tok"), "the token is not shown");
+}

@@ -258,3 +258,22 @@ async fn transport_refusals_come_before_the_body_and_401_writes_nothing() {
         3
     );
 }
+
+#[tokio::test]
+async fn of_two_racing_edits_from_the_same_version_one_wins_and_the_other_conflicts() {
+    let server = Server::start("wb_race").await;
+    let path = format!("/api/tasks/{TASK}");
+    let (_, first) = server.patch(&path, &json!({"edited_by": "ops@clinic.example", "details": "v1"})).await;
+    let seen = first["updated_at"].clone();
+    let edit =
+        |details: &str| json!({"edited_by": "ops@clinic.example", "details": details, "expected_updated_at": seen});
+    let (edit_a, edit_b) = (edit("a"), edit("b"));
+    let (a, b) = tokio::join!(server.patch(&path, &edit_a), server.patch(&path, &edit_b));
+    let mut statuses = [a.0, b.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "{a:?} {b:?}");
+    let (winner, loser) = if a.0 == 200 { (&a.1, &b.1) } else { (&b.1, &a.1) };
+    assert_eq!(loser["error"]["updated_at"], winner["updated_at"], "the loser is told the winner's version");
+    let stored = server.db.client().await.query_one("SELECT details FROM post_appointment_tasks", &[]).await.unwrap();
+    assert_eq!(Some(stored.get::<_, String>(0).as_str()), winner["details"].as_str());
+}

@@ -47,6 +47,7 @@ impl Webhooks {
         let (settings, pg) = sources.database().map_err(ConfigError)?;
         let (addr, drchrono_secret, deepcura_secret) = sources.ingest().map_err(ConfigError)?;
         let limits = sources.http_limits().map_err(ConfigError)?;
+        let writeback_token = sources.writeback_token().map_err(ConfigError)?;
         sources.metrics_addr().map_err(ConfigError)?;
         let (drchrono, oidc) = (sources.drchrono().map_err(ConfigError)?, sources.sync_oidc().map_err(ConfigError)?);
         let reconcile_every = sources.reconcile_every().map_err(ConfigError)?;
@@ -64,7 +65,6 @@ impl Webhooks {
             (Some(syncer), Some(every)) => Some((syncer, every)),
             _ => None,
         };
-        let writeback_token = sources.writeback_token().map_err(ConfigError)?;
         let writeback = match writeback_token {
             Some(token) => {
                 let state = august_ingest::writeback::WritebackState::load(pool.clone(), token).await?;

@@ -131,6 +131,9 @@ pub enum SchemaError {
     /// The catalog could not be read (retryable when the connection failed).
     #[error(transparent)]
     Db(#[from] DbError),
+    /// No connection could be had to read the catalog (retryable).
+    #[error("the write-back could not read the catalog: no database connection ({0})")]
+    NoConnection(String),
     /// The tables do not hold what the contract names (permanent: migrate the database).
     #[error("the write-back contract does not match the database: {0}")]
     Contract(String),

@@ -59,7 +59,7 @@ pub struct WritebackState {
 impl WritebackState {
     /// Reads the field schemas from the database behind `pool` and builds the OpenAPI document.
     pub async fn load(pool: PgPool, token: Secret<String>) -> Result<Self, SchemaError> {
-        let client = pool.get().await.map_err(|e| SchemaError::Contract(format!("no database connection: {e}")))?;
+        let client = pool.get().await.map_err(|e| SchemaError::NoConnection(e.to_string()))?;
         let schemas = fields::load(&*client).await?;
         drop(client);
         let openapi = Arc::new(openapi::document(&schemas));

@@ -16,6 +16,7 @@ use august_schema::writeback::{emit, Notice, EDIT_PREFIX, REFRESH_PREFIX};
 use august_schema::{Actor, DbError};
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, GenericClient};
 
 use super::error::WritebackError;
@@ -116,9 +117,9 @@ fn update_sql(schema: &TargetSchema, patch: &Patch, key_match: &str) -> String {
 
 /// `SET LOCAL app.actor` and `app.actor_detail` (the editor, when known).
 async fn set_actor(tx: &impl GenericClient, editor: Option<&str>) -> Result<(), DbError> {
-    tx.execute(
+    tx.execute_typed(
         "SELECT set_config('app.actor', $1, true), set_config('app.actor_detail', coalesce($2, ''), true)",
-        &[&Actor::CodaWriteback.as_str(), &editor],
+        &[(&Actor::CodaWriteback.as_str(), Type::TEXT), (&editor, Type::TEXT)],
     )
     .await
     .map(|_| ())
@@ -144,24 +145,27 @@ impl Audit<'_> {
         };
         let duration = i32::try_from(self.started.elapsed().as_millis()).unwrap_or(i32::MAX);
         let (path, http_status) = (path_template(self.schema.target.route), i32::from(self.http_status));
-        let sync_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
-            [&self.schema.target.name, &self.key, &self.status, &self.written, &code, &message];
-        let access_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
-            [&path, &http_status, &duration, &self.written];
-        let sync = tx.execute(
-            "INSERT INTO sync_log (source, event, delivery_id, status, records_received, records_written,
-                                   error_code, error_message, finished_at)
-             VALUES ('coda_writeback', $1, $2, $3, 1, $4, $5, $6, now())",
-            &sync_params,
-        );
-        let access = tx.execute(
-            "INSERT INTO access_log (service, method, path_template, status_code, duration_ms, row_count)
-             VALUES ('coda', 'PATCH', $1, $2, $3, $4)",
-            &access_params,
-        );
-        let (sync, access) = tokio::join!(sync, access);
-        sync.map_err(|e| DbError::new("write sync_log", e))?;
-        access.map_err(|e| DbError::new("write access_log", e))?;
+        tx.execute_typed(
+            "WITH sync AS (
+                 INSERT INTO sync_log (source, event, delivery_id, status, records_received, records_written,
+                                       error_code, error_message, finished_at)
+                 VALUES ('coda_writeback', $1, $2, $3, 1, $4, $5, $6, now()))
+             INSERT INTO access_log (service, method, path_template, status_code, duration_ms, row_count)
+             VALUES ('coda', 'PATCH', $7, $8, $9, $4)",
+            &[
+                (&self.schema.target.name, Type::TEXT),
+                (&self.key, Type::TEXT),
+                (&self.status, Type::TEXT),
+                (&self.written, Type::INT4),
+                (&code, Type::TEXT),
+                (&message, Type::TEXT),
+                (&path, Type::TEXT),
+                (&http_status, Type::INT4),
+                (&duration, Type::INT4),
+            ],
+        )
+        .await
+        .map_err(|e| DbError::new("write sync_log and access_log", e))?;
         Ok(())
     }
 }
@@ -196,13 +200,17 @@ pub async fn apply(
     let tx = client.transaction().await.map_err(|e| DbError::new("begin", e))?;
     let actor = set_actor(&tx, Some(&patch.edited_by));
     let lock_sql = lock_sql(schema, patch, &key_match);
-    let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
-        [&values, &key, &patch.edited_by, &patch.expected_updated_at];
-    let lock = tx.query_opt(&lock_sql, &lock_params);
+    let lock_params: [(&(dyn ToSql + Sync), Type); 4] = [
+        (&values, Type::JSONB),
+        (&key, Type::TEXT),
+        (&patch.edited_by, Type::TEXT),
+        (&patch.expected_updated_at, Type::TIMESTAMPTZ),
+    ];
+    let lock = tx.query_typed(&lock_sql, &lock_params);
     let (actor, lock) = tokio::join!(actor, lock);
     actor?;
-    let row = lock.map_err(|e| DbError::new("lock the row", e))?;
-    let Some(row) = row.filter(|r| !r.get::<_, bool>(1)) else {
+    let rows = lock.map_err(|e| DbError::new("lock the row", e))?;
+    let Some(row) = rows.into_iter().next().filter(|r| !r.get::<_, bool>(1)) else {
         return Err(WritebackError::NotFound(schema.target.name).into());
     };
     let refuse = |error| Refusal { error, row_exists: true };
@@ -222,9 +230,9 @@ pub async fn apply(
         return Err(refuse(WritebackError::Conflict { updated_at }));
     }
     let update_sql = update_sql(schema, patch, &key_match);
-    let updated = tx.query_one(&update_sql, &[&values, &key]).await.map_err(|e| DbError::new("update the row", e));
-    let row: Value = match updated {
-        Ok(row) => row.get(0),
+    let updated = tx.query_typed(&update_sql, &[(&values, Type::JSONB), (&key, Type::TEXT)]).await;
+    let row: Value = match updated.map_err(|e| DbError::new("update the row", e)) {
+        Ok(rows) => rows.first().map(|r| r.get(0)).ok_or(WritebackError::NotFound(schema.target.name))?,
         Err(e) => return Err(refuse(constraint_error(schema, e))),
     };
     let notice = Notice {
