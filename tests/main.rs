@@ -17,6 +17,7 @@ mod tail_command;
 mod verify_coda;
 mod views_command;
 mod writeback_end_to_end;
+mod writeback_schemathesis;
 
 use std::process::{Command, Output};
 

@@ -144,10 +144,22 @@ function encode(kind: Kind, value: unknown, timezone: string): unknown {
 }
 
 // What August says when it refuses, for the automation's run history: the error's
-// code and message (ids and column names only, never a value).
+// code and message (ids and column names only, never a value). The body is parsed JSON
+// in Coda; where it is not (the CLI's emulation), it is the JSON after "<status> - ".
 function refusal(error: unknown): Error {
   const status = error as coda.StatusCodeError;
-  const detail = status?.body?.error;
+  let body: any = status?.body;
+  if (body === undefined && typeof status?.message === "string") {
+    body = status.message.slice(status.message.indexOf(" - ") + 3);
+  }
+  if (typeof body === "string") {
+    try {
+      body = JSON.parse(body);
+    } catch {
+      body = undefined;
+    }
+  }
+  const detail = body?.error;
   if (status?.statusCode && detail?.code) {
     return new coda.UserVisibleError(`August refused the edit (${status.statusCode} ${detail.code}): ${detail.message}`);
   }
