@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{coda_row, demo_mapping_path, drchrono_webhook, emulator, free_port, August};
+use crate::support::{
+    coda_row, drchrono_webhook, emulator, free_port, serve_env, August, DEEPCURA_SECRET, DRCHRONO_SECRET,
+};
 
-const DRCHRONO_SECRET: &str = "drchrono-secret-0123456789";
-const DEEPCURA_SECRET: &str = "deepcura-secret-0123456789";
 const TOKEN: &str = "e2e-token";
 
 #[tokio::test]
@@ -20,19 +20,7 @@ async fn a_webhook_reaches_coda_joined_and_enriched_through_august_serve() {
     let (port, metrics_port) = (free_port(), free_port());
     let mut serve = August::spawn(
         &["serve"],
-        &[
-            ("DATABASE_URL", db.url().to_string()),
-            ("PORT", port.to_string()),
-            ("AUGUST_HTTP_ADDR", "127.0.0.1:0".into()),
-            ("DRCHRONO_WEBHOOK_SECRET", DRCHRONO_SECRET.into()),
-            ("DEEPCURA_SHARED_SECRET", DEEPCURA_SECRET.into()),
-            ("AUGUST_CODA_MAPPING", demo_mapping_path().display().to_string()),
-            ("CODA_API_BASE", coda.clone()),
-            ("CODA_API_TOKEN", TOKEN.into()),
-            ("AUGUST_SLOT", db.name.clone()),
-            ("AUGUST_METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
-            ("AUGUST_HEARTBEAT_SECS", "1".into()),
-        ],
+        &serve_env(&db, port, metrics_port, &coda, TOKEN, &[("AUGUST_HTTP_ADDR", "127.0.0.1:0".into())]),
     );
     serve.line_with("serving webhooks and replicating", Duration::from_secs(60)).await;
     let august = format!("http://127.0.0.1:{port}");

@@ -8,10 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{coda_row, drchrono_webhook, emulator, free_port, sample, August};
+use crate::support::{coda_row, drchrono_webhook, emulator, free_port, sample, serve_env, August, DRCHRONO_SECRET};
 
-const DRCHRONO_SECRET: &str = "drchrono-secret-0123456789";
-const DEEPCURA_SECRET: &str = "deepcura-secret-0123456789";
 const WRITEBACK_TOKEN: &str = "writeback-token-0123456789";
 const TOKEN: &str = "e2e-token";
 const STAFF: &str = "ops.lead@clinic.example";
@@ -54,19 +52,7 @@ async fn a_staff_edit_in_coda_lands_in_postgres_and_comes_back_without_an_echo()
     let (_coda_process, coda) = emulator(TOKEN, &flags).await;
     let serve = August::spawn(
         &["serve"],
-        &[
-            ("DATABASE_URL", db.url().to_string()),
-            ("PORT", port.to_string()),
-            ("DRCHRONO_WEBHOOK_SECRET", DRCHRONO_SECRET.into()),
-            ("DEEPCURA_SHARED_SECRET", DEEPCURA_SECRET.into()),
-            ("CODA_WRITEBACK_TOKEN", WRITEBACK_TOKEN.into()),
-            ("AUGUST_CODA_MAPPING", crate::support::demo_mapping_path().display().to_string()),
-            ("CODA_API_BASE", coda.clone()),
-            ("CODA_API_TOKEN", TOKEN.into()),
-            ("AUGUST_SLOT", db.name.clone()),
-            ("AUGUST_METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
-            ("AUGUST_HEARTBEAT_SECS", "1".into()),
-        ],
+        &serve_env(&db, port, metrics_port, &coda, TOKEN, &[("CODA_WRITEBACK_TOKEN", WRITEBACK_TOKEN.into())]),
     );
     serve.line_with("serving webhooks and replicating", Duration::from_secs(60)).await;
     drchrono_webhook(

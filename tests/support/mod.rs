@@ -209,3 +209,35 @@ pub fn sample(scrape: &str, name: &str, labels: &str) -> f64 {
     let head = if labels.is_empty() { name.to_string() } else { format!("{name}{{{labels}}}") };
     scrape.lines().find_map(|line| line.strip_prefix(&head).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
 }
+
+/// The webhook secrets the end-to-end `serve` tests sign with.
+pub const DRCHRONO_SECRET: &str = "drchrono-secret-0123456789";
+/// See [`DRCHRONO_SECRET`].
+pub const DEEPCURA_SECRET: &str = "deepcura-secret-0123456789";
+
+/// The environment of an end-to-end `august serve`: `db`, webhooks on `port`, metrics on
+/// `metrics_port`, the demo mapping mirrored into the Coda emulator at `coda`, a 1 s
+/// heartbeat; `extra` is added.
+pub fn serve_env(
+    db: &august_testkit::TestDb,
+    port: u16,
+    metrics_port: u16,
+    coda: &str,
+    token: &str,
+    extra: &[(&'static str, String)],
+) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("DATABASE_URL", db.url().to_string()),
+        ("PORT", port.to_string()),
+        ("DRCHRONO_WEBHOOK_SECRET", DRCHRONO_SECRET.into()),
+        ("DEEPCURA_SHARED_SECRET", DEEPCURA_SECRET.into()),
+        ("AUGUST_CODA_MAPPING", demo_mapping_path().display().to_string()),
+        ("CODA_API_BASE", coda.to_string()),
+        ("CODA_API_TOKEN", token.to_string()),
+        ("AUGUST_SLOT", db.name.clone()),
+        ("AUGUST_METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
+        ("AUGUST_HEARTBEAT_SECS", "1".into()),
+    ];
+    env.extend(extra.iter().cloned());
+    env
+}
