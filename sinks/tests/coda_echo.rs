@@ -132,18 +132,39 @@ impl Loop {
 
     /// The staff change a cell of the intake row in Coda; returns once Coda shows it.
     async fn staff_set(&self, appointment: &str, column: &str, value: serde_json::Value) {
-        let cells = vec![("c-appt".to_string(), json!(appointment)), (column.to_string(), value.clone())];
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while let Err(e) =
-            self.staff.upsert_rows("doc-echo", "grid-intake", std::slice::from_ref(&cells), &["c-appt".into()]).await
-        {
-            assert!(Instant::now() < deadline, "the staff's edit failed: {e}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let deadline = self.staff_edit(appointment, column, value.clone()).await;
         while self.coda_cell(appointment, column) != Some(value.clone()) {
             assert!(Instant::now() < deadline, "the staff's edit never showed");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// The staff change a cell while August writes the same row: returns once Coda has applied
+    /// the edit, which a write of August's in flight may overwrite at once (as it may in Coda).
+    async fn staff_race(&self, appointment: &str, column: &str, value: serde_json::Value) {
+        self.staff_edit(appointment, column, value).await;
+    }
+
+    /// Sends the staff's edit and waits until Coda has applied it; returns the deadline left.
+    async fn staff_edit(&self, appointment: &str, column: &str, value: serde_json::Value) -> Instant {
+        let cells = vec![("c-appt".to_string(), json!(appointment)), (column.to_string(), value)];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let request = loop {
+            match self
+                .staff
+                .upsert_rows("doc-echo", "grid-intake", std::slice::from_ref(&cells), &["c-appt".into()])
+                .await
+            {
+                Ok(request) => break request,
+                Err(e) => assert!(Instant::now() < deadline, "the staff's edit failed: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        while !self.staff.mutation_completed(&request).await.unwrap_or(false) {
+            assert!(Instant::now() < deadline, "the staff's edit was never applied");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        deadline
     }
 
     fn coda_cell(&self, appointment: &str, column: &str) -> Option<serde_json::Value> {
@@ -274,12 +295,12 @@ async fn staff_edits_racing_august_side_changes_end_with_coda_equal_to_the_views
             0 | 1 => {
                 // A staff edit of the status, accepted.
                 let status = STATUSES[rng.random_range(0..STATUSES.len())];
-                live.staff_set(&appointment, "c-status", json!(status)).await;
+                live.staff_race(&appointment, "c-status", json!(status)).await;
                 live.write_back(&appointment, &format!("status = '{status}'"), &["status"]).await;
             }
             2 => {
                 // A staff edit Postgres refuses: Coda shows it until corrected.
-                live.staff_set(&appointment, "c-status", json!(format!("refused-{round}"))).await;
+                live.staff_race(&appointment, "c-status", json!(format!("refused-{round}"))).await;
                 live.refused(&appointment).await;
             }
             3 => {
