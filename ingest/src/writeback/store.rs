@@ -12,6 +12,7 @@
 use std::fmt::Write;
 use std::time::Instant;
 
+use august_schema::upsert::quote_ident;
 use august_schema::writeback::{emit, Notice, EDIT_PREFIX, REFRESH_PREFIX};
 use august_schema::{Actor, DbError};
 use serde_json::Value;
@@ -53,10 +54,6 @@ impl From<DbError> for Refusal {
     }
 }
 
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// `t.id = $2::text::uuid`: the key column matched against parameter `param`; not found when
 /// `key` cannot be a value of the column's type.
 fn key_cast(schema: &TargetSchema, key: &str, param: usize) -> Result<String, WritebackError> {
@@ -64,7 +61,7 @@ fn key_cast(schema: &TargetSchema, key: &str, param: usize) -> Result<String, Wr
     if column.kind == Kind::Uuid && uuid::Uuid::parse_str(key).is_err() {
         return Err(WritebackError::NotFound(schema.target.name));
     }
-    Ok(format!("t.{} = ${param}::text::{}", ident(&column.name), column.sql_type))
+    Ok(format!("t.{} = ${param}::text::{}", quote_ident(&column.name), column.sql_type))
 }
 
 fn deleted(schema: &TargetSchema) -> &'static str {
@@ -79,10 +76,10 @@ fn lock_sql(schema: &TargetSchema, patch: &Patch, key_match: &str) -> String {
     let (mut stored, mut wanted) = (String::new(), String::new());
     for (i, name) in patch.fields.keys().enumerate() {
         let sep = if i == 0 { "" } else { ", " };
-        let _ = write!(stored, "{sep}t.{}", ident(name));
-        let _ = write!(wanted, "{sep}p.{}", ident(name));
+        let _ = write!(stored, "{sep}t.{}", quote_ident(name));
+        let _ = write!(wanted, "{sep}p.{}", quote_ident(name));
     }
-    let table = ident(schema.target.table);
+    let table = quote_ident(schema.target.table);
     format!(
         "SELECT to_jsonb(t), {deleted}, ROW({stored}) IS NOT DISTINCT FROM ROW({wanted}),
                 coalesce($4::timestamptz < t.updated_at, false),
@@ -98,7 +95,7 @@ fn update_sql(schema: &TargetSchema, patch: &Patch, key_match: &str) -> String {
     let mut set = String::new();
     for (i, name) in patch.fields.keys().enumerate() {
         let sep = if i == 0 { "" } else { ", " };
-        let _ = write!(set, "{sep}{0} = p.{0}", ident(name));
+        let _ = write!(set, "{sep}{0} = p.{0}", quote_ident(name));
     }
     if let (Some(done), true, Some(_)) =
         (&schema.completion, patch.fields.contains_key("status"), schema.column("completed_at"))
@@ -106,7 +103,7 @@ fn update_sql(schema: &TargetSchema, patch: &Patch, key_match: &str) -> String {
         let done = done.replace('\'', "''");
         let _ = write!(set, ", completed_at = CASE WHEN p.status = '{done}' THEN coalesce(t.completed_at, now()) END");
     }
-    let table = ident(schema.target.table);
+    let table = quote_ident(schema.target.table);
     format!(
         "UPDATE {table} AS t SET {set}
            FROM jsonb_populate_record(NULL::{table}, $1::jsonb) AS p
@@ -308,7 +305,10 @@ pub async fn record_refusal(
 
 async fn exists(tx: &impl GenericClient, schema: &TargetSchema, key: &str) -> Result<bool, DbError> {
     let Ok(key_match) = key_cast(schema, key, 1) else { return Ok(false) };
-    let sql =
-        format!("SELECT 1 FROM {} AS t WHERE {key_match} AND NOT ({})", ident(schema.target.table), deleted(schema));
+    let sql = format!(
+        "SELECT 1 FROM {} AS t WHERE {key_match} AND NOT ({})",
+        quote_ident(schema.target.table),
+        deleted(schema)
+    );
     tx.query_opt(&sql, &[&key]).await.map(|r| r.is_some()).map_err(|e| DbError::new("find the row", e))
 }
