@@ -44,6 +44,20 @@ async fn a_blocked_sink_stops_the_stream_reading_and_everything_arrives_once_it_
     let dataflow = august_dataflow::spawn(&DataflowConfig::default(), rx, tx).unwrap();
     tokio::spawn(august_dataflow::feed(stream, events, std::future::pending()));
     std::thread::spawn(move || dataflow.join());
+    // Write only once the stream is reading its slot: rows written before the slot exists
+    // would come through the initial copy instead, and the slot would start past them.
+    for attempt in 0.. {
+        let active: Option<bool> = client
+            .query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&db.name])
+            .await
+            .unwrap()
+            .map(|row| row.get(0));
+        if active == Some(true) {
+            break;
+        }
+        assert!(attempt < 300, "the stream never started reading its slot");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // The sink takes nothing while the database writes 4,000 rows.
     let mut most_read = 0;
