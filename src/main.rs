@@ -9,6 +9,7 @@ mod embedded;
 mod metrics;
 mod pipeline;
 mod settings;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -109,9 +110,10 @@ fn main() -> ExitCode {
         Ok(sources) => sources,
         Err(e) => return report(ConfigError(e).into()),
     };
-    if let Err(e) = init_logging(&sources) {
-        return report(e);
-    }
+    let _telemetry = match telemetry::init(&sources) {
+        Ok(telemetry) => telemetry,
+        Err(e) => return report(e),
+    };
     let result = runtime.block_on(async {
         match cli.command {
             Command::Migrate => commands::migrate::run(&sources).await,
@@ -142,8 +144,8 @@ fn run_demo(runtime: &tokio::runtime::Runtime, args: demo::DemoArgs) -> ExitCode
     if !env.iter().any(|(k, _)| k == "AUGUST_LOG") {
         env.push(("AUGUST_LOG".into(), "warn,tokio_postgres=error".into()));
     }
-    let logged = Sources::load(None, env).map_err(|e| ConfigError(e).into()).and_then(|s| init_logging(&s));
-    match logged.and_then(|_| runtime.block_on(demo::run(args))) {
+    let logged = Sources::load(None, env).map_err(|e| ConfigError(e).into()).and_then(|s| telemetry::init(&s));
+    match logged.and_then(|_telemetry| runtime.block_on(demo::run(args))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(e),
     }
@@ -204,19 +206,6 @@ fn listen_for_shutdown(runtime: &tokio::runtime::Runtime) {
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     SHUTDOWN.get_or_init(tokio_util::sync::CancellationToken::new).cancelled().await;
-}
-
-fn init_logging(sources: &Sources) -> anyhow::Result<()> {
-    let (filter, json) = sources.log().map_err(ConfigError)?;
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .map_err(|_| ConfigError(august_schema::SettingError::new("AUGUST_LOG", "is not a valid log filter")))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-    Ok(())
 }
 
 #[cfg(test)]

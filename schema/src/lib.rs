@@ -14,7 +14,9 @@
 //! - [`access_log`]: one `access_log` row per call to an external API;
 //! - [`actor`]: the names written into `change_log.actor` by each writer;
 //! - [`error`]: errors that say whether trying again can help;
-//! - [`writeback`]: the Coda write-back contract (targets, staff-owned fields, roles, notices).
+//! - [`writeback`]: the Coda write-back contract (targets, staff-owned fields, roles, notices);
+//! - [`metrics`]: the catalog of every Prometheus metric August records;
+//! - [`trace`]: the trace context a transaction carries into the WAL.
 #![forbid(missing_docs)]
 
 pub mod access_log;
@@ -22,11 +24,13 @@ pub mod actor;
 pub mod catalog;
 pub mod embedded;
 pub mod error;
+pub mod metrics;
 pub mod migrate;
 pub mod pool;
 pub mod secret;
 pub mod settings;
 pub mod tls;
+pub mod trace;
 pub mod upsert;
 pub mod writeback;
 
