@@ -127,28 +127,68 @@ fn every_catalog_metric_has_a_panel() {
 
 /// The rows the on-call engineer looks for, and the metrics each must show.
 const ROWS: &[(&str, &[&str])] = &[
-    ("Pipeline health at a glance", &[
-        "august_e2e_latency_seconds_bucket", "august_cdc_slot_lag_bytes", "august_coda_stalled",
-        "august_coda_dead_letters_open", "august_ingest_deliveries_total", "august_drchrono_calls_left",
-    ]),
-    ("Coda lag per table", &["august_e2e_latency_seconds_bucket", "august_coda_oldest_pending_seconds", "august_coda_pending_rows"]),
-    ("Coda quota use", &[
-        "august_coda_quota_writes_used", "august_coda_quota_writes_limit", "august_coda_writes_total", "august_coda_requests_total",
-    ]),
-    ("Replication slot and WAL", &[
-        "august_cdc_received_lsn", "august_cdc_flushed_lsn", "august_cdc_confirmed_lsn", "august_cdc_slot_lag_bytes",
-        "august_cdc_retained_wal_bytes", "august_cdc_seconds_since_last_message", "august_cdc_reconnects_total",
-    ]),
-    ("Dataflow", &["august_dataflow_frontier_lag_bytes", "august_dataflow_changes_total", "august_dataflow_arrangement_records"]),
-    ("Webhooks", &[
-        "august_ingest_deliveries_total", "august_ingest_handler_seconds_bucket", "august_ingest_commit_seconds_bucket",
-        "august_ingest_overloaded_total",
-    ]),
-    ("DrChrono pull", &[
-        "august_drchrono_calls_left", "august_drchrono_last_success_timestamp_seconds",
-        "august_drchrono_last_reconcile_timestamp_seconds", "august_drchrono_calls_total",
-    ]),
-    ("Write-back", &["august_writeback_requests_total", "august_writeback_seconds_bucket", "august_coda_echoes_avoided_total"]),
+    (
+        "Pipeline health at a glance",
+        &[
+            "august_e2e_latency_seconds_bucket",
+            "august_cdc_slot_lag_bytes",
+            "august_coda_stalled",
+            "august_coda_dead_letters_open",
+            "august_ingest_deliveries_total",
+            "august_drchrono_calls_left",
+        ],
+    ),
+    (
+        "Coda lag per table",
+        &["august_e2e_latency_seconds_bucket", "august_coda_oldest_pending_seconds", "august_coda_pending_rows"],
+    ),
+    (
+        "Coda quota use",
+        &[
+            "august_coda_quota_writes_used",
+            "august_coda_quota_writes_limit",
+            "august_coda_writes_total",
+            "august_coda_requests_total",
+        ],
+    ),
+    (
+        "Replication slot and WAL",
+        &[
+            "august_cdc_received_lsn",
+            "august_cdc_flushed_lsn",
+            "august_cdc_confirmed_lsn",
+            "august_cdc_slot_lag_bytes",
+            "august_cdc_retained_wal_bytes",
+            "august_cdc_seconds_since_last_message",
+            "august_cdc_reconnects_total",
+        ],
+    ),
+    (
+        "Dataflow",
+        &["august_dataflow_frontier_lag_bytes", "august_dataflow_changes_total", "august_dataflow_arrangement_records"],
+    ),
+    (
+        "Webhooks",
+        &[
+            "august_ingest_deliveries_total",
+            "august_ingest_handler_seconds_bucket",
+            "august_ingest_commit_seconds_bucket",
+            "august_ingest_overloaded_total",
+        ],
+    ),
+    (
+        "DrChrono pull",
+        &[
+            "august_drchrono_calls_left",
+            "august_drchrono_last_success_timestamp_seconds",
+            "august_drchrono_last_reconcile_timestamp_seconds",
+            "august_drchrono_calls_total",
+        ],
+    ),
+    (
+        "Write-back",
+        &["august_writeback_requests_total", "august_writeback_seconds_bucket", "august_coda_echoes_avoided_total"],
+    ),
 ];
 
 #[test]
@@ -172,14 +212,16 @@ fn the_dashboard_is_what_grafana_provisions_with_the_rows_on_call_needs() {
         let at = |k: &str| panel["gridPos"][k].as_u64().unwrap_or_else(|| panic!("{title}: gridPos.{k}"));
         let (x, y, w, h) = (at("x"), at("y"), at("w"), at("h"));
         assert!(w > 0 && h > 0 && x + w <= 24, "{title}: gridPos off the 24-column grid");
-        let overlaps = boxes.iter().find(|(bx, by, bw, bh, _)| x < bx + bw && *bx < x + w && y < by + bh && *by < y + h);
+        let overlaps =
+            boxes.iter().find(|(bx, by, bw, bh, _)| x < bx + bw && *bx < x + w && y < by + bh && *by < y + h);
         assert!(overlaps.is_none(), "{title} overlaps {:?}", overlaps.map(|b| b.4));
         boxes.push((x, y, w, h, title));
         if panel["type"] == "row" {
             continue;
         }
         assert_eq!(panel["datasource"]["uid"], "${datasource}", "{title}: datasource");
-        let targets = panel["targets"].as_array().filter(|t| !t.is_empty()).unwrap_or_else(|| panic!("{title}: no target"));
+        let targets =
+            panel["targets"].as_array().filter(|t| !t.is_empty()).unwrap_or_else(|| panic!("{title}: no target"));
         let ref_ids: BTreeSet<&str> = targets.iter().filter_map(|t| t["refId"].as_str()).collect();
         assert_eq!(ref_ids.len(), targets.len(), "{title}: each target needs its own refId");
         for target in targets {
@@ -189,12 +231,19 @@ fn the_dashboard_is_what_grafana_provisions_with_the_rows_on_call_needs() {
     }
 
     // A row holds the panels below it down to the next row.
-    let mut rows: Vec<(&str, u64)> = all.iter().filter(|p| p["type"] == "row").map(|p| (p["title"].as_str().unwrap(), p["gridPos"]["y"].as_u64().unwrap())).collect();
+    let mut rows: Vec<(&str, u64)> = all
+        .iter()
+        .filter(|p| p["type"] == "row")
+        .map(|p| (p["title"].as_str().unwrap(), p["gridPos"]["y"].as_u64().unwrap()))
+        .collect();
     rows.sort_by_key(|r| r.1);
     for (title, wanted) in ROWS {
         let at = rows.iter().position(|r| r.0 == *title).unwrap_or_else(|| panic!("no row {title:?}"));
         let (top, bottom) = (rows[at].1, rows.get(at + 1).map_or(u64::MAX, |r| r.1));
-        let inside: Vec<&&Value> = all.iter().filter(|p| p["type"] != "row" && (top..bottom).contains(&p["gridPos"]["y"].as_u64().unwrap())).collect();
+        let inside: Vec<&&Value> = all
+            .iter()
+            .filter(|p| p["type"] != "row" && (top..bottom).contains(&p["gridPos"]["y"].as_u64().unwrap()))
+            .collect();
         let shown: BTreeSet<String> = inside
             .iter()
             .flat_map(|p| p["targets"].as_array().into_iter().flatten())
@@ -207,9 +256,15 @@ fn the_dashboard_is_what_grafana_provisions_with_the_rows_on_call_needs() {
             assert!(inside.iter().all(|p| p["type"] == "stat"), "the health row is stat panels");
         }
     }
-    let coda_lag = queries(&dashboard).into_iter().filter(|(_, e, _)| e.contains("august_e2e_latency_seconds_bucket{view=~\"$view\"}"));
-    let quantiles: BTreeSet<String> = coda_lag.filter_map(|(_, e, _)| e.split(',').next().map(str::to_string)).collect();
-    assert!(quantiles.contains("histogram_quantile(0.5") && quantiles.contains("histogram_quantile(0.99"), "{quantiles:?}");
+    let coda_lag = queries(&dashboard)
+        .into_iter()
+        .filter(|(_, e, _)| e.contains("august_e2e_latency_seconds_bucket{view=~\"$view\"}"));
+    let quantiles: BTreeSet<String> =
+        coda_lag.filter_map(|(_, e, _)| e.split(',').next().map(str::to_string)).collect();
+    assert!(
+        quantiles.contains("histogram_quantile(0.5") && quantiles.contains("histogram_quantile(0.99"),
+        "{quantiles:?}"
+    );
 }
 
 /// The names of the samples of a scrape.
@@ -257,13 +312,17 @@ async fn a_running_august_exposes_every_metric_the_dashboard_and_the_alerts_use(
     let wanted = used_series();
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let scrape = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics")).await.unwrap().text().await.unwrap();
+        let scrape =
+            reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics")).await.unwrap().text().await.unwrap();
         let present = scraped_names(&scrape);
         let missing: Vec<&String> = wanted.iter().filter(|n| !present.contains(*n)).collect();
         if missing.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "used by the dashboard or the alerts, missing from a real scrape: {missing:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "used by the dashboard or the alerts, missing from a real scrape: {missing:#?}"
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     serve.signal("TERM");

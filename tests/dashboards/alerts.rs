@@ -33,16 +33,28 @@ struct AlertCase {
 fn anchors(markdown: &str) -> BTreeSet<String> {
     let headings = markdown.lines().filter(|l| l.starts_with('#')).map(|l| l.trim_start_matches('#').trim());
     let slug = |h: &str| -> String {
-        h.to_lowercase().chars().filter(|c| c.is_alphanumeric() || *c == '-' || *c == '_' || *c == ' ').map(|c| if c == ' ' { '-' } else { c }).collect()
+        h.to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == '-' || *c == '_' || *c == ' ')
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect()
     };
     headings.map(slug).collect()
 }
 
 /// The seeds' alert table and the additions, by the name each has in alerts.yml.
 const REQUIRED_ALERTS: &[&str] = &[
-    "AugustSyncFailure", "AugustDrChronoAuthError", "AugustWebhookErrorRate", "AugustNoRecentSync", "AugustDeadLetters",
-    "AugustDatabaseStorageHigh", "AugustSlotLagHigh", "AugustRetainedWalGrowing", "AugustReplicationStalled",
-    "AugustCodaTableStalled", "AugustE2eLagHigh",
+    "AugustSyncFailure",
+    "AugustDrChronoAuthError",
+    "AugustWebhookErrorRate",
+    "AugustNoRecentSync",
+    "AugustDeadLetters",
+    "AugustDatabaseStorageHigh",
+    "AugustSlotLagHigh",
+    "AugustRetainedWalGrowing",
+    "AugustReplicationStalled",
+    "AugustCodaTableStalled",
+    "AugustE2eLagHigh",
 ];
 
 #[test]
@@ -65,7 +77,8 @@ fn every_alert_has_for_severity_summary_a_runbook_section_and_unit_tests_both_wa
         assert!(matches!(severity, Some("critical" | "high" | "medium")), "{name}: severity {severity:?}");
         assert!(rule.annotations.get("summary").is_some_and(|s| !s.is_empty()), "{name}: no summary");
         let url = rule.annotations.get("runbook_url").unwrap_or_else(|| panic!("{name}: no runbook_url"));
-        let anchor = url.strip_prefix("docs/RUNBOOK.md#").unwrap_or_else(|| panic!("{name}: {url} is not docs/RUNBOOK.md#…"));
+        let anchor =
+            url.strip_prefix("docs/RUNBOOK.md#").unwrap_or_else(|| panic!("{name}: {url} is not docs/RUNBOOK.md#…"));
         assert!(runbook.contains(anchor), "{name}: docs/RUNBOOK.md has no section #{anchor}");
         let firing = cases.iter().any(|c| &c.alertname == name && !c.exp_alerts.is_empty());
         let quiet = cases.iter().any(|c| &c.alertname == name && c.exp_alerts.is_empty());
@@ -113,4 +126,3 @@ fn promtool_accepts_the_rules_their_unit_tests_the_scrape_config_and_every_dashb
     std::fs::write(scratch.path().join("dashboard.yml"), serde_norway::to_string(&file).unwrap()).unwrap();
     run_promtool(&promtool, &["check", "rules", "dashboard.yml"], scratch.path());
 }
-

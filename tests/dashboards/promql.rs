@@ -23,8 +23,29 @@ pub(super) struct Refs {
 
 /// Words of PromQL that are never a metric's name.
 const KEYWORDS: &[&str] = &[
-    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset", "sum",
-    "min", "max", "avg", "count", "group", "stddev", "stdvar", "topk", "bottomk", "quantile", "count_values",
+    "and",
+    "or",
+    "unless",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "offset",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "count",
+    "group",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "quantile",
+    "count_values",
 ];
 /// Clauses followed by a list of label names.
 const GROUPING: &[&str] = &["by", "without", "on", "ignoring", "group_left", "group_right"];
@@ -136,10 +157,17 @@ pub(super) fn problems(expr: &str, texts: &[&str]) -> Vec<String> {
             continue;
         };
         let labels = labels_of(&s.name, m);
-        problems.extend(s.labels.iter().filter(|l| !labels.contains(&l.as_str())).map(|l| format!("{}: no label {l}", s.name)));
+        problems.extend(
+            s.labels.iter().filter(|l| !labels.contains(&l.as_str())).map(|l| format!("{}: no label {l}", s.name)),
+        );
         carried.extend(labels);
     }
-    problems.extend(refs.grouping.iter().filter(|l| !carried.contains(l.as_str())).map(|l| format!("groups by {l}, which no metric of it carries")));
+    problems.extend(
+        refs.grouping
+            .iter()
+            .filter(|l| !carried.contains(l.as_str()))
+            .map(|l| format!("groups by {l}, which no metric of it carries")),
+    );
     for text in texts {
         let templated = text.split("{{").skip(1).filter_map(|t| t.split("}}").next()).map(|t| t.trim());
         for label in templated.map(|t| t.trim_start_matches("$labels.")).filter(|t| !t.starts_with('$')) {
@@ -153,7 +181,9 @@ pub(super) fn problems(expr: &str, texts: &[&str]) -> Vec<String> {
 
 #[test]
 fn the_promql_reader_finds_selectors_labels_and_groupings() {
-    let found = refs(r#"histogram_quantile(0.99, sum by (view, le) (rate(august_e2e_latency_seconds_bucket{view=~"$view", x!="a,b}"}[$__rate_interval]))) / on() group_left august_up > 1e3"#);
+    let found = refs(
+        r#"histogram_quantile(0.99, sum by (view, le) (rate(august_e2e_latency_seconds_bucket{view=~"$view", x!="a,b}"}[$__rate_interval]))) / on() group_left august_up > 1e3"#,
+    );
     let selectors = [("august_e2e_latency_seconds_bucket", vec!["view", "x"]), ("august_up", vec![])];
     let expected: Vec<Selector> = selectors
         .into_iter()
@@ -161,8 +191,10 @@ fn the_promql_reader_finds_selectors_labels_and_groupings() {
         .collect();
     assert_eq!(found.selectors, expected);
     assert_eq!(found.grouping, ["view", "le"]);
-    let wrong = problems(r#"sum by (feed) (rate(august_coda_writes_total{status="1"}[5m])) + august_nothing"#, &["{{view}} {{route}}"]);
+    let wrong = problems(
+        r#"sum by (feed) (rate(august_coda_writes_total{status="1"}[5m])) + august_nothing"#,
+        &["{{view}} {{route}}"],
+    );
     assert_eq!(wrong.len(), 4, "{wrong:?}");
     assert!(problems(r#"sum by (view) (rate(august_coda_writes_total{kind="upsert"}[5m]))"#, &["{{view}}"]).is_empty());
 }
-
