@@ -192,6 +192,19 @@ const ROWS: &[(&str, &[&str])] = &[
 ];
 
 #[test]
+fn the_provisioning_files_give_grafana_a_dashboard_folder_and_a_prometheus() {
+    let yaml = |path: &str| -> Value { serde_norway::from_str(&read(path)).unwrap() };
+    let dashboards = yaml("dashboards/grafana/provisioning/dashboards/august.yaml");
+    let provider = &dashboards["providers"][0];
+    assert_eq!((&dashboards["apiVersion"], &provider["type"]), (&json!(1), &json!("file")));
+    assert!(provider["options"]["path"].as_str().is_some_and(|p| p.starts_with('/')), "{provider}");
+    let datasources = yaml("dashboards/grafana/provisioning/datasources/prometheus.yaml");
+    let prometheus = &datasources["datasources"][0];
+    assert_eq!((&datasources["apiVersion"], &prometheus["type"]), (&json!(1), &json!("prometheus")));
+    assert!(prometheus["url"].as_str().is_some_and(|u| u.starts_with("http")), "{prometheus}");
+}
+
+#[test]
 fn the_dashboard_is_what_grafana_provisions_with_the_rows_on_call_needs() {
     let dashboard = dashboard();
     assert_eq!(dashboard["uid"], "august-pipeline", "a stable uid, so links and provisioning survive edits");
