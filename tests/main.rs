@@ -3,6 +3,7 @@
 
 mod coda_emulator_command;
 mod coda_pack;
+mod dashboards;
 mod dead_letters_command;
 mod demo_command;
 mod ingest_command;
