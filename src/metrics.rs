@@ -23,7 +23,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 
 /// `GET /metrics`, to merge into a router.
 pub fn route(handle: PrometheusHandle) -> Router {
-    Router::new().route("/metrics", get(move || std::future::ready(handle.render())))
+    Router::new().merge(crate::status::routes(handle.clone())).route("/metrics", get(move || std::future::ready(handle.render())))
 }
 
 /// Serves `handle`'s `GET /metrics` on `AUGUST_METRICS_ADDR` until `stop` resolves: what
