@@ -107,8 +107,12 @@ pub struct Feed {
     pub last_success_timestamp_seconds: f64,
 }
 
-/// The metrics kept per Coda table, and where each goes in a [`Table`].
-const PER_TABLE: &[(Metric, Option<(&str, &str)>, fn(&mut Table) -> &mut Option<f64>)] = &[
+/// A metric kept per Coda table: its series (all, or only those with one label's value) and
+/// the [`Table`] field they add up in.
+type TableField = (Metric, Option<(&'static str, &'static str)>, fn(&mut Table) -> &mut Option<f64>);
+
+/// The metrics kept per Coda table.
+const PER_TABLE: &[TableField] = &[
     (m::CODA_PENDING_ROWS, None, |t| &mut t.pending_rows),
     (m::CODA_OLDEST_PENDING_SECONDS, None, |t| &mut t.oldest_pending_seconds),
     (m::CODA_STALLED, None, |t| &mut t.stalled),
@@ -130,7 +134,8 @@ impl Snapshot {
                 else {
                     continue;
                 };
-                let table = tables.entry(view.to_string()).or_insert_with(|| Table { view: view.into(), ..Table::default() });
+                let table =
+                    tables.entry(view.to_string()).or_insert_with(|| Table { view: view.into(), ..Table::default() });
                 let slot = field(table);
                 *slot = Some(slot.unwrap_or(0.0) + sample.value);
             }
