@@ -146,11 +146,11 @@ async fn the_status_page_in_chromium_shows_what_metrics_says() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    // Every number shown equals the scrape taken with it (a gauge may move between the two:
-    // then read both again).
+    // Every number shown equals the scrape taken right after the page refreshed (a gauge may
+    // move between the two: then both are read again).
     let deadline = Instant::now() + Duration::from_secs(45);
     let shown = loop {
-        let shown = browser.script(SHOWN).await;
+        let shown = browser.script_async(SHOWN).await;
         let scrape = get_text(&format!("{metrics}/metrics")).await;
         let differences = differences(&shown, &scrape);
         if differences.is_empty() {
@@ -189,10 +189,11 @@ async fn the_status_page_in_chromium_shows_what_metrics_says() {
     assert!(std::fs::metadata(&png).unwrap().len() > 10_000, "a screenshot of the page");
 }
 
-/// Every element showing a metric: its name, labels, raw value ("" when absent) and whether
-/// it is a sum over every series of the name.
-const SHOWN: &str = "return [...document.querySelectorAll('[data-metric]')].map(e => ({
-    metric: e.dataset.metric, labels: e.dataset.labels, value: e.dataset.value, sum: e.dataset.sum === '1'}))";
+/// Makes the page refresh now, then answers every element showing a metric: its name,
+/// labels, raw value ("" when absent) and whether it is a sum over every series of the name.
+const SHOWN: &str = "const done = arguments[arguments.length - 1];
+    refresh().then(() => done([...document.querySelectorAll('[data-metric]')].map(e => ({
+        metric: e.dataset.metric, labels: e.dataset.labels, value: e.dataset.value, sum: e.dataset.sum === '1'}))))";
 
 /// The elements whose value differs from `scrape`'s.
 fn differences(shown: &Value, scrape: &str) -> Vec<String> {
@@ -306,6 +307,11 @@ impl Browser {
 
     async fn script(&self, script: &str) -> Value {
         self.command("execute/sync", Some(json!({"script": script, "args": []}))).await
+    }
+
+    /// Runs `script`, which calls its last argument with the answer.
+    async fn script_async(&self, script: &str) -> Value {
+        self.command("execute/async", Some(json!({"script": script, "args": []}))).await
     }
 
     async fn screenshot(&self, to: &Path) {
