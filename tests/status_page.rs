@@ -110,6 +110,11 @@ async fn the_status_json_has_the_pages_shape_and_no_phi() {
     assert!(now["cdc"]["slot_lag_bytes"].is_number(), "the slot is monitored: {now}");
     let history = body["history"].as_array().unwrap();
     assert!(history.windows(2).all(|w| w[0]["at"].as_f64() < w[1]["at"].as_f64()), "oldest first");
+    let point = history.last().unwrap();
+    for (view, lag) in point["tables"].as_object().unwrap() {
+        assert!(mapped.contains(view) && lag.as_array().is_some_and(|l| l.len() == 2), "{view}: {point}");
+    }
+    assert!(point["slot_lag_bytes"].is_number(), "{point}");
     let last = history.last().unwrap()["at"].as_f64().unwrap();
     let newer: Value = serde_json::from_str(&get_text(&format!("{url}?since={last}")).await).unwrap();
     assert!(
@@ -138,14 +143,16 @@ async fn the_status_page_in_chromium_shows_what_metrics_says() {
     let metrics = format!("http://127.0.0.1:{}", served.metrics);
     browser.open(&format!("{metrics}/status")).await;
 
-    // The charts fill as the sampler takes points (one every 2 s).
+    // The charts fill as the sampler takes points (one every 2 s): the total's, and each
+    // table's whose rows waiting are recorded.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let points = browser.script("return document.getElementById('chart-pending-total').dataset.points").await;
-        if points.as_str().and_then(|p| p.parse::<u32>().ok()).is_some_and(|n| n >= 3) {
+        let points = browser.script(CHART_POINTS).await;
+        let total = points["total"].as_str().and_then(|p| p.parse::<u32>().ok());
+        if total.is_some_and(|n| n >= 3) && points["tables"].as_array().unwrap().iter().all(|n| n.as_u64() >= Some(2)) {
             break;
         }
-        assert!(Instant::now() < deadline, "the chart has no data: {points}");
+        assert!(Instant::now() < deadline, "the charts have no data: {points}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
@@ -191,6 +198,13 @@ async fn the_status_page_in_chromium_shows_what_metrics_says() {
     browser.screenshot(&png).await;
     assert!(std::fs::metadata(&png).unwrap().len() > 10_000, "a screenshot of the page");
 }
+
+/// The points on the total's chart, and on each chart of a table that shows rows waiting.
+const CHART_POINTS: &str = "return {
+    total: document.getElementById('chart-pending-total').dataset.points,
+    tables: [...document.querySelectorAll('#tables tbody tr[data-view]')]
+        .filter(r => r.querySelector('[data-metric=\"august_coda_pending_rows\"]').dataset.value !== '')
+        .map(r => Number(r.querySelector('svg').dataset.points))}";
 
 /// Makes the page refresh now, then answers every element showing a metric: its name,
 /// labels, raw value ("" when absent) and whether it is a sum over every series of the name.
