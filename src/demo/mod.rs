@@ -9,8 +9,9 @@
 //! its write-back endpoints; and plays a synthetic clinic through the real webhook endpoints at
 //! a steady rate ([`clinic`]), its staff working in the Coda tables ([`staff`]), with one live
 //! status line ([`status`]); the first line it prints is the URL of August's status page
-//! (`crate::status`). Ctrl-C or SIGTERM stops the clinic, then `serve` cleanly, then Postgres: nothing it started keeps running (the
-//! emulator and `serve` live in this process; Postgres also stops if the process is killed).
+//! (`crate::status`). Ctrl-C or SIGTERM stops the clinic, then `serve` cleanly, then Postgres:
+//! nothing it started keeps running (the emulator and `serve` live in this process; Postgres
+//! also stops if the process is killed).
 
 pub mod clinic;
 pub mod staff;
@@ -49,7 +50,8 @@ pub struct DemoArgs {
     /// moves to a free one).
     #[arg(long, default_value_t = 8080)]
     http_port: u16,
-    /// Port of August's /metrics and /status page (0: any free port; a taken default moves to a free one).
+    /// Port of August's /metrics and /status page (0: any free port; a taken default moves to
+    /// a free one).
     #[arg(long, default_value_t = 9464)]
     metrics_port: u16,
     /// Port of the Coda emulator (0: any free port; a taken default moves to a free one).
