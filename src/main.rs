@@ -9,6 +9,7 @@ mod embedded;
 mod metrics;
 mod pipeline;
 mod settings;
+mod status;
 mod telemetry;
 
 use std::path::PathBuf;

@@ -21,9 +21,11 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         .map_err(|e| anyhow::anyhow!("cannot record metrics: {e}"))
 }
 
-/// `GET /metrics`, to merge into a router.
+/// `GET /metrics` and the status page (`crate::status`), to merge into a router.
 pub fn route(handle: PrometheusHandle) -> Router {
-    Router::new().route("/metrics", get(move || std::future::ready(handle.render())))
+    Router::new()
+        .merge(crate::status::routes(handle.clone()))
+        .route("/metrics", get(move || std::future::ready(handle.render())))
 }
 
 /// Serves `handle`'s `GET /metrics` on `AUGUST_METRICS_ADDR` until `stop` resolves: what

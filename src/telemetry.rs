@@ -20,6 +20,6 @@ pub fn init(sources: &Sources) -> anyhow::Result<Telemetry> {
         .map_err(|_| ConfigError(august_schema::SettingError::new("AUGUST_LOG", "is not a valid log filter")))?;
     let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let output = if json { output.json().boxed() } else { output.boxed() };
-    tracing_subscriber::registry().with(output.with_filter(filter)).init();
+    tracing_subscriber::registry().with(output.with_filter(filter)).with(crate::status::recent_errors()).init();
     Ok(Telemetry {})
 }

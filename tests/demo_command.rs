@@ -1,7 +1,7 @@
-//! `august demo` with no configuration at all: rows reach the emulated Coda tables within
-//! seconds, the staff's edits in Coda come back to Postgres through the write-back endpoints,
-//! the status line reports both, and Ctrl-C (SIGINT) stops every server and process it
-//! started; a second run reuses the data folder.
+//! `august demo` with no configuration at all: its first line is the status page's URL; rows
+//! reach the emulated Coda tables within seconds, the staff's edits in Coda come back to
+//! Postgres through the write-back endpoints, the status line reports both, and Ctrl-C
+//! (SIGINT) stops every server and process it started; a second run reuses the data folder.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -31,6 +31,9 @@ async fn the_demo_mirrors_a_clinic_into_coda_and_ctrl_c_leaves_nothing_running()
     let data = dir.path().join("demo");
     let args = ["demo", "--dir", data.to_str().unwrap(), "--http-port", "0", "--coda-port", "0", "--rate", "20"];
     let mut demo = August::spawn(&args, &[]);
+    let status_page = url_after(&demo, "August status page").await;
+    let first = demo.stderr.lock().unwrap()[0].clone();
+    assert!(first.starts_with("august demo: status page: ") && first.contains(&status_page), "{}", demo.log());
     let coda = url_after(&demo, "Coda emulator").await;
     let august = url_after(&demo, "August health").await.trim_end_matches("/health").to_string();
 
@@ -46,6 +49,9 @@ async fn the_demo_mirrors_a_clinic_into_coda_and_ctrl_c_leaves_nothing_running()
     assert!(page.contains("grid-scheduling-ops") && page.contains("grid-clinical-notes"));
     let health = reqwest::get(format!("{august}/health")).await.unwrap();
     assert_eq!(health.status(), 200);
+    let page = reqwest::get(&status_page).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("August status"));
     let line = demo.line_with("mirrored", Duration::from_secs(30)).await;
     assert!(line.contains("rows") && line.contains("Coda writes") && line.contains("/10 per 6 s"), "{line}");
     assert!(line.contains("write-backs"), "{line}");

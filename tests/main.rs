@@ -12,6 +12,7 @@ mod replicate_command;
 mod replicate_kill;
 mod serve_end_to_end;
 mod settings_errors;
+mod status_page;
 mod support;
 mod sync_command;
 mod tail_command;

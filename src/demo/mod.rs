@@ -8,9 +8,10 @@
 //! minute) against all three, with a write-back token, the emulator's automations pointed at
 //! its write-back endpoints; and plays a synthetic clinic through the real webhook endpoints at
 //! a steady rate ([`clinic`]), its staff working in the Coda tables ([`staff`]), with one live
-//! status line ([`status`]). Ctrl-C or SIGTERM stops the
-//! clinic, then `serve` cleanly, then Postgres: nothing it started keeps running (the
-//! emulator and `serve` live in this process; Postgres also stops if the process is killed).
+//! status line ([`status`]); the first line it prints is the URL of August's status page
+//! (`crate::status`). Ctrl-C or SIGTERM stops the clinic, then `serve` cleanly, then Postgres:
+//! nothing it started keeps running (the emulator and `serve` live in this process; Postgres
+//! also stops if the process is killed).
 
 pub mod clinic;
 pub mod staff;
@@ -49,7 +50,8 @@ pub struct DemoArgs {
     /// moves to a free one).
     #[arg(long, default_value_t = 8080)]
     http_port: u16,
-    /// Port of August's /metrics (0: any free port; a taken default moves to a free one).
+    /// Port of August's /metrics and /status page (0: any free port; a taken default moves to
+    /// a free one).
     #[arg(long, default_value_t = 9464)]
     metrics_port: u16,
     /// Port of the Coda emulator (0: any free port; a taken default moves to a free one).
@@ -78,14 +80,17 @@ fn rate(text: &str) -> Result<f64, String> {
 
 /// Runs the demo until Ctrl-C or SIGTERM (or `--stop-after`).
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    // The page to open comes first, before Postgres starts: its port is settled now.
+    let metrics = reserve(args.metrics_port, 9464)?;
+    eprintln!("august demo: status page: http://{metrics}/status (live once August has started)");
     let (postgres, env) = crate::embedded::start(&args.dir).await?;
-    let result = run_on(&args, env).await;
+    let result = run_on(&args, metrics, env).await;
     eprintln!("august demo: stopping PostgreSQL (its data stays in {})", args.dir.display());
     postgres.stop()?;
     result
 }
 
-async fn run_on(args: &DemoArgs, mut env: Vec<(String, String)>) -> anyhow::Result<()> {
+async fn run_on(args: &DemoArgs, metrics: SocketAddr, mut env: Vec<(String, String)>) -> anyhow::Result<()> {
     let database = env.iter().find(|(k, _)| k == "DATABASE_URL").map(|(_, v)| v.clone()).context("no database")?;
     let pg: tokio_postgres::Config = database.parse()?;
     let mut client = august_schema::connect(&pg).await?;
@@ -127,7 +132,7 @@ async fn run_on(args: &DemoArgs, mut env: Vec<(String, String)>) -> anyhow::Resu
         ("DRCHRONO_TOKEN_KEY", "august demo token key (demo data only)".into()),
         ("AUGUST_RECONCILE_SECS", "60".into()),
         ("AUGUST_HTTP_ADDR", http.to_string()),
-        ("AUGUST_METRICS_ADDR", free_or_any(args.metrics_port, 9464).to_string()),
+        ("AUGUST_METRICS_ADDR", metrics.to_string()),
         ("DRCHRONO_WEBHOOK_SECRET", drchrono_secret.clone()),
         ("DEEPCURA_SHARED_SECRET", deepcura_secret.clone()),
         ("AUGUST_CODA_MAPPING", mapping_file.display().to_string()),
@@ -148,12 +153,14 @@ async fn run_on(args: &DemoArgs, mut env: Vec<(String, String)>) -> anyhow::Resu
     let serving = Serving::start(&sources, &ReplicateArgs::default()).await?;
     let base = format!("http://{}", serving.addr);
     emulator.point_automations_at(&base); // the port August got, when it asked for any
-    let metrics = format!("http://{}/metrics", serving.metrics_addr);
+    let (metrics, status) =
+        (format!("http://{}/metrics", serving.metrics_addr), format!("http://{}/status", serving.metrics_addr));
     eprintln!(
         "august demo: a synthetic clinic sends {} events/s to August; Ctrl-C stops everything.\n  \
          Coda emulator (the staff's tables):  {}/\n  \
          DrChrono emulator (the practice):    {}/api/patients\n  \
          August health:                       {base}/health\n  \
+         August status page:                  {status}\n  \
          August metrics:                      {metrics}\n  \
          PostgreSQL:                          {database}",
         args.rate,
@@ -221,6 +228,17 @@ fn free_or_any(port: u16, default: u16) -> SocketAddr {
         return SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     }
     wanted
+}
+
+/// Like [`free_or_any`], but with the port settled now (asked of the system, then released
+/// for `serve` to bind), so the status page's URL can be printed before anything starts.
+fn reserve(port: u16, default: u16) -> anyhow::Result<SocketAddr> {
+    let wanted = free_or_any(port, default);
+    if wanted.port() != 0 {
+        return Ok(wanted);
+    }
+    let any = std::net::TcpListener::bind(wanted).context("find a free port for the metrics")?;
+    Ok(any.local_addr()?)
 }
 
 fn hex(bytes: [u8; 16]) -> String {
