@@ -25,6 +25,7 @@ pub mod oidc;
 pub mod server;
 mod stale;
 pub mod sync_api;
+mod trace;
 pub mod writeback;
 
 use std::time::{Duration, Instant};
