@@ -14,6 +14,8 @@ mod settings_errors;
 mod support;
 mod sync_command;
 mod tail_command;
+mod traces_end_to_end;
+mod traces_ingest;
 mod verify_coda;
 mod views_command;
 mod writeback_end_to_end;

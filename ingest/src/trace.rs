@@ -93,7 +93,8 @@ pub(crate) fn outcome<T>(result: &Result<T, IngestError>) -> (u16, &'static str)
     }
 }
 
-/// Runs a delivery's handling inside `span` and records its outcome there.
+/// Runs a delivery's handling inside `span` and records its outcome there; a refused
+/// delivery is logged (status and outcome only) inside the span.
 pub(crate) async fn delivered<T>(
     span: Span,
     handling: impl Future<Output = Result<T, IngestError>>,
@@ -101,6 +102,10 @@ pub(crate) async fn delivered<T>(
     let result = handling.instrument(span.clone()).await;
     let (status, outcome) = outcome(&result);
     answered(&span, status, outcome);
+    if result.is_err() {
+        // Inside the span, so a JSON log line carries the delivery's trace id.
+        span.in_scope(|| tracing::info!(status, outcome, "webhook delivery refused"));
+    }
     result
 }
 
