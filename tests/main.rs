@@ -16,6 +16,7 @@ mod sync_command;
 mod tail_command;
 mod traces_end_to_end;
 mod traces_ingest;
+mod traces_pull_sync;
 mod verify_coda;
 mod views_command;
 mod writeback_end_to_end;

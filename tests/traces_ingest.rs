@@ -248,3 +248,44 @@ async fn text_logs_to_a_file_have_no_colour_escapes() {
     assert!(log.contains("webhooks listening") && log.contains("INFO"), "{log}");
     assert!(!log.contains('\u{1b}'), "no ANSI escapes in a file: {log:?}");
 }
+
+#[tokio::test]
+async fn a_write_back_is_a_writeback_span_whose_commit_span_context_the_wal_carries() {
+    const WRITEBACK_TOKEN: &str = "writeback-token-0123456789";
+    const STAFF: &str = "ops.lead@clinic.example";
+    let db = august_testkit::fresh_db("traces_writeback").await;
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO staff_roles (email, role) VALUES ('{STAFF}', 'operations');
+             INSERT INTO intake_checklists (appointment_id, patient_id, status) VALUES ('A-7101', 611, 'in_progress');"
+        ))
+        .await
+        .unwrap();
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let slot = wal_slot(&db).await;
+    let port = free_port();
+    let mut env = ingest_env(&db, port, Some(&receiver));
+    env.push(("CODA_WRITEBACK_TOKEN", WRITEBACK_TOKEN.into()));
+    let ingest = August::spawn(&["ingest"], &env);
+    ingest.line_with("webhooks listening", WITHIN).await;
+    let response = reqwest::Client::new()
+        .patch(format!("http://127.0.0.1:{port}/api/intake/A-7101"))
+        .bearer_auth(WRITEBACK_TOKEN)
+        .json(&json!({"edited_by": STAFF, "status": "complete"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+
+    let writeback = receiver.named("writeback", WITHIN).await;
+    assert_eq!((writeback.kind, writeback.attr("http.response.status_code")), ("server", Some("200")));
+    assert_eq!(writeback.attr("august.outcome"), Some("succeeded"));
+    assert!(writeback.attr("august.target").is_some(), "{writeback:?}");
+    let commit = receiver.child(&writeback, "ingest.commit", WITHIN).await;
+    assert_eq!(trace_messages(&wal(&slot, &db).await), vec![commit.traceparent()]);
+    for span in receiver.spans() {
+        assert!(!span.texts().any(|t| t.contains(STAFF)), "the editor's email in {}", span.name);
+    }
+    drop_slot(&slot, &db).await;
+}
