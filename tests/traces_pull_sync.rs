@@ -21,7 +21,7 @@ async fn a_pull_sync_is_a_sync_span_of_page_spans_each_with_its_commit_in_the_wa
     let slot = db.client().await;
     slot.execute("SELECT pg_create_logical_replication_slot($1, 'test_decoding')", &[&db.name]).await.unwrap();
     let config = DrChronoConfig::default();
-    let env = vec![
+    let env = [
         ("DATABASE_URL", db.url().to_string()),
         ("DRCHRONO_API_BASE", emulator.base_url()),
         ("DRCHRONO_CLIENT_ID", config.client_id),
