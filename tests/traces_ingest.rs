@@ -2,8 +2,9 @@
 //! in-repo OTLP/HTTP receiver. A webhook is one `webhook` span with its `ingest.commit`
 //! child, whose `traceparent` the transaction carries into the WAL (read back through a
 //! `test_decoding` slot); an incoming `traceparent` is continued; no attribute holds the
-//! delivery's PHI; with no OTEL endpoint the WAL carries no trace context. JSON logs carry
-//! Cloud Logging's fields and the trace id; text logs to a file have no colour escapes.
+//! delivery's PHI; with no OTEL endpoint, or a span not sampled, the WAL carries no trace
+//! context. JSON logs carry Cloud Logging's fields and the trace id; text logs to a file have
+//! no colour escapes.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -137,15 +138,23 @@ async fn an_incoming_traceparent_makes_the_delivery_its_child_and_a_refusal_is_r
 }
 
 #[tokio::test]
-async fn with_no_otel_endpoint_the_wal_carries_no_trace_context() {
-    let db = august_testkit::fresh_db("traces_off").await;
-    let slot = wal_slot(&db).await;
-    let (_ingest, base) = traced_ingest(&db, None).await;
-    drchrono_webhook(&base, DRCHRONO_SECRET, "PATIENT_CREATE", "trace-3", patient(703)).await;
-    let wal = wal(&slot, &db).await;
-    assert!(wal.iter().any(|l| l.starts_with("table public.patients: INSERT")), "the delivery's change: {wal:?}");
-    assert!(!wal.iter().any(|l| l.starts_with("message:")), "no message at all: {wal:?}");
-    drop_slot(&slot, &db).await;
+async fn with_no_otel_endpoint_or_an_unsampled_span_the_wal_carries_no_trace_context() {
+    let receiver = OtlpReceiver::start().await.unwrap();
+    for (case, traced) in [("off", false), ("unsampled", true)] {
+        let db = august_testkit::fresh_db(&format!("traces_{case}")).await;
+        let slot = wal_slot(&db).await;
+        let port = free_port();
+        let mut env = ingest_env(&db, port, traced.then_some(&receiver));
+        env.push(("OTEL_TRACES_SAMPLER", "always_off".into()));
+        let ingest = August::spawn(&["ingest"], &env);
+        ingest.line_with("webhooks listening", WITHIN).await;
+        drchrono_webhook(&format!("http://127.0.0.1:{port}"), DRCHRONO_SECRET, "PATIENT_CREATE", case, patient(703))
+            .await;
+        let wal = wal(&slot, &db).await;
+        assert!(wal.iter().any(|l| l.starts_with("table public.patients: INSERT")), "{case}: the change: {wal:?}");
+        assert!(!wal.iter().any(|l| l.starts_with("message:")), "{case}: no message at all: {wal:?}");
+        drop_slot(&slot, &db).await;
+    }
 }
 
 #[test]
