@@ -45,6 +45,8 @@ pub struct ReceivedSpan {
     pub attributes: BTreeMap<String, String>,
     /// The spans this one links to, as `(trace id, span id)`.
     pub links: Vec<(String, String)>,
+    /// Its events (a log line inside the span becomes one), each a name and attributes.
+    pub events: Vec<(String, BTreeMap<String, String>)>,
     /// The resource's `service.name`.
     pub service: String,
 }
@@ -70,10 +72,18 @@ impl ReceivedSpan {
         format!("00-{}-{}-01", self.trace_id, self.span_id)
     }
 
-    /// Every attribute's key and value, for asserting that none holds a given text.
+    /// Its name and every attribute's key and value, its events' too, for asserting that
+    /// none holds a given text.
     pub fn texts(&self) -> impl Iterator<Item = &str> {
-        self.attributes.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]).chain(std::iter::once(self.name.as_str()))
+        let events =
+            self.events.iter().flat_map(|(name, attributes)| std::iter::once(name.as_str()).chain(pairs(attributes)));
+        std::iter::once(self.name.as_str()).chain(pairs(&self.attributes)).chain(events)
     }
+}
+
+/// Each key and value of `map`, in turn.
+fn pairs(map: &BTreeMap<String, String>) -> impl Iterator<Item = &str> {
+    map.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()])
 }
 
 #[derive(Clone)]
@@ -239,6 +249,7 @@ fn decode(request: ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
                 },
                 attributes: attributes(&span.attributes),
                 links: span.links.iter().map(|l| (hex(&l.trace_id), hex(&l.span_id))).collect(),
+                events: span.events.iter().map(|e| (e.name.clone(), attributes(&e.attributes))).collect(),
                 service: service.clone(),
             });
         }
@@ -289,6 +300,11 @@ mod tests {
             kind: 2,
             attributes: vec![kv("august.rows", any_value::Value::IntValue(3))],
             links: vec![span::Link { trace_id: vec![0xcd; 16], span_id: vec![4; 8], ..Default::default() }],
+            events: vec![span::Event {
+                name: "retried".into(),
+                attributes: vec![kv("august.attempt", any_value::Value::IntValue(2))],
+                ..Default::default()
+            }],
             ..Default::default()
         };
         ExportTraceServiceRequest {
@@ -315,6 +331,8 @@ mod tests {
         assert_eq!(span.parent_span_id.as_deref(), Some("0202020202020202"));
         assert_eq!((span.kind, span.attr("august.rows"), span.service.as_str()), ("server", Some("3"), "august"));
         assert_eq!(span.links, vec![("cd".repeat(16), "04".repeat(8))]);
+        let texts: Vec<&str> = span.texts().collect();
+        assert_eq!(texts, ["ingest.commit", "august.rows", "3", "retried", "august.attempt", "2"]);
 
         assert_eq!(reqwest_free_post(&url, PROTOBUF, vec![0xff, 0xff, 0xff]).await.0, 400);
         assert_eq!(reqwest_free_post(&url, "application/json", b"{}".to_vec()).await.0, 415);
