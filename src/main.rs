@@ -111,7 +111,7 @@ fn main() -> ExitCode {
         Ok(sources) => sources,
         Err(e) => return report(ConfigError(e).into()),
     };
-    let _telemetry = match telemetry::init(&sources) {
+    let telemetry = match telemetry::init(&sources) {
         Ok(telemetry) => telemetry,
         Err(e) => return report(e),
     };
@@ -131,6 +131,8 @@ fn main() -> ExitCode {
         }
     });
     let stopped = server.map(|s| s.stop()).transpose();
+    // The run's last spans go out before the process reports and exits.
+    telemetry.shutdown();
     match (result, stopped) {
         (Err(e), _) => report(e),
         (Ok(()), Err(e)) => report(e.into()),

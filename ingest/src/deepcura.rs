@@ -51,17 +51,21 @@ pub fn decrypt(secret: &str, body: &[u8]) -> Result<Value, IngestError> {
 
 /// `POST /webhooks/deepcura`
 pub async fn receive(State(state): State<IngestState>, request: Request) -> Result<Json<Value>, IngestError> {
-    let (_, body) = crate::authenticated_body(request, "x-deepcura-secret", &state.deepcura_secret).await?;
-    let result = store(&state, &body).await;
-    crate::count(SOURCE, "GRIDHOOK", &result);
-    result
+    let span = crate::trace::webhook("deepcura", "GRIDHOOK", "/webhooks/deepcura", request.headers());
+    crate::trace::delivered(span, async {
+        let (_, body) = crate::authenticated_body(request, "x-deepcura-secret", &state.deepcura_secret).await?;
+        let result = store(&state, &body).await;
+        crate::count(SOURCE, "GRIDHOOK", &result);
+        result
+    })
+    .await
 }
 
 async fn store(state: &IngestState, body: &[u8]) -> Result<Json<Value>, IngestError> {
     let note = decrypt(state.deepcura_secret.expose(), body)?;
     let row = note_row(&note)?;
     let mut client = state.pool.get().await.map_err(|_| IngestError::Busy)?;
-    let stored = upsert_note(&mut client, &row).await;
+    let stored = crate::trace::commit(upsert_note(&mut client, &row)).await;
     let (status, written) = crate::journal::record_rejection(&*client, SOURCE, "GRIDHOOK", None, stored).await?;
     Ok(Json(json!({"status": status, "written": written})))
 }
@@ -71,6 +75,7 @@ async fn store(state: &IngestState, body: &[u8]) -> Result<Json<Value>, IngestEr
 async fn upsert_note(client: &mut tokio_postgres::Client, row: &RowWrite) -> Result<(&'static str, i32), IngestError> {
     let tx = client.transaction().await.map_err(|e| DbError::new("begin", e))?;
     set_actor(&tx, Actor::DeepCuraGridhook).await?;
+    crate::trace::emit(&tx).await?;
     let (status, written) = if crate::stale::is_stale(&tx, Some(row)).await? {
         ("stale", 0)
     } else {

@@ -14,6 +14,8 @@
 //! 1 MiB (413); a request may take 10 s. [`server`] serves the router with a header-read
 //! timeout and a concurrency limit. Deliveries are counted by source, event and
 //! outcome (`august_ingest_deliveries_total`), and timed (`august_ingest_handler_seconds`).
+//! Each delivery is a `webhook` span and each transaction an `ingest.commit` span whose
+//! context the transaction carries into the WAL when it is sampled (module `trace`).
 #![forbid(missing_docs)]
 
 pub mod deepcura;
@@ -25,6 +27,7 @@ pub mod oidc;
 pub mod server;
 mod stale;
 pub mod sync_api;
+mod trace;
 pub mod writeback;
 
 use std::time::{Duration, Instant};
@@ -157,10 +160,7 @@ fn body_rejection(rejection: axum::extract::rejection::BytesRejection) -> Ingest
 }
 
 fn count<T>(source: &'static str, event: &'static str, result: &Result<T, IngestError>) {
-    let outcome = match result {
-        Ok(_) => "accepted",
-        Err(e) => e.status_and_code().1,
-    };
+    let (_, outcome) = trace::outcome(result);
     metrics::counter!("august_ingest_deliveries_total", "source" => source, "event" => event, "outcome" => outcome)
         .increment(1);
 }

@@ -311,6 +311,13 @@ impl Sources {
         Ok(august_ingest::server::HttpLimits { max_in_flight, header_read_timeout: Duration::from_secs(header_secs) })
     }
 
+    /// A variable another standard defines and reads from the environment only (OpenTelemetry's
+    /// `OTEL_*`, Google Cloud's `GOOGLE_CLOUD_PROJECT`): not one of [`SETTINGS`], never in the
+    /// config file; `None` when unset or empty.
+    pub fn standard(&self, env: &str) -> Option<&str> {
+        self.env.get(env).map(String::as_str).filter(|v| !v.trim().is_empty())
+    }
+
     /// The log filter and whether to log JSON.
     pub fn log(&self) -> Result<(String, bool), SettingError> {
         let (filter, _) = self.get("AUGUST_LOG").expect("AUGUST_LOG has a default");

@@ -18,12 +18,16 @@
 //! [`proxy::FaultProxy`] sits between a client and a server (Postgres, an emulator) and injects
 //! network faults: delay, dropped connections, resets, a blackhole.
 //!
+//! [`otlp::OtlpReceiver`] stands in for an OpenTelemetry collector (OTLP/HTTP traces) and keeps
+//! the spans it is sent, so tests can assert a trace's tree and links.
+//!
 //! With `AUGUST_TEST_DATABASE_URL` set, tests use that server instead (it must allow
 //! `CREATE DATABASE`; replication tests need `wal_level = logical` there too).
 #![forbid(missing_docs)]
 
 mod cluster;
 mod database;
+pub mod otlp;
 pub mod proxy;
 pub mod refusals;
 

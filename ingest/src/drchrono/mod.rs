@@ -130,12 +130,18 @@ fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, Ing
 
 /// `POST /webhooks/drchrono`
 pub async fn receive(State(state): State<IngestState>, request: Request) -> Result<Json<Value>, IngestError> {
-    let (headers, body) = crate::authenticated_body(request, "x-drchrono-signature", &state.drchrono_secret).await?;
-    let event = header(&headers, "x-drchrono-event")?.to_string();
-    let label = event_label(&event);
-    let result = handle(&state, &headers, &event, &body).await;
-    crate::count(SOURCE, label, &result);
-    result
+    let claimed_event = request.headers().get("x-drchrono-event").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let span = crate::trace::webhook("drchrono", event_label(claimed_event), "/webhooks/drchrono", request.headers());
+    crate::trace::delivered(span, async {
+        let (headers, body) =
+            crate::authenticated_body(request, "x-drchrono-signature", &state.drchrono_secret).await?;
+        let event = header(&headers, "x-drchrono-event")?.to_string();
+        let label = event_label(&event);
+        let result = handle(&state, &headers, &event, &body).await;
+        crate::count(SOURCE, label, &result);
+        result
+    })
+    .await
 }
 
 async fn handle(
@@ -153,7 +159,7 @@ async fn handle(
     let rows = parse_event(event, body)?;
     // A failed `store` has rolled its transaction back (dropped, queued before anything else
     // on this connection), so a refusal is recorded on its own.
-    let stored = store(&mut client, event, &delivery, &rows).await;
+    let stored = crate::trace::commit(store(&mut client, event, &delivery, &rows)).await;
     crate::journal::record_rejection(&*client, SOURCE, event, Some(&delivery), stored).await
 }
 
@@ -174,7 +180,8 @@ async fn store(
     let claim = crate::journal::claim_text(&tx, SOURCE, delivery);
     let stale = crate::stale::is_stale(&tx, rows.first());
     let writes = write_rows(&tx, &upserts, rows);
-    let (_, claimed, stale, outcomes) = tokio::try_join!(biased; actor, claim, stale, writes)?;
+    let traced = crate::trace::emit(&tx);
+    let (_, claimed, stale, outcomes, _) = tokio::try_join!(biased; actor, claim, stale, writes, traced)?;
     let received = i32::try_from(rows.len().max(1)).unwrap_or(i32::MAX);
     if !claimed {
         tx.rollback().await.map_err(|e| DbError::new("rollback", e))?;

@@ -21,6 +21,7 @@ use chrono::NaiveDateTime;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio_postgres::types::Type;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use august_schema::{Actor, DbError, PgPool, UpsertOutcome};
@@ -117,16 +118,38 @@ impl Puller<'_> {
         max_calls: Option<u32>,
         run: &mut Counts,
     ) -> Result<FeedEnd, DrChronoError> {
+        let sync = tracing::info_span!("drchrono.sync", august.feed = feed.name);
+        self.pull_pages(feed, max_calls, run).instrument(sync).await
+    }
+
+    async fn pull_pages(
+        &self,
+        feed: &'static Feed,
+        max_calls: Option<u32>,
+        run: &mut Counts,
+    ) -> Result<FeedEnd, DrChronoError> {
         let Start { mut url, skip_before } = self.start(feed).await?;
         let mut calls = 0;
         loop {
             if max_calls.is_some_and(|most| calls >= most) {
                 return Ok(FeedEnd::Stopped);
             }
-            let page = self.client.page(&url, feed.path, self.options.priority).await?;
             calls += 1;
-            let next = page.next.clone();
-            let counts = self.commit_page(feed, page, skip_before).await?;
+            let span = tracing::info_span!(
+                "drchrono.page",
+                august.feed = feed.name,
+                august.page = calls,
+                august.objects = tracing::field::Empty
+            );
+            let (next, counts) = async {
+                let page = self.client.page(&url, feed.path, self.options.priority).await?;
+                tracing::Span::current().record("august.objects", page.results.len());
+                let next = page.next.clone();
+                let counts = crate::trace::commit(self.commit_page(feed, page, skip_before)).await?;
+                Ok::<_, DrChronoError>((next, counts))
+            }
+            .instrument(span)
+            .await?;
             run.add(&counts);
             let calls_left = self.client.budget().last_calls_left();
             if let Some(left) = calls_left {
@@ -248,6 +271,7 @@ impl Puller<'_> {
         let upserts = upserts_for(&rows);
         let actor = crate::journal::set_actor_text(&tx, Actor::DrChronoSync);
         let writes = write_many_rows(&tx, &upserts, &rows);
+        let traced = crate::trace::emit(&tx);
         let deletes = async {
             if deletions.is_empty() {
                 return Ok(Vec::new());
@@ -262,9 +286,9 @@ impl Puller<'_> {
                 deletions.iter().map(|id| [id as _]).collect();
             futures_util::future::try_join_all(params.iter().map(|p| tx.execute(&soft_delete, p))).await
         };
-        let (_, outcomes, deleted) = tokio::try_join!(biased; actor, writes, async {
+        let (_, outcomes, deleted, _) = tokio::try_join!(biased; actor, writes, async {
             deletes.await.map_err(|e| DbError::new("soft-delete line items", e))
-        })?;
+        }, traced)?;
         for first in &firsts {
             match outcomes[*first] {
                 UpsertOutcome::Inserted => counts.inserted += 1,

@@ -36,6 +36,7 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
 use axum::{middleware, Json, Router};
+use tracing::Instrument;
 
 pub use error::{ConflictBody, ConflictDetail, ErrorBody, ErrorDetail, WritebackError};
 pub use fields::{SchemaError, Schemas};
@@ -108,15 +109,17 @@ async fn receive(
     request: Request,
 ) -> Response {
     let started = Instant::now();
+    let span = crate::trace::writeback(target.name, request.headers());
     let (outcome, response) = if !authorized(request.headers(), &state.token) {
         ("unauthorized", IngestError::Unauthorized.into_response())
     } else {
-        match handle(&state, target, key, request, started).await {
+        match handle(&state, target, key, request, started).instrument(span.clone()).await {
             Ok(Stored::Written(row)) => ("succeeded", Json(row).into_response()),
             Ok(Stored::Replay(row)) => ("duplicate", Json(row).into_response()),
             Err(e) => (e.status_and_code().1, e.into_response()),
         }
     };
+    crate::trace::answered(&span, response.status().as_u16(), outcome);
     metrics::counter!("august_writeback_requests_total", "target" => target.name, "outcome" => outcome).increment(1);
     metrics::histogram!("august_writeback_seconds", "target" => target.name).record(started.elapsed().as_secs_f64());
     response
@@ -139,7 +142,7 @@ async fn handle(
         Err(e) => (None, Refusal::from(WritebackError::Transport(e)), false),
         Ok(body) => match request::parse(schema, &body) {
             Err(e) => (request::editor_of(&body), Refusal::from(e), true),
-            Ok(patch) => match store::apply(&mut client, schema, &key, &patch, started).await {
+            Ok(patch) => match crate::trace::commit(store::apply(&mut client, schema, &key, &patch, started)).await {
                 Ok(stored) => return Ok(stored),
                 Err(refusal) => (Some(patch.edited_by), refusal, false),
             },

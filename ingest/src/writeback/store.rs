@@ -204,8 +204,9 @@ pub async fn apply(
         (&patch.expected_updated_at, Type::TIMESTAMPTZ),
     ];
     let lock = tx.query_typed(&lock_sql, &lock_params);
-    let (actor, lock) = tokio::join!(actor, lock);
+    let (actor, lock, traced) = tokio::join!(actor, lock, crate::trace::emit(&tx));
     actor?;
+    traced?;
     let rows = lock.map_err(|e| DbError::new("lock the row", e))?;
     let Some(row) = rows.into_iter().next().filter(|r| !r.get::<_, bool>(1)) else {
         return Err(WritebackError::NotFound(schema.target.name).into());
