@@ -18,6 +18,8 @@
 //! [`proxy::FaultProxy`] sits between a client and a server (Postgres, an emulator) and injects
 //! network faults: delay, dropped connections, resets, a blackhole.
 //!
+//! [`spans`] records the spans a test binary makes, in memory, for tests of traces.
+//!
 //! With `AUGUST_TEST_DATABASE_URL` set, tests use that server instead (it must allow
 //! `CREATE DATABASE`; replication tests need `wal_level = logical` there too).
 #![forbid(missing_docs)]
@@ -26,6 +28,7 @@ mod cluster;
 mod database;
 pub mod proxy;
 pub mod refusals;
+pub mod spans;
 
 pub use cluster::{cluster, test_certs, Cluster};
 pub use database::{empty_db, fresh_db, TestDb};
