@@ -23,13 +23,14 @@ pub use august_schema::trace::{parse, TraceParent, PREFIX};
 
 use crate::Lsn;
 
-/// `parent` as an OpenTelemetry span context of a remote span.
-pub fn span_context(parent: &TraceParent) -> SpanContext {
+/// `parent` as an OpenTelemetry span context; `remote` when it comes from another process
+/// (read from the WAL), not when it only crossed a channel of this one.
+pub fn span_context(parent: &TraceParent, remote: bool) -> SpanContext {
     SpanContext::new(
         TraceId::from_bytes(parent.trace_id),
         SpanId::from_bytes(parent.span_id),
         TraceFlags::new(parent.flags),
-        true,
+        remote,
         TraceState::default(),
     )
 }
@@ -46,17 +47,18 @@ pub fn trace_parent(span: &tracing::Span) -> Option<TraceParent> {
     })
 }
 
-/// Makes `parent` (a span of another process or stage) the parent of `span`, which must not
-/// have started yet (no context asked of it, never entered). Without a layer it does nothing.
-pub fn set_remote_parent(span: &tracing::Span, parent: &TraceParent) {
-    let remote = opentelemetry::Context::new().with_remote_span_context(span_context(parent));
-    let _ = span.set_parent(remote); // only fails without a layer, when there is nothing to do
+/// Makes `parent` (a span of another process, `remote`, or of an earlier stage) the parent
+/// of `span`, which must not have started yet (no context asked of it, never entered).
+/// Without a layer it does nothing.
+pub fn set_parent(span: &tracing::Span, parent: &TraceParent, remote: bool) {
+    let context = opentelemetry::Context::new().with_remote_span_context(span_context(parent, remote));
+    let _ = span.set_parent(context); // only fails without a layer, when there is nothing to do
 }
 
-/// Opens `span` below `parent` and returns the context the stages after it should take:
-/// its own, or `parent` itself when nothing traces here.
-pub fn open_below(span: &tracing::Span, parent: &TraceParent) -> TraceParent {
-    set_remote_parent(span, parent);
+/// Opens `span` below `parent` (see [`set_parent`]) and returns the context the stages after
+/// it should take: its own, or `parent` itself when nothing traces here.
+pub fn open_below(span: &tracing::Span, parent: &TraceParent, remote: bool) -> TraceParent {
+    set_parent(span, parent, remote);
     trace_parent(span).unwrap_or(*parent)
 }
 
@@ -100,7 +102,7 @@ impl TransactionTrace {
             august.lsn = %commit_lsn,
             august.changes = tracing::field::Empty,
         );
-        let context = open_below(&span, &parent);
+        let context = open_below(&span, &parent, true);
         self.span = Some(span);
         Some(context)
     }
@@ -120,8 +122,9 @@ mod tests {
     #[test]
     fn a_trace_parent_becomes_a_remote_span_context_with_the_same_ids() {
         let parent = parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").expect("valid");
-        let context = span_context(&parent);
+        let context = span_context(&parent, true);
         assert!(context.is_valid() && context.is_remote() && context.is_sampled());
+        assert!(!span_context(&parent, false).is_remote());
         assert_eq!(context.trace_id().to_bytes(), parent.trace_id);
         assert_eq!(context.span_id().to_bytes(), parent.span_id);
     }

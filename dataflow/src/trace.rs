@@ -41,7 +41,7 @@ pub(crate) fn begin(timeline: &mut Timeline, lsn: Lsn, parent: TraceParent) {
             august.lsn = %lsn,
             august.updates = tracing::field::Empty,
         );
-        let context = open_below(&span, &parent);
+        let context = open_below(&span, &parent, false);
         Applied { span, context, updates: 0, handed_out: false }
     });
 }
