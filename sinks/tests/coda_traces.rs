@@ -71,6 +71,16 @@ async fn a_traced_change_is_written_below_its_context_linked_to_its_request_and_
     assert!(linked_to(request, other_write), "and to every other change it carries");
     assert_eq!(request.links.links.len(), 2, "the untraced row carries no link");
 
+    let everything = recorder.all(); // the status request links to no change: found by the confirm's link
+    let statuses: Vec<&SpanData> =
+        named(&everything, "coda.request").into_iter().filter(|r| linked_to(confirm, r)).collect();
+    let [status] = statuses[..] else {
+        panic!("coda.confirm links to the status request that confirmed it: {spans:?}")
+    };
+    assert_eq!(attribute(status, "august.kind").as_deref(), Some("mutation_status"));
+    assert_eq!(attribute(status, "http.request.method").as_deref(), Some("GET"));
+    assert_eq!(attribute(status, "august.view").as_deref(), Some("providers"));
+
     let mut all = spans.clone();
     all.extend(other);
     assert_no_text(&all, &["Hopper", "Lovelace", "Hamilton"]);

@@ -190,14 +190,14 @@ impl Writer {
     /// A write was confirmed (and recorded in the ledger), settled after the deadline, or lost.
     pub(super) async fn confirmed(&mut self, answer: Confirmation) -> Result<(), SinkError> {
         match answer {
-            Confirmation::Done(request) => {
-                self.trace.confirmed(&request, "completed");
+            Confirmation::Done(request, by) => {
+                self.trace.confirmed(&request, "completed", by);
                 if let Some(batch) = self.in_flight.remove(&request) {
                     self.landed(batch.table, batch.items);
                 }
             }
             Confirmation::Settled { request, found, missing } => {
-                self.trace.confirmed(&request, "settled");
+                self.trace.confirmed(&request, "settled", None);
                 let Some(batch) = self.in_flight.remove(&request) else { return Ok(()) };
                 let t = batch.table;
                 let (again, landed): (Vec<Pending>, Vec<Pending>) =
@@ -218,7 +218,7 @@ impl Writer {
                 }
             }
             Confirmation::Lost(request) => {
-                self.trace.confirmed(&request, "lost");
+                self.trace.confirmed(&request, "lost", None);
                 if let Some(batch) = self.in_flight.remove(&request) {
                     if self.health[batch.table].stopped() {
                         self.requeue(batch);

@@ -14,8 +14,9 @@
 //! dead-lettered. Rows coalesced with later changes carry every change's write. Each request
 //! that carries rows links to their writes (see [`crate::coda::traced`], at most 128), each
 //! write links to those requests, and a `coda.confirm` span (child of the write, from the
-//! request's acceptance to its confirmation; `august.outcome` completed, settled or lost)
-//! shows the wait for Coda to apply it. Untraced changes carry nothing and build no span.
+//! request's acceptance to its confirmation; `august.outcome` completed, settled or lost,
+//! linked to the `mutation_status` request that said completed) shows the wait for Coda to
+//! apply it. Untraced changes carry nothing and build no span.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -103,10 +104,14 @@ impl WriterTrace {
         }
     }
 
-    /// Request `id` is confirmed (`completed`), `settled` by reading Coda, or `lost`.
-    pub(super) fn confirmed(&mut self, id: &str, outcome: &'static str) {
+    /// Request `id` is confirmed (`completed`), `settled` by reading Coda, or `lost`; `by`
+    /// is the span of the status request that confirmed it.
+    pub(super) fn confirmed(&mut self, id: &str, outcome: &'static str, by: Option<SpanContext>) {
         for span in self.confirming.remove(id).unwrap_or_default() {
             span.record("august.outcome", outcome);
+            if let Some(by) = &by {
+                span.add_link(by.clone());
+            }
         }
     }
 }
