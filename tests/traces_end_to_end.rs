@@ -14,7 +14,6 @@ const TOKEN: &str = "traces-token";
 const WITHIN: Duration = Duration::from_secs(60);
 
 #[tokio::test]
-#[ignore = "needs traces-out (the cdc, dataflow and Coda sink spans)"]
 async fn one_webhook_is_one_trace_from_delivery_to_the_confirmed_coda_write() {
     let db = august_testkit::fresh_db("traces_e2e").await;
     let receiver = OtlpReceiver::start().await.unwrap();

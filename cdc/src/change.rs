@@ -5,6 +5,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use august_schema::trace::TraceParent;
 use august_schema::writeback::{Notice, EDIT_PREFIX, REFRESH_PREFIX};
 
 use crate::{Lsn, Relation, Value};
@@ -92,7 +93,7 @@ impl Change {
 /// One item of the change stream, in order.
 ///
 /// A run starts with the snapshot (`SnapshotRow`s, then `SnapshotEnd`), then committed
-/// transactions in commit order (`Begin`, `Change`/`Truncate`/`Notice`…, `Commit`), interleaved with
+/// transactions in commit order (`Begin`, `Change`/`Truncate`/`Notice`/`Trace`…, `Commit`), interleaved with
 /// `Progress`. Time is the LSN: snapshot rows are at the snapshot LSN, a transaction's changes
 /// at its commit LSN. After `Commit { commit_lsn }` or `Progress(lsn)` no event for an earlier
 /// time follows, which is what closes a timestamp downstream.
@@ -135,6 +136,9 @@ pub enum Event {
     },
     /// A write-back notice inside the current transaction (see [`WalNotice`]).
     Notice(WalNotice),
+    /// The current transaction's trace context: the `cdc.transaction` span's, or the writer's
+    /// when nothing traces here (see [`crate::trace`]). At most one per transaction.
+    Trace(TraceParent),
     /// Nothing earlier than `lsn` will follow (keepalives, heartbeats, skipped transactions).
     Progress(Lsn),
 }

@@ -15,6 +15,10 @@
 //! * **Notices.** A transactional write-back message (edit or refresh prefix) is delivered
 //!   as `Event::Notice` where it stands among the changes, and counts as a position like a
 //!   change; a transaction with only a notice is delivered whole. Heartbeats deliver nothing.
+//! * **Trace context.** The transaction's `august.trace` message is kept with it and
+//!   delivered as `Event::Trace` right after its `Begin` (or where it stands, when the
+//!   transaction is already under way), once, also across a resend; it is not a position (see
+//!   [`crate::trace`]).
 //! * **Progress.** A delivered commit closes its LSN; a skipped or empty transaction (a
 //!   heartbeat), or a keepalive while no transaction is open, sends `Progress`.
 
@@ -27,6 +31,7 @@ use august_schema::writeback::Notice;
 
 use crate::change::{Change, ChangeKind, Event, NoticeKind, Row, WalNotice};
 use crate::pgoutput::{Datum, Message, OldTuple};
+use crate::trace::TransactionTrace;
 use crate::walsender::PG_EPOCH_OFFSET_MICROS;
 use crate::{CdcError, Lsn, Relation, Value};
 
@@ -42,6 +47,8 @@ struct OpenTxn {
     delivered: u64,
     /// `Begin` has been delivered.
     begun: bool,
+    /// Its trace context and span, when the writer traced it.
+    trace: TransactionTrace,
 }
 
 /// The delivery state of one run.
@@ -156,6 +163,7 @@ impl Delivery {
                     seen: 0,
                     delivered: 0,
                     begun: false,
+                    trace: TransactionTrace::default(),
                 });
             }
             Message::Relation(relation) => self.on_relation(relation, None),
@@ -164,8 +172,23 @@ impl Delivery {
                     return Ok(delivered);
                 }
                 let Some(event) = self.change_event(message)? else { return Ok(delivered) };
-                delivered.changes += u64::from(matches!(event, Event::Change(_)));
+                if matches!(event, Event::Change(_)) {
+                    delivered.changes += 1;
+                    if let Some(txn) = self.txn.as_mut() {
+                        txn.trace.changed();
+                    }
+                }
                 self.push_in_transaction(event, out);
+            }
+            Message::LogicalMessage { transactional: true, prefix: crate::trace::PREFIX, content } => {
+                let txn =
+                    self.txn.as_mut().ok_or_else(|| CdcError::Protocol("a trace outside a transaction".into()))?;
+                if !txn.skip {
+                    txn.trace.read(content);
+                    if txn.begun {
+                        out.extend(txn.trace.deliver(txn.commit_lsn).map(Event::Trace));
+                    }
+                }
             }
             Message::LogicalMessage { transactional: true, prefix, content } => {
                 let Some(kind) = NoticeKind::of_prefix(prefix) else { return Ok(delivered) }; // a heartbeat
@@ -179,7 +202,9 @@ impl Delivery {
                 }
             }
             Message::Commit { commit_lsn, end_lsn, commit_time } => {
-                let txn = self.txn.take().ok_or_else(|| CdcError::Protocol("a commit outside a transaction".into()))?;
+                let mut txn =
+                    self.txn.take().ok_or_else(|| CdcError::Protocol("a commit outside a transaction".into()))?;
+                txn.trace.committed();
                 if txn.commit_lsn != commit_lsn {
                     return Err(CdcError::Protocol("commit LSN differs from the one announced at begin".into()));
                 }
@@ -220,6 +245,7 @@ impl Delivery {
         if !txn.begun {
             txn.begun = true;
             out.push(Event::Begin { commit_lsn: txn.commit_lsn, commit_time: txn.commit_time, xid: txn.xid });
+            out.extend(txn.trace.deliver(txn.commit_lsn).map(Event::Trace));
         }
         out.push(event);
     }

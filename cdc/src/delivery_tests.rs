@@ -179,3 +179,35 @@ fn a_malformed_notice_is_dropped_but_still_counted() {
     assert_eq!(inserted_ids(&out), [Value::Int(2)], "the change after it is not taken for delivered");
     assert!(notices(&out).is_empty());
 }
+
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+fn trace_message() -> Message<'static> {
+    Message::LogicalMessage { transactional: true, prefix: crate::trace::PREFIX, content: TRACEPARENT.as_bytes() }
+}
+
+fn traces(events: &[Event]) -> Vec<usize> {
+    events.iter().enumerate().filter_map(|(i, e)| matches!(e, Event::Trace(_)).then_some(i)).collect()
+}
+
+#[test]
+fn a_trace_context_follows_begin_once_even_when_the_transaction_is_resent() {
+    let mut delivery = Delivery::new(Lsn(10), &[relation()], None);
+    let mut out = feed(&mut delivery, vec![begin(50), trace_message(), insert("1")]);
+    assert_eq!(traces(&out), [1], "the context goes right after the Begin its first change brings");
+    delivery.on_reconnect();
+    out.extend(feed(&mut delivery, vec![begin(50), trace_message(), insert("1"), insert("2"), commit(50)]));
+    assert_eq!(traces(&out), [1], "not again when the transaction is resent");
+    assert_eq!(inserted_ids(&out), [Value::Int(1), Value::Int(2)], "the trace is no position: nothing else skipped");
+}
+
+#[test]
+fn a_trace_context_after_the_changes_is_delivered_where_it_stands_and_alone_it_delivers_nothing() {
+    let mut delivery = Delivery::new(Lsn(10), &[relation()], None);
+    let out = feed(&mut delivery, vec![begin(50), insert("1"), trace_message(), commit(50)]);
+    assert_eq!(traces(&out), [2]);
+    let alone = feed(&mut delivery, vec![begin(60), trace_message(), commit(60)]);
+    assert_eq!(alone, [Event::Progress(Lsn(61))], "a transaction holding only a trace changes nothing");
+    let skipped = feed(&mut delivery, vec![begin(5), trace_message(), insert("3"), commit(5)]);
+    assert!(traces(&skipped).is_empty(), "a transaction already in the copy carries no trace");
+}

@@ -46,6 +46,10 @@
 //! its positions for the skip-by-position rule; a transaction holding only such a notice is
 //! still delivered (`Begin`, `Notice`, `Commit`). Other messages (heartbeats) deliver nothing.
 //!
+//! **Trace context.** A transactional message with prefix `august.trace` (the writer's W3C
+//! `traceparent`, `august_schema::trace`) opens a `cdc.transaction` span below it and is
+//! delivered as `Event::Trace` after the transaction's `Begin` (see [`trace`]).
+//!
 //! **TOAST.** An unchanged TOASTed value is filled from the old row in the same message (whole,
 //! because of `REPLICA IDENTITY FULL`), never NULL, never dropped.
 //!
@@ -66,6 +70,7 @@ pub mod relation;
 pub mod slot;
 pub mod snapshot;
 pub mod stream;
+pub mod trace;
 pub mod value;
 pub mod walsender;
 

@@ -13,6 +13,7 @@ mod notices;
 mod properties;
 mod slots;
 mod tls;
+mod traces;
 mod types;
 
 pub use mirror::{current_lsn, table_rows, Consumer, Mirror};

@@ -82,7 +82,7 @@ impl Mirror {
                 self.frontier = self.frontier.max(commit_lsn.next());
             }
             Event::Progress(lsn) => self.frontier = self.frontier.max(*lsn),
-            Event::Notice(_) => {}
+            Event::Notice(_) | Event::Trace(_) => {}
         }
     }
 }

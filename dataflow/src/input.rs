@@ -10,7 +10,8 @@
 //! earlier transaction is whole). Its changes are collapsed per key (the last change wins) and
 //! enter at that time when it commits; the next time then stands for the frontier past its
 //! commit. A write-back notice is recorded for the current time (the output emits it when
-//! that time closes, before its updates). `Progress` moves the frontier on. Changes to tables the dataflow does not know are
+//! that time closes, before its updates); a trace context opens the transaction's
+//! `dataflow.apply` span (see [`crate::trace`]). `Progress` moves the frontier on. Changes to tables the dataflow does not know are
 //! ignored. A truncate deletes every key the table holds, so the driver keeps each table's set
 //! of live keys (keys only, not rows).
 //!
@@ -159,6 +160,11 @@ impl Driver {
                     return; // not from cdc, which sends notices inside transactions only
                 }
                 self.clock.borrow_mut().notices.entry(self.time).or_default().push(notice);
+            }
+            Event::Trace(parent) => {
+                if let Some(open) = self.open {
+                    crate::trace::begin(&mut self.clock.borrow_mut(), open.lsn, parent);
+                }
             }
             Event::Commit { commit_lsn, commit_time, .. } => {
                 if self.open.is_none() {

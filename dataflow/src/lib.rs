@@ -14,6 +14,8 @@
 //! * **Output** ([`output`]): per closed time, consolidated updates (key → row, or delete)
 //!   carrying their commit LSN, then the frontier as an LSN, which the sinks turn into durable
 //!   LSNs for `cdc`. The output channel is bounded: a slow sink stops the dataflow.
+//! * **Traces** ([`trace`]): a traced commit's `dataflow.apply` span, below cdc's, and its
+//!   context handed to the sinks with the output for its LSN.
 //! * **Scale** ([`engine`]): N worker threads with keyed exchange, or several processes.
 //! * **Reference** ([`reference`]): the same views from scratch, for checking.
 #![forbid(missing_docs)]
@@ -25,6 +27,7 @@ pub mod join;
 pub mod output;
 pub mod reference;
 pub mod tables;
+pub mod trace;
 pub mod views;
 
 pub use engine::{feed, forward, spawn, Dataflow, DataflowConfig, DataflowError, DEFAULT_TRANSACTION_CHUNK_ROWS};

@@ -19,6 +19,9 @@
 //! their transaction is at, and emitted as `Output::Notices` when that time closes, before its
 //! updates, so a sink learns of a staff edit before the view rows it changed.
 //!
+//! A traced transaction's context goes out as `Output::Trace` before its first updates (see
+//! [`crate::trace`]).
+//!
 //! When the inputs close (the pipeline stops), the held updates are emitted but no frontier
 //! follows: an empty frontier would claim as durable positions the stream never delivered.
 
@@ -26,6 +29,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use august_cdc::trace::TraceParent;
 use august_cdc::{Lsn, Value, WalNotice};
 use chrono::{DateTime, Utc};
 use timely::dataflow::channels::pact::Pipeline;
@@ -34,6 +38,7 @@ use timely::dataflow::operators::{Exchange, Probe};
 use timely::dataflow::ProbeHandle;
 
 use crate::join::Coll;
+use crate::trace;
 use crate::views::{self, ViewRow};
 
 /// One change to one view row.
@@ -68,6 +73,14 @@ pub enum Output {
         /// The notices, in WAL order.
         notices: Vec<WalNotice>,
     },
+    /// The trace context of the transaction at `lsn` (its `dataflow.apply` span's), emitted
+    /// once, right before that LSN's first `Updates`; only for traced transactions.
+    Trace {
+        /// The commit LSN of the transaction.
+        lsn: Lsn,
+        /// The parent for a sink's spans of it.
+        context: TraceParent,
+    },
     /// Every update below this LSN has been emitted.
     Frontier(Lsn),
 }
@@ -96,6 +109,8 @@ pub struct Timeline {
     pub marks: BTreeMap<u64, Mark>,
     /// Write-back notices by the dataflow time their transaction entered at.
     pub notices: BTreeMap<u64, Vec<WalNotice>>,
+    /// Traced transactions by commit LSN (see [`crate::trace`]).
+    pub traces: crate::trace::Traces,
 }
 
 /// The timeline, shared by the driver and the output on worker 0.
@@ -104,7 +119,7 @@ pub type Clock = Rc<RefCell<Timeline>>;
 /// A clock holding time 0: the initial copy, at LSN 0.
 pub fn clock() -> Clock {
     let start = Mark { lsn: Lsn::ZERO, commit_time: None, frontier: Lsn::ZERO };
-    Rc::new(RefCell::new(Timeline { marks: BTreeMap::from([(0, start)]), notices: BTreeMap::new() }))
+    Rc::new(RefCell::new(Timeline { marks: BTreeMap::from([(0, start)]), ..Timeline::default() }))
 }
 
 /// The mark of `time`: its own, or the last one before it.
@@ -147,6 +162,9 @@ pub fn sink<'s>(views: Coll<'s, (u16, Value, ViewRow)>, out: Option<Sender>, clo
                 let _ = out.blocking_send(Output::Notices { lsn, notices });
             }
             let updates = consolidate(stash.remove(&time).unwrap_or_default(), &names);
+            if let Some(context) = trace::hand_out(&mut clock.borrow_mut(), lsn, updates.len()) {
+                let _ = out.blocking_send(Output::Trace { lsn, context });
+            }
             if !updates.is_empty() {
                 let _ = out.blocking_send(Output::Updates { lsn, commit_time, updates });
             }
@@ -161,6 +179,7 @@ pub fn sink<'s>(views: Coll<'s, (u16, Value, ViewRow)>, out: Option<Sender>, clo
             let keep = marks.range(..=upper).next_back().map_or(upper, |(t, _)| *t);
             *marks = marks.split_off(&keep);
         }
+        trace::passed(&mut clock.borrow_mut(), mark.frontier);
         if reported.is_none_or(|r| mark.frontier > r) {
             reported = Some(mark.frontier);
             let _ = out.blocking_send(Output::Frontier(mark.frontier));

@@ -93,7 +93,7 @@ async fn a_blocked_sink_stops_the_stream_reading_and_everything_arrives_once_it_
                     *seen.entry(update.key).or_default() += 1;
                 }
             }
-            Output::Notices { .. } => {}
+            Output::Notices { .. } | Output::Trace { .. } => {}
             Output::Frontier(lsn) => {
                 frontier = lsn;
                 durable.send_replace(lsn);

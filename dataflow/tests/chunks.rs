@@ -59,7 +59,7 @@ fn frontiers_around(outputs: &[Output], commit: Lsn) -> (Vec<Lsn>, bool) {
     let last = last.expect("the transaction has output");
     let frontier = |o: &Output| match o {
         Output::Frontier(lsn) => Some(*lsn),
-        Output::Updates { .. } | Output::Notices { .. } => None,
+        Output::Updates { .. } | Output::Notices { .. } | Output::Trace { .. } => None,
     };
     let before = outputs[..last].iter().filter_map(frontier).collect();
     let passed = outputs[last..].iter().filter_map(frontier).any(|f| f > commit);

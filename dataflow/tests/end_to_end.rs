@@ -12,10 +12,12 @@ use august_dataflow::{DataflowConfig, Output, ViewUpdate};
 use tokio::sync::{mpsc, watch};
 
 /// cdc → dataflow on a test database; collects the output.
-struct Live {
+pub(crate) struct Live {
     output: mpsc::Receiver<Output>,
     durable: watch::Sender<Lsn>,
     pub updates: Vec<ViewUpdate>,
+    /// Every output, in order.
+    pub log: Vec<Output>,
     /// The order outputs came in: updates, and notices with their LSN and keys.
     order: Vec<Seen>,
     frontier: Lsn,
@@ -28,7 +30,7 @@ enum Seen {
 }
 
 impl Live {
-    fn start(db: &august_testkit::TestDb) -> Self {
+    pub(crate) fn start(db: &august_testkit::TestDb) -> Self {
         let (durable, watch) = watch::channel(Lsn::ZERO);
         let config =
             CdcConfig { slot: db.name.clone(), heartbeat: Some(Duration::from_millis(200)), ..CdcConfig::default() };
@@ -38,19 +40,20 @@ impl Live {
         let dataflow = august_dataflow::spawn(&DataflowConfig::default(), rx, tx).unwrap();
         tokio::spawn(august_dataflow::feed(stream, events, std::future::pending()));
         std::thread::spawn(move || dataflow.join());
-        Self { output, durable, updates: Vec::new(), order: Vec::new(), frontier: Lsn::ZERO }
+        Self { output, durable, updates: Vec::new(), log: Vec::new(), order: Vec::new(), frontier: Lsn::ZERO }
     }
 
     /// Collects output until the frontier passes everything committed so far.
-    async fn catch_up(&mut self, client: &tokio_postgres::Client) {
+    pub(crate) async fn catch_up(&mut self, client: &tokio_postgres::Client) {
         let target: String = client.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.unwrap().get(0);
         let target: Lsn = target.parse().unwrap();
         while self.frontier <= target {
-            match tokio::time::timeout(Duration::from_secs(30), self.output.recv())
+            let output = tokio::time::timeout(Duration::from_secs(30), self.output.recv())
                 .await
                 .expect("output in time")
-                .unwrap()
-            {
+                .unwrap();
+            self.log.push(output.clone());
+            match output {
                 Output::Updates { updates, .. } => {
                     self.order.push(Seen::Updates);
                     self.updates.extend(updates)
@@ -58,6 +61,7 @@ impl Live {
                 Output::Notices { lsn, notices } => {
                     self.order.push(Seen::Notices(lsn, notices.iter().map(|n| n.notice.key.clone()).collect()))
                 }
+                Output::Trace { .. } => {}
                 Output::Frontier(lsn) => {
                     self.frontier = lsn;
                     self.durable.send_replace(lsn);

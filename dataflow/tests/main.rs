@@ -7,3 +7,4 @@ mod chunks;
 mod end_to_end;
 mod model;
 mod properties;
+mod traces;

@@ -374,7 +374,7 @@ impl Pipeline {
                     self.log.push(output);
                 }
                 Output::Frontier(lsn) => self.frontier = *lsn,
-                Output::Notices { .. } => {}
+                Output::Notices { .. } | Output::Trace { .. } => {}
             }
         }
         self.views.retain(|_, rows| !rows.is_empty());

@@ -6,5 +6,6 @@ mod coda_health;
 mod coda_quota;
 mod coda_restart;
 mod coda_sink;
+mod coda_traces;
 mod errors;
 mod link_writeback;

@@ -80,7 +80,7 @@ pub async fn run(sources: &Sources, args: TailArgs) -> anyhow::Result<()> {
                 stdout.flush()?;
                 durable.send_replace(lsn);
             }
-            Event::SnapshotRow { .. } | Event::SnapshotEnd { .. } | Event::Notice(_) => {}
+            Event::SnapshotRow { .. } | Event::SnapshotEnd { .. } | Event::Notice(_) | Event::Trace(_) => {}
         }
     }
     stdout.flush()?;

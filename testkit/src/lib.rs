@@ -20,6 +20,7 @@
 //!
 //! [`otlp::OtlpReceiver`] stands in for an OpenTelemetry collector (OTLP/HTTP traces) and keeps
 //! the spans it is sent, so tests can assert a trace's tree and links.
+//! [`spans`] records the spans a test binary makes, in memory, for tests of traces.
 //!
 //! With `AUGUST_TEST_DATABASE_URL` set, tests use that server instead (it must allow
 //! `CREATE DATABASE`; replication tests need `wal_level = logical` there too).
@@ -30,6 +31,7 @@ mod database;
 pub mod otlp;
 pub mod proxy;
 pub mod refusals;
+pub mod spans;
 
 pub use cluster::{cluster, test_certs, Cluster};
 pub use database::{empty_db, fresh_db, TestDb};

@@ -208,8 +208,10 @@ impl CodaClient {
             self.writes.take().await; // nothing between the slot and the request
         }
         let started = Instant::now();
+        let span = super::traced::request_span(&method, template, rows);
         let result = request.send().await;
         let status = result.as_ref().ok().map(|r| r.status().as_u16());
+        super::traced::answered(&span, status);
         self.log.record(AccessEntry {
             method: method_name(&method),
             path_template: template,

@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use opentelemetry::trace::SpanContext;
 use tokio::sync::mpsc;
 
 use super::cells::CellSources;
@@ -23,8 +24,9 @@ use crate::SinkError;
 /// What became of a write.
 #[derive(Debug)]
 pub enum Confirmation {
-    /// Applied by Coda and recorded in the ledger.
-    Done(String),
+    /// Applied by Coda and recorded in the ledger; with the span of the status request that
+    /// said so, when traced.
+    Done(String, Option<SpanContext>),
     /// Coda does not know the request (any more): send it again.
     Lost(String),
     /// Not completed within the deadline, so settled by reading Coda (and the ledger updated):
@@ -82,9 +84,11 @@ pub fn start(
                 queue.push_back(request);
             }
             let (request, confirmed, sent) = queue.front().expect("not empty");
-            let answer = match client.mutation_completed(request).await {
+            let view = confirmed.first().map_or("", Confirmed::view);
+            let (completed, by) = super::traced::carrying(view, Vec::new(), client.mutation_completed(request)).await;
+            let answer = match completed {
                 Ok(true) => match record(&pg, &mut db, confirmed).await {
-                    Ok(()) => Some(Ok(Confirmation::Done(request.clone()))),
+                    Ok(()) => Some(Ok(Confirmation::Done(request.clone(), by))),
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot record a confirmed Coda write yet; retrying");
                         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -137,7 +141,7 @@ async fn settle(
 ) -> Result<Confirmation, SinkError> {
     let view = match confirmed.first() {
         Some(Confirmed::Written { view, .. } | Confirmed::Deleted { view, .. }) => view,
-        None => return Ok(Confirmation::Done(request.to_string())),
+        None => return Ok(Confirmation::Done(request.to_string(), None)),
     };
     let mapping = &settling.mapping;
     let t = mapping.tables.iter().position(|m| m.view == *view).expect("a write goes to a mapped table");

@@ -43,6 +43,15 @@ pub enum Confirmed {
     },
 }
 
+impl Confirmed {
+    /// The view of the row.
+    pub fn view(&self) -> &str {
+        match self {
+            Confirmed::Written { view, .. } | Confirmed::Deleted { view, .. } => view,
+        }
+    }
+}
+
 /// Loads the ledger of `views`.
 pub async fn load(
     client: &tokio_postgres::Client,

@@ -9,6 +9,7 @@
 //! * [`settle`]: at start-up, what a killed run sent but never saw confirmed;
 //! * [`writer`]: the write path (coalescing, batching, retries, dead letters, durable LSN, and
 //!   the echo guard for rows staff edit in Coda);
+//! * [`traced`]: the `coda.request` span of every request, linked to the changes it carries;
 //! * [`dead_letters`]: refused rows, once each, for `august dead-letters`;
 //! * [`compare`]: what Coda holds against the views computed from scratch (`august verify
 //!   --coda`, the end-to-end tests).
@@ -21,6 +22,7 @@ pub mod dead_letters;
 pub mod ledger;
 pub mod mapping;
 pub mod settle;
+pub mod traced;
 pub mod writer;
 
 use client::CodaClient;

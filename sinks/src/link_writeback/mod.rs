@@ -52,7 +52,7 @@ pub async fn write_links(
             Output::Frontier(lsn) => {
                 durable.send_replace(lsn);
             }
-            Output::Notices { .. } => {}
+            Output::Notices { .. } | Output::Trace { .. } => {}
         }
     }
     Ok(())

@@ -146,7 +146,9 @@ impl Writer {
         let hash = cells::hash(&cells);
         let change = Change::Upsert { cells, hash };
         let verify = Some(Verify { row_id });
-        let item = Pending { key: key.to_string(), key_value, lsn, since: lsn, committed: None, change, verify };
+        let traces = Default::default(); // a refresh is August's own rewrite, not a traced change
+        let item =
+            Pending { key: key.to_string(), key_value, lsn, since: lsn, committed: None, change, verify, traces };
         self.pending[t].insert(key.to_string(), item);
     }
 

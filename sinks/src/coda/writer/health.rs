@@ -106,9 +106,12 @@ impl Writer {
     pub(super) fn put_back(&mut self, t: usize, item: Pending) {
         self.flying[t].remove(&item.key);
         let merged = match self.pending[t].remove(&item.key) {
-            Some(newer) => {
-                Pending { since: item.since.min(newer.since), committed: item.committed.or(newer.committed), ..newer }
-            }
+            Some(newer) => Pending {
+                since: item.since.min(newer.since),
+                committed: item.committed.or(newer.committed),
+                traces: item.traces.merge(newer.traces),
+                ..newer
+            },
             None => item,
         };
         self.pending[t].insert(merged.key.clone(), merged);

@@ -20,7 +20,8 @@
 //! Before the first write, writes a previous run left unconfirmed are settled against Coda
 //! ([`super::settle`]); each write records its intent first. Once the initial copy has been
 //! seen, rows the ledger holds that the copy no longer has (deleted while August was down) are
-//! deleted from Coda. Each durable row records its commit-to-durable latency
+//! deleted from Coda. A traced change's rows carry its `coda.write` span from pending to
+//! durable (`trace.rs`). Each durable row records its commit-to-durable latency
 //! (`august_e2e_latency_seconds{view}`, from the oldest change it carries).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -45,6 +46,7 @@ mod failures;
 mod health;
 mod send;
 mod stats;
+mod trace;
 
 pub use health::STALLED_METRIC;
 pub use stats::{WriterStats, ECHOES_METRIC, LATENCY_METRIC, RECENT};
@@ -116,6 +118,8 @@ struct Pending {
     change: Change,
     /// Read the Coda row before writing: a staff edit may have put this content there.
     verify: Option<echo::Verify>,
+    /// The traced changes it carries.
+    traces: trace::Carried,
 }
 
 #[derive(Debug)]
@@ -164,6 +168,7 @@ pub async fn write_to_coda(
         frontier: Lsn::ZERO,
         snapshot_keys: Some(vec![HashSet::new(); mapping.tables.len()]),
         health: vec![health::Health::default(); mapping.tables.len()],
+        trace: trace::WriterTrace::default(),
         pg: pg.clone(),
         db,
         client,
@@ -239,6 +244,8 @@ struct Writer {
     snapshot_keys: Option<Vec<HashSet<String>>>,
     /// Per mapped table: stalled (writes keep failing) or stopped (the mapping is at fault).
     health: Vec<health::Health>,
+    /// Spans of traced changes.
+    trace: trace::WriterTrace,
 }
 
 impl Writer {
@@ -278,7 +285,9 @@ impl Writer {
     fn take(&mut self, item: Output) {
         let (lsn, commit_time, updates) = match item {
             Output::Notices { lsn, notices } => return self.noticed(lsn, notices),
+            Output::Trace { lsn, context } => return self.trace.traced(lsn, context),
             Output::Frontier(lsn) => {
+                self.trace.passed(lsn);
                 self.frontier = self.frontier.max(lsn);
                 self.echo.passed(lsn);
                 if lsn > Lsn::ZERO {
@@ -288,6 +297,7 @@ impl Writer {
             }
             Output::Updates { updates, lsn, commit_time } => (lsn, commit_time, updates),
         };
+        let mut writes = self.trace.updates(lsn);
         for update in updates {
             let Some(t) = self.mapping.tables.iter().position(|m| m.view == update.view) else { continue };
             let table: &TableMapping = &self.mapping.tables[t];
@@ -325,12 +335,14 @@ impl Writer {
                 self.stats.skipped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            let (since, committed, verify) = match older {
-                Some(o) => (o.since, o.committed.or(commit_time), marked.or(o.verify)),
-                None => (lsn, commit_time, marked),
+            let traces = writes.row(t, &table.view);
+            let (since, committed, verify, traces) = match older {
+                Some(o) => (o.since, o.committed.or(commit_time), marked.or(o.verify), o.traces.merge(traces)),
+                None => (lsn, commit_time, marked, traces),
             };
             let verify = verify.filter(|_| matches!(change, Change::Upsert { .. }));
-            self.pending[t].insert(key.clone(), Pending { key, key_value, lsn, since, committed, change, verify });
+            let item = Pending { key: key.clone(), key_value, lsn, since, committed, change, verify, traces };
+            self.pending[t].insert(key, item);
         }
     }
 
@@ -360,6 +372,7 @@ impl Writer {
                     committed: None,
                     change: Change::Delete,
                     verify: None,
+                    traces: trace::Carried::default(),
                 };
                 self.pending[t].insert(key, pending);
             }

@@ -37,21 +37,30 @@ impl Writer {
             tracing::warn!(error = %error, "cannot record a Coda write intent; retrying");
             return self.failed(batch, CodaError::Unavailable("the ledger is unavailable".into())).await;
         }
-        let result = match &batch.items[0].change {
-            Change::Upsert { .. } => {
-                let rows: Vec<Cells> = batch
-                    .items
-                    .iter()
-                    .filter_map(
-                        |p| if let Change::Upsert { cells, .. } = &p.change { Some(cells.clone()) } else { None },
-                    )
-                    .collect();
-                self.client
-                    .upsert_rows(&self.mapping.doc_id, &table.table_id, &rows, &[table.key_column().to_string()])
-                    .await
+        let links = super::trace::links(&batch.items);
+        let call = async {
+            match &batch.items[0].change {
+                Change::Upsert { .. } => {
+                    let rows: Vec<Cells> = batch
+                        .items
+                        .iter()
+                        .filter_map(|p| {
+                            if let Change::Upsert { cells, .. } = &p.change {
+                                Some(cells.clone())
+                            } else {
+                                None
+                            }
+                        })
+                        .collect();
+                    self.client
+                        .upsert_rows(&self.mapping.doc_id, &table.table_id, &rows, &[table.key_column().to_string()])
+                        .await
+                }
+                Change::Delete => self.delete(&table, &batch.items).await,
             }
-            Change::Delete => self.delete(&table, &batch.items).await,
         };
+        let (result, request_span) = crate::coda::traced::carrying(&table.view, links, call).await;
+        self.trace.attempted(request_span, &batch.items, result.as_ref().ok().map(String::as_str));
         match result {
             Ok(request) => {
                 self.stats.writes.fetch_add(1, Ordering::Relaxed);
@@ -181,12 +190,14 @@ impl Writer {
     /// A write was confirmed (and recorded in the ledger), settled after the deadline, or lost.
     pub(super) async fn confirmed(&mut self, answer: Confirmation) -> Result<(), SinkError> {
         match answer {
-            Confirmation::Done(request) => {
+            Confirmation::Done(request, by) => {
+                self.trace.confirmed(&request, "completed", by);
                 if let Some(batch) = self.in_flight.remove(&request) {
                     self.landed(batch.table, batch.items);
                 }
             }
             Confirmation::Settled { request, found, missing } => {
+                self.trace.confirmed(&request, "settled", None);
                 let Some(batch) = self.in_flight.remove(&request) else { return Ok(()) };
                 let t = batch.table;
                 let (again, landed): (Vec<Pending>, Vec<Pending>) =
@@ -207,6 +218,7 @@ impl Writer {
                 }
             }
             Confirmation::Lost(request) => {
+                self.trace.confirmed(&request, "lost", None);
                 if let Some(batch) = self.in_flight.remove(&request) {
                     if self.health[batch.table].stopped() {
                         self.requeue(batch);
