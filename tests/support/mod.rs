@@ -91,6 +91,15 @@ impl August {
     }
 }
 
+/// A test that fails with an `august` process running shows what it printed.
+impl Drop for August {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- standard error of august (pid {:?}) ---\n{}", self.child.id(), self.log());
+        }
+    }
+}
+
 /// `august coda-emulator` for the demo mapping, as its own process, with extra flags;
 /// returns it and its URL.
 pub async fn emulator(token: &str, flags: &[&str]) -> (August, String) {
@@ -240,4 +249,22 @@ pub fn serve_env(
     ];
     env.extend(extra.iter().cloned());
     env
+}
+
+/// Waits until a replication slot of `db` is being read: a commit after this streams
+/// through cdc (one before the slot exists reaches the views through the initial copy).
+pub async fn wait_streaming(db: &august_testkit::TestDb) {
+    let client = db.client().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let row = client
+            .query_one("SELECT count(*) FROM pg_replication_slots WHERE database = current_database() AND active", &[])
+            .await
+            .unwrap();
+        if row.get::<_, i64>(0) > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no replication slot of {} was read within 60 s", db.name);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
