@@ -7,22 +7,8 @@ use std::time::{Duration, Instant};
 use august_emulators::drchrono::{self, DrChronoConfig, DrChronoEmulator};
 use serde_json::{json, Value};
 
-use crate::support::{demo_mapping_path, emulator, free_port, get_json, August};
+use crate::support::{demo_mapping_path, drchrono_env, emulator, free_port, get_json, August};
 use crate::{august, stderr, stdout};
-
-const TOKEN_KEY: &str = "sync-command-test-token-key";
-
-fn drchrono_env(db: &august_testkit::TestDb, emulator: &DrChronoEmulator) -> Vec<(&'static str, String)> {
-    let config = DrChronoConfig::default();
-    vec![
-        ("DATABASE_URL", db.url().to_string()),
-        ("DRCHRONO_API_BASE", emulator.base_url()),
-        ("DRCHRONO_CLIENT_ID", config.client_id),
-        ("DRCHRONO_CLIENT_SECRET", config.client_secret),
-        ("DRCHRONO_REFRESH_TOKEN", config.refresh_token),
-        ("DRCHRONO_TOKEN_KEY", TOKEN_KEY.into()),
-    ]
-}
 
 async fn run(args: &[&str], env: &[(&'static str, String)]) -> std::process::Output {
     let (args, env): (Vec<String>, Vec<(&'static str, String)>) =

@@ -8,8 +8,6 @@ use std::time::Duration;
 use august_emulators::drchrono::{self, DrChronoConfig};
 use august_testkit::otlp::{describe, OtlpReceiver};
 
-const TOKEN_KEY: &str = "traces-sync-test-token-key";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_sync_is_a_sync_span_of_page_spans_each_with_its_commit_in_the_wal() {
     let db = august_testkit::fresh_db("traces_sync").await;
@@ -20,17 +18,11 @@ async fn a_pull_sync_is_a_sync_span_of_page_spans_each_with_its_commit_in_the_wa
             .unwrap();
     let slot = db.client().await;
     slot.execute("SELECT pg_create_logical_replication_slot($1, 'test_decoding')", &[&db.name]).await.unwrap();
-    let config = DrChronoConfig::default();
-    let env = [
-        ("DATABASE_URL", db.url().to_string()),
-        ("DRCHRONO_API_BASE", emulator.base_url()),
-        ("DRCHRONO_CLIENT_ID", config.client_id),
-        ("DRCHRONO_CLIENT_SECRET", config.client_secret),
-        ("DRCHRONO_REFRESH_TOKEN", config.refresh_token),
-        ("DRCHRONO_TOKEN_KEY", TOKEN_KEY.into()),
+    let mut env = crate::support::drchrono_env(&db, &emulator);
+    env.extend([
         ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint().to_string()),
         ("OTEL_BSP_SCHEDULE_DELAY", "3600000".into()),
-    ];
+    ]);
     let synced = tokio::task::spawn_blocking(move || {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         crate::august(&["sync", "appointments", "--quiet"], &env)

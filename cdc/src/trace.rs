@@ -13,39 +13,16 @@
 //! carries the WAL's context unchanged, so a process that does trace further down still links
 //! to the writer's trace. Span attributes are ids, LSNs and counts only, never row data.
 //!
-//! The conversions between [`TraceParent`] and OpenTelemetry's span contexts live here and
-//! serve the crates downstream too (`august_dataflow`, `august_sinks`).
+//! The conversions between [`TraceParent`] and OpenTelemetry's span contexts (from
+//! `august_schema::trace`, which ingest uses too) are re-exported here for the crates
+//! downstream (`august_dataflow`, `august_sinks`).
 
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::trace::TraceContextExt;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-pub use august_schema::trace::{parse, TraceParent, PREFIX};
+pub use august_schema::trace::{parse, span_context, trace_parent, TraceParent, PREFIX};
 
 use crate::Lsn;
-
-/// `parent` as an OpenTelemetry span context; `remote` when it comes from another process
-/// (read from the WAL), not when it only crossed a channel of this one.
-pub fn span_context(parent: &TraceParent, remote: bool) -> SpanContext {
-    SpanContext::new(
-        TraceId::from_bytes(parent.trace_id),
-        SpanId::from_bytes(parent.span_id),
-        TraceFlags::new(parent.flags),
-        remote,
-        TraceState::default(),
-    )
-}
-
-/// The context of `span`, when a layer traces it (`None` without an OpenTelemetry layer).
-pub fn trace_parent(span: &tracing::Span) -> Option<TraceParent> {
-    let context = span.context();
-    let own = context.span();
-    let own = own.span_context();
-    own.is_valid().then(|| TraceParent {
-        trace_id: own.trace_id().to_bytes(),
-        span_id: own.span_id().to_bytes(),
-        flags: own.trace_flags().to_u8(),
-    })
-}
 
 /// Makes `parent` (a span of another process, `remote`, or of an earlier stage) the parent
 /// of `span`, which must not have started yet (no context asked of it, never entered).

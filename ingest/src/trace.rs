@@ -116,14 +116,7 @@ pub(crate) fn commit<F: Future>(transaction: F) -> tracing::instrument::Instrume
 
 /// The current span's context as a `traceparent`, when tracing is on and it is sampled.
 pub(crate) fn sampled_context() -> Option<TraceParent> {
-    let context = Span::current().context();
-    let span = context.span();
-    let span_context = span.span_context();
-    (span_context.is_valid() && span_context.is_sampled()).then(|| TraceParent {
-        trace_id: span_context.trace_id().to_bytes(),
-        span_id: span_context.span_id().to_bytes(),
-        flags: span_context.trace_flags().to_u8(),
-    })
+    august_schema::trace::trace_parent(&Span::current()).filter(TraceParent::sampled)
 }
 
 /// Writes the current (`ingest.commit`) span's context into the WAL inside `tx`'s

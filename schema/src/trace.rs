@@ -9,7 +9,9 @@
 //! transaction's changes, at its commit, or not at all. cdc reads it back with [`parse`].
 //! It carries ids only: never PHI.
 
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use tokio_postgres::GenericClient;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::DbError;
 
@@ -31,6 +33,37 @@ impl std::fmt::Display for TraceParent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "00-{}-{}-{:02x}", hex::encode(self.trace_id), hex::encode(self.span_id), self.flags)
     }
+}
+
+impl TraceParent {
+    /// Whether the trace is sampled (flag bit 0).
+    pub fn sampled(&self) -> bool {
+        self.flags & 1 == 1
+    }
+}
+
+/// `parent` as an OpenTelemetry span context; `remote` when it comes from another process
+/// (read from the WAL), not when it only crossed a channel of this one.
+pub fn span_context(parent: &TraceParent, remote: bool) -> SpanContext {
+    SpanContext::new(
+        TraceId::from_bytes(parent.trace_id),
+        SpanId::from_bytes(parent.span_id),
+        TraceFlags::new(parent.flags),
+        remote,
+        TraceState::default(),
+    )
+}
+
+/// The context of `span`, when a layer traces it (`None` without an OpenTelemetry layer).
+pub fn trace_parent(span: &tracing::Span) -> Option<TraceParent> {
+    let context = span.context();
+    let own = context.span();
+    let own = own.span_context();
+    own.is_valid().then(|| TraceParent {
+        trace_id: own.trace_id().to_bytes(),
+        span_id: own.span_id().to_bytes(),
+        flags: own.trace_flags().to_u8(),
+    })
 }
 
 /// Reads a `traceparent` (version `00`); `None` for anything else, all-zero ids included.

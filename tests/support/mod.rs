@@ -268,3 +268,20 @@ pub async fn wait_streaming(db: &august_testkit::TestDb) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The settings that point `august` at a DrChrono emulator with its default credentials
+/// (and a token-encryption key of the tests').
+pub fn drchrono_env(
+    db: &august_testkit::TestDb,
+    emulator: &august_emulators::drchrono::DrChronoEmulator,
+) -> Vec<(&'static str, String)> {
+    let config = august_emulators::drchrono::DrChronoConfig::default();
+    vec![
+        ("DATABASE_URL", db.url().to_string()),
+        ("DRCHRONO_API_BASE", emulator.base_url()),
+        ("DRCHRONO_CLIENT_ID", config.client_id),
+        ("DRCHRONO_CLIENT_SECRET", config.client_secret),
+        ("DRCHRONO_REFRESH_TOKEN", config.refresh_token),
+        ("DRCHRONO_TOKEN_KEY", "drchrono-test-token-key-0123".into()),
+    ]
+}
