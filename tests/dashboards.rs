@@ -290,7 +290,6 @@ const TOKEN: &str = "dashboards-token";
 const WRITEBACK_TOKEN: &str = "dashboards-writeback-token-0123";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the metrics helper"]
 async fn a_running_august_exposes_every_metric_the_dashboard_and_the_alerts_use() {
     let db = august_testkit::fresh_db("dashboards_scrape").await;
     let config = DrChronoConfig { patients: 3, ..Default::default() };
@@ -338,6 +337,78 @@ async fn a_running_august_exposes_every_metric_the_dashboard_and_the_alerts_use(
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    let scrape = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics")).await.unwrap().text().await.unwrap();
+    the_scrape_is_the_catalog(&scrape);
+    assert!(!["Synthetic", "Patient"].iter().any(|phi| scrape.contains(phi)), "a name in the scrape");
     serve.signal("TERM");
     assert!(serve.exit(Duration::from_secs(30)).await.success(), "{}", serve.log());
+}
+
+/// The label names of a sample line (`name{k="v",…} value`; values may hold `{`, `}` and `,`).
+fn label_names(line: &str) -> BTreeSet<&str> {
+    let mut names = BTreeSet::new();
+    let Some((_, mut rest)) = line.split_once('{') else { return names };
+    while let Some((key, after)) = rest.split_once("=\"") {
+        names.insert(key.trim_start_matches(','));
+        let mut end = 0;
+        let bytes = after.as_bytes();
+        while end < bytes.len() && !(bytes[end] == b'"' && (end == 0 || bytes[end - 1] != b'\\')) {
+            end += 1;
+        }
+        rest = &after[(end + 1).min(after.len())..];
+        if rest.starts_with('}') {
+            break;
+        }
+    }
+    names
+}
+
+/// Every `august_…` sample of a real scrape is a catalog metric of its kind, with the catalog's
+/// labels (and `le` on buckets); every view has its pending-rows gauge; the quota is within
+/// its limit; promtool's linter accepts the scrape.
+fn the_scrape_is_the_catalog(scrape: &str) {
+    for line in scrape.lines().filter(|l| l.starts_with("august_")) {
+        let name = line.split(['{', ' ']).next().unwrap();
+        let metric = metrics::find(name).unwrap_or_else(|| panic!("{name} is not in the catalog: {line}"));
+        let labels = label_names(line);
+        let mut expected: BTreeSet<&str> = metric.labels.iter().copied().collect();
+        if name.ends_with("_bucket") {
+            expected.insert("le");
+        }
+        assert_eq!(labels, expected, "{line}");
+        let kind = match metric.kind {
+            metrics::Kind::Counter => "counter",
+            metrics::Kind::Gauge => "gauge",
+            metrics::Kind::Histogram => "histogram",
+        };
+        assert!(scrape.contains(&format!("# TYPE {} {kind}", metric.name)), "{} is not a {kind}", metric.name);
+        assert!(scrape.contains(&format!("# HELP {} ", metric.name)), "{} has no # HELP", metric.name);
+    }
+    let views: BTreeSet<&str> = scrape
+        .lines()
+        .filter_map(|l| l.strip_prefix("august_coda_pending_rows{view=\""))
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    for view in ["scheduling_ops", "patient_intake", "prior_auths", "clinical_notes"] {
+        assert!(views.contains(view), "no pending-rows gauge for {view}: {views:?}");
+    }
+    let value = |name: &str| crate::support::total(scrape, name);
+    assert!(value("august_coda_quota_writes_limit") > 0.0);
+    assert!(value("august_coda_quota_writes_used") <= value("august_coda_quota_writes_limit"));
+    assert!(value("august_coda_rows_written_total") > 0.0, "the webhook's rows reached Coda");
+    assert!(value("august_e2e_latency_seconds_count") > 0.0);
+    assert!(value("august_postgres_database_bytes") > 0.0);
+    if let Some(promtool) = alerts::promtool() {
+        let mut child = std::process::Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), scrape.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "promtool check metrics:\n{text}");
+    }
 }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{coda_row, drchrono_webhook, emulator, free_port, sample, serve_env, August, DRCHRONO_SECRET};
+use crate::support::{
+    coda_row, drchrono_webhook, emulator, free_port, sample, serve_env, total, August, DRCHRONO_SECRET,
+};
 
 const WRITEBACK_TOKEN: &str = "writeback-token-0123456789";
 const TOKEN: &str = "e2e-token";
@@ -24,7 +26,7 @@ async fn settled(port: u16) -> String {
     let mut last = String::new();
     loop {
         let now = scrape(port).await;
-        let quiet = sample(&now, "august_coda_pending_rows", "") == 0.0;
+        let quiet = total(&now, "august_coda_pending_rows") == 0.0;
         let written = |s: &str| sample(s, "august_coda_rows_written_total", r#"view="scheduling_ops""#);
         if quiet && !last.is_empty() && written(&now) == written(&last) {
             return now;

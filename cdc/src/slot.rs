@@ -217,6 +217,9 @@ pub async fn monitor_slot(
             Ok(Some(status)) => {
                 metrics::gauge!(m::SLOT_LAG_BYTES).set(status.lag_bytes as f64);
                 metrics::gauge!(m::RETAINED_WAL_BYTES).set(status.retained_bytes as f64);
+                if let Some(confirmed) = status.confirmed_flush {
+                    metrics::gauge!(m::CONFIRMED_LSN).set(confirmed.0 as f64);
+                }
                 if status.wal_status.as_deref() == Some("lost") {
                     tracing::error!(slot, "the replication slot is invalidated; run `august replicate --resnapshot`");
                 } else if status.wal_status.as_deref() == Some("unreserved") {

@@ -240,6 +240,7 @@ impl Consumer {
         }
 
         let mut delivery = Delivery::new(snapshot_lsn, &relations, self.config.only.clone());
+        metrics::counter!(m::RECONNECTS).increment(0); // a series from the start, for rate()
         let (min, max) = self.config.backoff;
         let mut wait = min;
         loop {
@@ -406,7 +407,7 @@ impl Consumer {
         session.send_status(self.received, flushed, reply).await?;
         self.confirmed = flushed;
         self.stats.confirmed.store(flushed.0, Ordering::Relaxed);
-        metrics::gauge!(m::CONFIRMED_LSN).set(flushed.0 as f64);
+        metrics::gauge!(m::FLUSHED_LSN).set(flushed.0 as f64);
         Ok(())
     }
 }

@@ -50,7 +50,9 @@ async fn lag_throughput_and_silence_are_reported() {
     assert!(matches!(value(m::CHANGES), Some(DebugValue::Counter(n)) if *n >= 100), "{:?}", value(m::CHANGES));
     assert!(matches!(value(m::TRANSACTIONS), Some(DebugValue::Counter(n)) if *n >= 1), "{:?}", value(m::TRANSACTIONS));
     assert!(matches!(value(m::RECEIVED_LSN), Some(DebugValue::Gauge(v)) if v.into_inner() > 0.0));
-    for gauge in [m::SLOT_LAG_BYTES, m::RETAINED_WAL_BYTES, m::SECONDS_SINCE_LAST_MESSAGE, m::CONFIRMED_LSN] {
+    for gauge in
+        [m::SLOT_LAG_BYTES, m::RETAINED_WAL_BYTES, m::SECONDS_SINCE_LAST_MESSAGE, m::CONFIRMED_LSN, m::FLUSHED_LSN]
+    {
         assert!(matches!(value(gauge), Some(DebugValue::Gauge(_))), "{gauge} is recorded");
     }
     consumer.stream.finish().await.unwrap();

@@ -58,6 +58,8 @@ pub enum DataflowError {
 pub struct Dataflow {
     guards: WorkerGuards<()>,
     stats: Arc<DriverStats>,
+    /// Keeps the lag gauges published while the dataflow runs.
+    _lag: Arc<crate::metrics::Lag>,
 }
 
 impl std::fmt::Debug for Dataflow {
@@ -106,12 +108,17 @@ pub fn spawn(
     let out = Arc::new(Mutex::new(Some(out)));
     let stats = Arc::new(DriverStats::default());
     let (driver_stats, chunk_rows) = (stats.clone(), config.transaction_chunk_rows);
+    let lag = Arc::new(crate::metrics::Lag::default());
+    crate::metrics::publish_lag(&lag, std::time::Duration::from_secs(1));
+    let worker_lag = lag.clone();
     let guards = timely::execute(timely_config, move |worker| {
         let lead = worker.index() == 0;
         let events = if lead { events.lock().ok().and_then(|mut e| e.take()) } else { None };
         let out = if lead { out.lock().ok().and_then(|mut o| o.take()) } else { None };
         let mut inputs: Vec<TableInput> = TABLES.iter().map(|_| TableInput::new()).collect();
         let clock = output::clock();
+        clock.borrow_mut().lag = worker_lag.clone();
+        crate::metrics::count_arrangements(worker);
         let probe = worker.dataflow::<u64, _, _>(|scope| graph::build(scope, &mut inputs, out, clock.clone()));
         match events {
             Some(events) => {
@@ -125,7 +132,7 @@ pub fn spawn(
         }
     })
     .map_err(DataflowError::Start)?;
-    Ok(Dataflow { guards, stats })
+    Ok(Dataflow { guards, stats, _lag: lag })
 }
 
 fn lead_worker(

@@ -46,7 +46,9 @@ impl<'s> Base<'s> {
             .entry((name, column))
             .or_insert_with(|| {
                 let cols = Cols::of(name);
-                Keyed::new(self.rows(name).map(move |row| (cols.get(&row, column).clone(), row)))
+                let keyed = Keyed::new(self.rows(name).map(move |row| (cols.get(&row, column).clone(), row)));
+                keyed.name(&format!("{name}.{column}"));
+                keyed
             })
             .clone()
     }
@@ -66,10 +68,14 @@ pub fn build<'s>(
         .zip(inputs.iter_mut())
         .map(|(table, input)| {
             let stream = scope.input_from(input);
-            arrange_from_upsert::<ValBuilder<Vec<Value>, Row, u64, isize>, ValSpine<Vec<Value>, Row, u64, isize>, _, _>(
-                stream, table.name,
-            )
-            .as_collection(|_key, row| row.clone())
+            let arranged = arrange_from_upsert::<
+                ValBuilder<Vec<Value>, Row, u64, isize>,
+                ValSpine<Vec<Value>, Row, u64, isize>,
+                _,
+                _,
+            >(stream, table.name);
+            crate::metrics::name_arrangement(arranged.trace.operator().global_id, table.name.to_string());
+            arranged.as_collection(|_key, row| row.clone())
         })
         .collect();
     let base = Base { tables, dims: RefCell::new(HashMap::new()) };

@@ -71,6 +71,8 @@ pub struct Driver {
     chunk_rows: usize,
     clock: Clock,
     stats: Arc<DriverStats>,
+    /// `august_dataflow_changes_total`.
+    changes: metrics::Counter,
 }
 
 impl Driver {
@@ -90,6 +92,7 @@ impl Driver {
             chunk_rows: chunk_rows.max(1),
             clock,
             stats,
+            changes: crate::metrics::changes(),
         }
     }
 
@@ -125,6 +128,7 @@ impl Driver {
             }
             Event::Change(change) => {
                 let Some(t) = table_index(&change.relation.name) else { return };
+                self.changes.increment(1);
                 let relation = &change.relation;
                 match &change.kind {
                     ChangeKind::Insert { new } => self.stage(relation, new),
@@ -174,6 +178,7 @@ impl Driver {
                 }
                 self.open = None;
                 self.send_pending();
+                self.clock.borrow().lag.applied(commit_lsn);
                 let past = Lsn(commit_lsn.0 + 1).max(self.frontier);
                 self.tick(Mark { lsn: past, commit_time: None, frontier: past });
             }

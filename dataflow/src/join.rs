@@ -33,6 +33,13 @@ impl<'s, B: Datum> Keyed<'s, B> {
         let keys = rows.clone().map(|(k, _)| k).distinct().map(|k| (k, ())).arrange_by_key();
         Self { rows: rows.arrange_by_key(), keys }
     }
+
+    /// Labels its two arrangements `label` and `label:keys` in
+    /// `august_dataflow_arrangement_records` (see [`crate::metrics`]).
+    pub fn name(&self, label: &str) {
+        crate::metrics::name_arrangement(self.rows.trace.operator().global_id, label.to_string());
+        crate::metrics::name_arrangement(self.keys.trace.operator().global_id, format!("{label}:keys"));
+    }
 }
 
 /// `left ⟕ right` on `key(left)`, where `right` holds at most one row per key: every left row

@@ -14,6 +14,8 @@
 //! * **Output** ([`output`]): per closed time, consolidated updates (key → row, or delete)
 //!   carrying their commit LSN, then the frontier as an LSN, which the sinks turn into durable
 //!   LSNs for `cdc`. The output channel is bounded: a slow sink stops the dataflow.
+//! * **Metrics** ([`metrics`]): frontier lag in bytes and seconds, changes, updates and rows
+//!   per view, and arrangement sizes, for Prometheus.
 //! * **Traces** ([`trace`]): a traced commit's `dataflow.apply` span, below cdc's, and its
 //!   context handed to the sinks with the output for its LSN.
 //! * **Scale** ([`engine`]): N worker threads with keyed exchange, or several processes.
@@ -24,6 +26,7 @@ pub mod engine;
 pub mod graph;
 pub mod input;
 pub mod join;
+pub mod metrics;
 pub mod output;
 pub mod reference;
 pub mod tables;

@@ -38,6 +38,7 @@ use timely::dataflow::operators::{Exchange, Probe};
 use timely::dataflow::ProbeHandle;
 
 use crate::join::Coll;
+use crate::metrics::ViewMeter;
 use crate::trace;
 use crate::views::{self, ViewRow};
 
@@ -111,6 +112,8 @@ pub struct Timeline {
     pub notices: BTreeMap<u64, Vec<WalNotice>>,
     /// Traced transactions by commit LSN (see [`crate::trace`]).
     pub traces: crate::trace::Traces,
+    /// Commits applied and frontiers closed, for the lag gauges (see [`crate::metrics`]).
+    pub lag: std::sync::Arc<crate::metrics::Lag>,
 }
 
 /// The timeline, shared by the driver and the output on worker 0.
@@ -136,6 +139,7 @@ pub fn sink<'s>(views: Coll<'s, (u16, Value, ViewRow)>, out: Option<Sender>, clo
     let names: Vec<&'static str> = views::all().iter().map(|v| v.name).collect();
     let mut stash: BTreeMap<u64, Vec<Pending>> = BTreeMap::new();
     let mut reported: Option<Lsn> = None;
+    let mut meter = ViewMeter::new(&names);
     let (probe, gathered) = views.inner.exchange(|_: &((u16, Value, ViewRow), u64, isize)| 0u64).probe();
     gathered.sink(Pipeline, "ViewOutput", move |(input, frontier)| {
         input.for_each(|_cap, data| {
@@ -161,7 +165,7 @@ pub fn sink<'s>(views: Coll<'s, (u16, Value, ViewRow)>, out: Option<Sender>, clo
                 // Blocks while the channel is full; an error means every sink has gone.
                 let _ = out.blocking_send(Output::Notices { lsn, notices });
             }
-            let updates = consolidate(stash.remove(&time).unwrap_or_default(), &names);
+            let updates = consolidate(stash.remove(&time).unwrap_or_default(), &names, &mut meter);
             if let Some(context) = trace::hand_out(&mut clock.borrow_mut(), lsn, updates.len()) {
                 let _ = out.blocking_send(Output::Trace { lsn, context });
             }
@@ -180,6 +184,7 @@ pub fn sink<'s>(views: Coll<'s, (u16, Value, ViewRow)>, out: Option<Sender>, clo
             *marks = marks.split_off(&keep);
         }
         trace::passed(&mut clock.borrow_mut(), mark.frontier);
+        clock.borrow().lag.closed(mark.frontier);
         if reported.is_none_or(|r| mark.frontier > r) {
             reported = Some(mark.frontier);
             let _ = out.blocking_send(Output::Frontier(mark.frontier));
@@ -189,8 +194,9 @@ pub fn sink<'s>(views: Coll<'s, (u16, Value, ViewRow)>, out: Option<Sender>, clo
 }
 
 /// Net effect per (view, key): the row with a positive count, or a delete when only
-/// retractions remain.
-fn consolidate(mut updates: Vec<Pending>, names: &[&'static str]) -> Vec<ViewUpdate> {
+/// retractions remain; each counted in `meter` (a row that was not there before adds one, a
+/// delete takes one away).
+fn consolidate(mut updates: Vec<Pending>, names: &[&'static str], meter: &mut ViewMeter) -> Vec<ViewUpdate> {
     updates.sort();
     let mut result = Vec::new();
     let mut i = 0;
@@ -211,8 +217,9 @@ fn consolidate(mut updates: Vec<Pending>, names: &[&'static str]) -> Vec<ViewUpd
         match (present, retracted) {
             (Some(row), _) => result.push(ViewUpdate { view: names[view as usize], key, row: Some(row.clone()) }),
             (None, true) => result.push(ViewUpdate { view: names[view as usize], key, row: None }),
-            (None, false) => {}
+            (None, false) => continue,
         }
+        meter.emitted(view as usize, i64::from(present.is_some()) - i64::from(retracted));
     }
     result
 }

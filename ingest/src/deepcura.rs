@@ -65,7 +65,7 @@ async fn store(state: &IngestState, body: &[u8]) -> Result<Json<Value>, IngestEr
     let note = decrypt(state.deepcura_secret.expose(), body)?;
     let row = note_row(&note)?;
     let mut client = state.pool.get().await.map_err(|_| IngestError::Busy)?;
-    let stored = crate::trace::commit(upsert_note(&mut client, &row)).await;
+    let stored = crate::trace::commit("deepcura", upsert_note(&mut client, &row)).await;
     let (status, written) = crate::journal::record_rejection(&*client, SOURCE, "GRIDHOOK", None, stored).await?;
     Ok(Json(json!({"status": status, "written": written})))
 }

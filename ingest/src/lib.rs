@@ -101,7 +101,8 @@ async fn time_limit(request: Request, next: Next) -> Response {
     } else {
         "other"
     };
-    metrics::histogram!("august_ingest_handler_seconds", "route" => route).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(august_schema::metrics::INGEST_HANDLER_SECONDS.name, "route" => route)
+        .record(started.elapsed().as_secs_f64());
     response
 }
 
@@ -161,6 +162,6 @@ fn body_rejection(rejection: axum::extract::rejection::BytesRejection) -> Ingest
 
 fn count<T>(source: &'static str, event: &'static str, result: &Result<T, IngestError>) {
     let (_, outcome) = trace::outcome(result);
-    metrics::counter!("august_ingest_deliveries_total", "source" => source, "event" => event, "outcome" => outcome)
-        .increment(1);
+    let name = august_schema::metrics::INGEST_DELIVERIES.name;
+    metrics::counter!(name, "source" => source, "event" => event, "outcome" => outcome).increment(1);
 }

@@ -45,6 +45,7 @@ impl Default for HttpLimits {
 
 /// `router` with at most `max` requests in flight; one more is answered 503 at once.
 pub fn limit_in_flight(router: Router, max: usize) -> Router {
+    metrics::counter!(august_schema::metrics::INGEST_OVERLOADED.name).increment(0); // a series from the start
     router.layer(middleware::from_fn_with_state(Arc::new(Semaphore::new(max)), in_flight))
 }
 
@@ -56,7 +57,7 @@ async fn in_flight(State(permits): State<Arc<Semaphore>>, request: Request, next
             response
         }
         Err(_) => {
-            metrics::counter!("august_ingest_overloaded_total").increment(1);
+            metrics::counter!(august_schema::metrics::INGEST_OVERLOADED.name).increment(1);
             let mut response = IngestError::Overloaded.into_response();
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             response

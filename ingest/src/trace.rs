@@ -109,9 +109,15 @@ pub(crate) async fn delivered<T>(
     result
 }
 
-/// Runs `transaction` (begin to commit) inside a new `ingest.commit` span.
-pub(crate) fn commit<F: Future>(transaction: F) -> tracing::instrument::Instrumented<F> {
-    transaction.instrument(tracing::info_span!("ingest.commit"))
+/// Runs `transaction` (begin to commit) inside a new `ingest.commit` span, timing it in
+/// `august_ingest_commit_seconds{source}` (`drchrono`, `deepcura`, `drchrono_pull`,
+/// `writeback`).
+pub(crate) async fn commit<F: Future>(source: &'static str, transaction: F) -> F::Output {
+    let started = std::time::Instant::now();
+    let output = transaction.instrument(tracing::info_span!("ingest.commit")).await;
+    let name = august_schema::metrics::INGEST_COMMIT_SECONDS.name;
+    metrics::histogram!(name, "source" => source).record(started.elapsed().as_secs_f64());
+    output
 }
 
 /// The current span's context as a `traceparent`, when tracing is on and it is sampled.

@@ -53,7 +53,7 @@ impl AccessLog {
 
     /// Records one call.
     pub fn record(&self, entry: AccessEntry) {
-        metrics::histogram!("august_external_call_seconds", "service" => self.service, "path" => entry.path_template)
+        metrics::histogram!(crate::metrics::EXTERNAL_CALL_SECONDS.name, "service" => self.service, "path" => entry.path_template)
             .record(entry.duration.as_secs_f64());
         let _ = self.tx.send(Message::Call(entry));
     }

@@ -72,21 +72,24 @@ pub const START_TIME: Metric =
 
 // ---- webhooks and ingest (ingest/) ----
 
-/// Deliveries by source (`drchrono`, `deepcura`), event and outcome (`stored`, `duplicate`,
-/// `rejected`, `unauthorized`, `failed`).
+/// Deliveries by source (`drchrono`, `deepcura`), event and outcome: `accepted` (answered 2xx:
+/// stored, or already held) or the error code of the refusal (`unauthorized`, `bad_request`,
+/// `invalid_field`, `unavailable`, …; the `code` of the JSON error body).
 pub const INGEST_DELIVERIES: Metric = counter(
     "august_ingest_deliveries_total",
     &["source", "event", "outcome"],
-    "Webhook deliveries received, by source, event and outcome.",
+    "Webhook deliveries received, by source, event and outcome (accepted, or the refusal's error code).",
 );
-/// Time to answer a webhook route, from request to response.
+/// Time to answer a request of the webhook server, from request to response, by route
+/// (`drchrono`, `deepcura`, `writeback`, `other` for `/health` and `/sync/*`).
 pub const INGEST_HANDLER_SECONDS: Metric = histogram(
     "august_ingest_handler_seconds",
     &["route"],
-    "Time to answer a webhook request, in seconds, by route.",
+    "Time to answer a request of the webhook server, in seconds, by route (drchrono, deepcura, writeback, other).",
     REQUEST_BUCKETS,
 );
-/// Time of the Postgres transaction (begin to commit) that stores a delivery.
+/// Time of the Postgres transaction (begin to commit) that stores a delivery, a pulled page or
+/// a write-back, by source (`drchrono`, `deepcura`, `drchrono_pull`, `writeback`).
 pub const INGEST_COMMIT_SECONDS: Metric = histogram(
     "august_ingest_commit_seconds",
     &["source"],
@@ -255,12 +258,12 @@ pub const CODA_QUOTA_WINDOW_SECONDS: Metric =
 
 // ---- DrChrono pull (ingest/src/drchrono/) ----
 
-/// API calls by path template and status class (`2xx`, `401`, `403`, `429`, `4xx`, `5xx`,
-/// `network`).
+/// API calls by path template and status class (`2xx`, `3xx`, `401`, `403`, `429`, `4xx`,
+/// `5xx`, `network`).
 pub const DRCHRONO_CALLS: Metric = counter(
     "august_drchrono_calls_total",
     &["path", "status"],
-    "DrChrono API calls, by path template and status (2xx, 401, 403, 429, 4xx, 5xx, network).",
+    "DrChrono API calls, by path template and status (2xx, 3xx, 401, 403, 429, 4xx, 5xx, network).",
 );
 /// Calls left in DrChrono's hourly budget, as last reported.
 pub const DRCHRONO_CALLS_LEFT: Metric =
@@ -268,11 +271,11 @@ pub const DRCHRONO_CALLS_LEFT: Metric =
 /// Objects pulled per feed and outcome.
 pub const DRCHRONO_OBJECTS: Metric =
     counter("august_drchrono_objects_total", &["feed", "outcome"], "DrChrono objects pulled, by feed and outcome.");
-/// Sync runs per feed and outcome (`ok`, `failed`, `auth_error`).
+/// Feed pulls of sync runs, per feed and outcome (`ok`, `partial`, `failed`, `auth_error`).
 pub const DRCHRONO_SYNC_RUNS: Metric = counter(
     "august_drchrono_sync_runs_total",
     &["feed", "outcome"],
-    "DrChrono sync runs, by feed and outcome (ok, failed, auth_error).",
+    "DrChrono feed pulls of sync runs, by feed and outcome (ok, partial, failed, auth_error).",
 );
 /// When a feed last synced successfully.
 pub const DRCHRONO_LAST_SUCCESS: Metric = gauge(
@@ -280,11 +283,12 @@ pub const DRCHRONO_LAST_SUCCESS: Metric = gauge(
     &["feed"],
     "When a DrChrono feed last synced successfully, in Unix seconds.",
 );
-/// When the last full reconciliation finished.
+/// When the last reconciliation pass (every feed, on schedule) ended without failing (a pass
+/// that stopped at its share of the hourly budget counts: the next resumes it).
 pub const DRCHRONO_LAST_RECONCILE: Metric = gauge(
     "august_drchrono_last_reconcile_timestamp_seconds",
     &[],
-    "When the last DrChrono reconciliation (sync of every feed) finished, in Unix seconds.",
+    "When the last DrChrono reconciliation pass (every feed) ended without failing, in Unix seconds.",
 );
 
 // ---- Coda write-back (ingest/src/writeback/) ----

@@ -3,6 +3,7 @@
 
 mod coda_echo;
 mod coda_health;
+mod coda_metrics;
 mod coda_quota;
 mod coda_restart;
 mod coda_sink;

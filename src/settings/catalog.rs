@@ -237,6 +237,12 @@ pub const SETTINGS: &[Setting] = &[
         "Address `serve`, `ingest` and `replicate` serve Prometheus `GET /metrics` on (never on the webhook port)."
     ),
     setting!(
+        "AUGUST_DB_CAPACITY_BYTES",
+        "database.capacity_bytes",
+        None,
+        "Storage the database may use, in bytes (e.g. the Cloud SQL disk size): exported as `august_postgres_capacity_bytes` for the storage alert; unset, the alert cannot fire."
+    ),
+    setting!(
         "AUGUST_HEARTBEAT_SECS",
         "replication.heartbeat_secs",
         Some("10"),

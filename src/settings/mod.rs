@@ -298,6 +298,14 @@ impl Sources {
             .ok_or_else(|| SettingError::new("AUGUST_METRICS_ADDR", "is not set"))
     }
 
+    /// `AUGUST_DB_CAPACITY_BYTES`: the storage the database may use, when set.
+    pub fn db_capacity_bytes(&self) -> Result<Option<u64>, SettingError> {
+        match self.parse::<u64>("AUGUST_DB_CAPACITY_BYTES", "a whole number of bytes")? {
+            Some(0) => Err(SettingError::new("AUGUST_DB_CAPACITY_BYTES", "must be more than 0")),
+            bytes => Ok(bytes),
+        }
+    }
+
     /// The webhook server's limits: requests in flight and the header-read timeout.
     pub fn http_limits(&self) -> Result<august_ingest::server::HttpLimits, SettingError> {
         let max_in_flight = self

@@ -90,7 +90,7 @@ fn every_alert_has_for_severity_summary_a_runbook_section_and_unit_tests_both_wa
 
 /// promtool, or None when it is not installed (then the caller skips, unless
 /// `AUGUST_REQUIRE_PROMTOOL=1`, which makes a missing promtool a failure).
-fn promtool() -> Option<PathBuf> {
+pub(super) fn promtool() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let found = std::env::split_paths(&path).map(|dir| dir.join("promtool")).find(|p| p.is_file());
     if found.is_none() {

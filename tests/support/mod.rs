@@ -219,6 +219,16 @@ pub fn sample(scrape: &str, name: &str, labels: &str) -> f64 {
     scrape.lines().find_map(|line| line.strip_prefix(&head).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
 }
 
+/// The sum of every series of the Prometheus metric `name` in a scrape (0 when none).
+pub fn total(scrape: &str, name: &str) -> f64 {
+    scrape
+        .lines()
+        .filter_map(|line| line.strip_prefix(name))
+        .filter(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        .filter_map(|rest| rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
 /// The webhook secrets the end-to-end `serve` tests sign with.
 pub const DRCHRONO_SECRET: &str = "drchrono-secret-0123456789";
 /// See [`DRCHRONO_SECRET`].
@@ -251,20 +261,28 @@ pub fn serve_env(
     env
 }
 
-/// Waits until a replication slot of `db` is being read: a commit after this streams
-/// through cdc (one before the slot exists reaches the views through the initial copy).
+/// Waits until a replication slot of `db` is streaming: a commit after this streams through
+/// cdc. A slot merely `active` is not enough: the permanent slot is active while it is being
+/// created, and the copy's temporary slot while it looks for its consistent point, which waits
+/// for every transaction open on the server; a commit before that point reaches the views
+/// through the initial copy, which carries no trace context. A walsender is in state `catchup`
+/// or `streaming` only after `START_REPLICATION`, which cdc sends once the copy is done.
 pub async fn wait_streaming(db: &august_testkit::TestDb) {
     let client = db.client().await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let row = client
-            .query_one("SELECT count(*) FROM pg_replication_slots WHERE database = current_database() AND active", &[])
+            .query_one(
+                "SELECT count(*) FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid
+                  WHERE s.database = current_database() AND r.state IN ('catchup', 'streaming')",
+                &[],
+            )
             .await
             .unwrap();
         if row.get::<_, i64>(0) > 0 {
             return;
         }
-        assert!(Instant::now() < deadline, "no replication slot of {} was read within 60 s", db.name);
+        assert!(Instant::now() < deadline, "no replication slot of {} was streaming within 60 s", db.name);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

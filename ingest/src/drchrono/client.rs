@@ -234,11 +234,18 @@ impl DrChronoClient {
     }
 
     fn record(&self, path: &'static str, status: Option<u16>, started: Instant, rows: Option<usize>) {
-        let outcome = match status {
-            Some(s) => s.to_string(),
-            None => "none".into(),
+        let status_class = match status {
+            Some(401) => "401",
+            Some(403) => "403",
+            Some(429) => "429",
+            Some(200..=299) => "2xx",
+            Some(300..=399) => "3xx",
+            Some(400..=499) => "4xx",
+            Some(_) => "5xx",
+            None => "network",
         };
-        metrics::counter!("august_drchrono_calls_total", "path" => path, "status" => outcome).increment(1);
+        let name = august_schema::metrics::DRCHRONO_CALLS.name;
+        metrics::counter!(name, "path" => path, "status" => status_class).increment(1);
         self.inner.log.record(AccessEntry {
             method: "GET",
             path_template: path,

@@ -159,7 +159,7 @@ async fn handle(
     let rows = parse_event(event, body)?;
     // A failed `store` has rolled its transaction back (dropped, queued before anything else
     // on this connection), so a refusal is recorded on its own.
-    let stored = crate::trace::commit(store(&mut client, event, &delivery, &rows)).await;
+    let stored = crate::trace::commit("drchrono", store(&mut client, event, &delivery, &rows)).await;
     crate::journal::record_rejection(&*client, SOURCE, event, Some(&delivery), stored).await
 }
 

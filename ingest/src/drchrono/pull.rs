@@ -145,7 +145,7 @@ impl Puller<'_> {
                 let page = self.client.page(&url, feed.path, self.options.priority).await?;
                 tracing::Span::current().record("august.objects", page.results.len());
                 let next = page.next.clone();
-                let counts = crate::trace::commit(self.commit_page(feed, page, skip_before)).await?;
+                let counts = crate::trace::commit("drchrono_pull", self.commit_page(feed, page, skip_before)).await?;
                 Ok::<_, DrChronoError>((next, counts))
             }
             .instrument(span)
@@ -153,7 +153,7 @@ impl Puller<'_> {
             run.add(&counts);
             let calls_left = self.client.budget().last_calls_left();
             if let Some(left) = calls_left {
-                metrics::gauge!("august_drchrono_calls_left").set(f64::from(left));
+                metrics::gauge!(august_schema::metrics::DRCHRONO_CALLS_LEFT.name).set(f64::from(left));
             }
             for (outcome, n) in [
                 ("inserted", counts.inserted),
@@ -161,7 +161,7 @@ impl Puller<'_> {
                 ("unchanged", counts.unchanged),
                 ("failed", counts.failed),
             ] {
-                metrics::counter!("august_drchrono_objects_total", "feed" => feed.name, "outcome" => outcome)
+                metrics::counter!(august_schema::metrics::DRCHRONO_OBJECTS.name, "feed" => feed.name, "outcome" => outcome)
                     .increment(u64::from(n));
             }
             self.progress.send_replace(Progress { feed: feed.name, counts: *run, calls_left });
@@ -353,7 +353,7 @@ impl Puller<'_> {
             .await
             .map_err(|e| DbError::new("finish a pass in drchrono_sync_state", e))?;
         let now = chrono::Utc::now().timestamp() as f64;
-        metrics::gauge!("august_drchrono_last_success_timestamp_seconds", "feed" => feed.name).set(now);
+        metrics::gauge!(august_schema::metrics::DRCHRONO_LAST_SUCCESS.name, "feed" => feed.name).set(now);
         Ok(())
     }
 }

@@ -224,6 +224,7 @@ impl ClaimedRun {
             if let Some(left) = share.as_mut().filter(|_| feed.unfiltered()) {
                 *left = left.saturating_sub(counts.pages - before);
             }
+            count_run(feed, &result);
             match result {
                 Ok(FeedEnd::Finished) => {}
                 Ok(FeedEnd::Stopped) => status = "partial",
@@ -252,6 +253,10 @@ impl ClaimedRun {
             tracing::warn!(run_id = %self.id, "sync run stopped early; the next run resumes where it stopped");
         }
         self.syncer.client.flush_access_log().await;
+        if self.reconcile_every.is_some() && status != "failed" {
+            let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+            metrics::gauge!(august_schema::metrics::DRCHRONO_LAST_RECONCILE.name).set(now);
+        }
         RunSummary { run_id: self.id, status, counts, error }
     }
 
@@ -285,4 +290,20 @@ impl ClaimedRun {
             .map_err(|e| DbError::new("record the end of a sync run", e))?;
         Ok(())
     }
+}
+
+/// Counts one feed's pull in `august_drchrono_sync_runs_total{feed,outcome}`: `ok`, `partial`
+/// (stopped by the budget or a page limit), `auth_error` (DrChrono refused our tokens) or
+/// `failed`.
+fn count_run(feed: &Feed, result: &Result<FeedEnd, DrChronoError>) {
+    let outcome = match result {
+        Ok(FeedEnd::Finished) => "ok",
+        Ok(FeedEnd::Stopped) | Err(DrChronoError::BudgetSpent { .. }) => "partial",
+        Err(
+            DrChronoError::Reauthorise(_) | DrChronoError::BadTokenKey | DrChronoError::Refused { status: 401, .. },
+        ) => "auth_error",
+        Err(_) => "failed",
+    };
+    let name = august_schema::metrics::DRCHRONO_SYNC_RUNS.name;
+    metrics::counter!(name, "feed" => feed.name, "outcome" => outcome).increment(1);
 }

@@ -120,8 +120,10 @@ async fn receive(
         }
     };
     crate::trace::answered(&span, response.status().as_u16(), outcome);
-    metrics::counter!("august_writeback_requests_total", "target" => target.name, "outcome" => outcome).increment(1);
-    metrics::histogram!("august_writeback_seconds", "target" => target.name).record(started.elapsed().as_secs_f64());
+    metrics::counter!(august_schema::metrics::WRITEBACK_REQUESTS.name, "target" => target.name, "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(august_schema::metrics::WRITEBACK_SECONDS.name, "target" => target.name)
+        .record(started.elapsed().as_secs_f64());
     response
 }
 
@@ -142,10 +144,13 @@ async fn handle(
         Err(e) => (None, Refusal::from(WritebackError::Transport(e)), false),
         Ok(body) => match request::parse(schema, &body) {
             Err(e) => (request::editor_of(&body), Refusal::from(e), true),
-            Ok(patch) => match crate::trace::commit(store::apply(&mut client, schema, &key, &patch, started)).await {
-                Ok(stored) => return Ok(stored),
-                Err(refusal) => (Some(patch.edited_by), refusal, false),
-            },
+            Ok(patch) => {
+                match crate::trace::commit("writeback", store::apply(&mut client, schema, &key, &patch, started)).await
+                {
+                    Ok(stored) => return Ok(stored),
+                    Err(refusal) => (Some(patch.edited_by), refusal, false),
+                }
+            }
         },
     };
     if matches!(&refusal.error, WritebackError::Transport(IngestError::Unavailable(_))) {

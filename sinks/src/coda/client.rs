@@ -5,16 +5,17 @@
 //! after everything it needed first (a look-up, a ledger write), so the spacing Coda sees is
 //! the spacing the limiter keeps.
 
-use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use august_schema::{ErrorKind, Secret};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::DefaultDirectRateLimiter;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use august_schema::access_log::{AccessEntry, AccessLog};
+
+use super::quota::{limiter, Pacer};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -25,9 +26,17 @@ pub enum CodaError {
         /// The server's `Retry-After`.
         retry_after: Option<Duration>,
     },
-    /// 5xx, a time-out or a broken connection: try again later.
+    /// A time-out, a broken connection or a malformed answer: try again later.
     #[error("Coda unavailable: {0}")]
     Unavailable(String),
+    /// 5xx: try again later.
+    #[error("Coda server error ({status}): {message}")]
+    ServerError {
+        /// The status.
+        status: u16,
+        /// Coda's message.
+        message: String,
+    },
     /// Another 4xx: the request itself is wrong (e.g. a value Coda refuses).
     #[error("Coda refused the request ({status}): {message}")]
     Rejected {
@@ -52,8 +61,20 @@ impl CodaError {
     /// Whether trying again can help.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            CodaError::RateLimited { .. } | CodaError::Unavailable(_) => ErrorKind::Retryable,
+            CodaError::RateLimited { .. } | CodaError::Unavailable(_) | CodaError::ServerError { .. } => {
+                ErrorKind::Retryable
+            }
             CodaError::Rejected { .. } | CodaError::Fatal { .. } => ErrorKind::Permanent,
+        }
+    }
+
+    /// The `outcome` label of `august_coda_requests_total` for a request that failed so.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            CodaError::RateLimited { .. } => "rate_limited",
+            CodaError::ServerError { .. } => "server_error",
+            CodaError::Unavailable(_) => "network",
+            CodaError::Rejected { .. } | CodaError::Fatal { .. } => "client_error",
         }
     }
 }
@@ -81,55 +102,6 @@ impl Default for CodaSettings {
             writes: (10, Duration::from_secs(6)),
             reads: (100, Duration::from_secs(6)),
             timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-/// One call per `window / count`, 2% slower still, so jitter in delivery cannot bunch
-/// `count + 1` calls into one window at the server (120 ms of slack over Coda's 6 s).
-fn spacing((count, window): (u32, Duration)) -> Duration {
-    (window.mul_f64(1.02) / count.max(1)).max(Duration::from_micros(1))
-}
-
-/// A limiter that never lets more than `count` calls into any `window` (see [`spacing`]).
-fn limiter(quota: (u32, Duration)) -> DefaultDirectRateLimiter {
-    RateLimiter::direct(Quota::with_period(spacing(quota)).expect("positive period").allow_burst(NonZeroU32::MIN))
-}
-
-/// The write quota: one write per spacing, whose next slot can be looked at without taking it
-/// (the writer waits for it, builds its batch, and the request takes it as it leaves). The
-/// first slot is one spacing after start, so a run started right after a killed one cannot
-/// bunch its first write onto the killed run's last.
-#[derive(Debug)]
-struct Pacer {
-    spacing: Duration,
-    next: Mutex<Instant>,
-}
-
-impl Pacer {
-    fn new(quota: (u32, Duration)) -> Self {
-        let spacing = spacing(quota);
-        Self { spacing, next: Mutex::new(Instant::now() + spacing) }
-    }
-
-    /// When the next slot opens.
-    fn ready_at(&self) -> Instant {
-        *self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Takes the next slot, waiting for it to open.
-    async fn take(&self) {
-        loop {
-            let wait = {
-                let mut next = self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let now = Instant::now();
-                if *next <= now {
-                    *next = now + self.spacing;
-                    return;
-                }
-                *next - now
-            };
-            tokio::time::sleep(wait).await;
         }
     }
 }
@@ -187,6 +159,12 @@ impl CodaClient {
         self.writes.ready_at()
     }
 
+    /// The write quota now: writes spent in the last window, writes a window allows, and the
+    /// window (`august_coda_quota_*`).
+    pub fn write_quota(&self) -> (u32, u32, Duration) {
+        (self.writes.used(), self.settings.writes.0, self.settings.writes.1)
+    }
+
     async fn call(
         &self,
         method: reqwest::Method,
@@ -237,7 +215,7 @@ impl CodaClient {
         Err(match status.as_u16() {
             429 => CodaError::RateLimited { retry_after },
             401 | 403 | 404 => CodaError::Fatal { status: status.as_u16(), path: template, message },
-            s if s >= 500 => CodaError::Unavailable(format!("{s}: {message}")),
+            s if s >= 500 => CodaError::ServerError { status: s, message },
             s => CodaError::Rejected { status: s, message },
         })
     }

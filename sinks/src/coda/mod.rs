@@ -21,6 +21,7 @@ mod confirm;
 pub mod dead_letters;
 pub mod ledger;
 pub mod mapping;
+mod quota;
 pub mod settle;
 pub mod traced;
 pub mod writer;

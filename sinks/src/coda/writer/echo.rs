@@ -24,6 +24,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use august_cdc::{Lsn, NoticeKind, WalNotice};
 use serde_json::Value;
@@ -147,8 +148,18 @@ impl Writer {
         let change = Change::Upsert { cells, hash };
         let verify = Some(Verify { row_id });
         let traces = Default::default(); // a refresh is August's own rewrite, not a traced change
-        let item =
-            Pending { key: key.to_string(), key_value, lsn, since: lsn, committed: None, change, verify, traces };
+        let queued = Instant::now();
+        let item = Pending {
+            key: key.to_string(),
+            key_value,
+            lsn,
+            since: lsn,
+            committed: None,
+            change,
+            verify,
+            traces,
+            queued,
+        };
         self.pending[t].insert(key.to_string(), item);
     }
 

@@ -36,7 +36,7 @@ impl Writer {
             }
         }
         match error {
-            CodaError::RateLimited { .. } | CodaError::Unavailable(_) => {
+            CodaError::RateLimited { .. } | CodaError::Unavailable(_) | CodaError::ServerError { .. } => {
                 self.write_failed(batch.table);
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
                 batch.attempts += 1;
@@ -87,8 +87,8 @@ impl Writer {
                 };
                 if dead_letters::record(&self.db, &refusal).await? {
                     self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("august_coda_dead_letters_total", "view" => table.view.clone()).increment(1);
-                    metrics::gauge!("august_coda_dead_letters_open").increment(1.0);
+                    let view = table.view.clone();
+                    metrics::counter!(august_schema::metrics::CODA_DEAD_LETTERS.name, "view" => view).increment(1);
                 }
                 self.refused.insert((table.view.clone(), item.key.clone(), hash.to_string()));
                 tracing::error!(view = %table.view, key = %item.key, status, "Coda refused a row; it is in sink_dead_letters");

@@ -15,7 +15,7 @@ use crate::coda::client::CodaError;
 use crate::coda::mapping::MappingError;
 
 /// The stalled-table gauge, per view.
-pub const STALLED_METRIC: &str = "august_coda_stalled";
+pub const STALLED_METRIC: &str = august_schema::metrics::CODA_STALLED.name;
 
 /// One table's health.
 #[derive(Debug, Clone, Default)]
@@ -110,6 +110,7 @@ impl Writer {
                 since: item.since.min(newer.since),
                 committed: item.committed.or(newer.committed),
                 traces: item.traces.merge(newer.traces),
+                queued: item.queued.min(newer.queued),
                 ..newer
             },
             None => item,

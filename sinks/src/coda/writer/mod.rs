@@ -44,6 +44,7 @@ use crate::SinkError;
 mod echo;
 mod failures;
 mod health;
+mod meter;
 mod send;
 mod stats;
 mod trace;
@@ -120,6 +121,8 @@ struct Pending {
     verify: Option<echo::Verify>,
     /// The traced changes it carries.
     traces: trace::Carried,
+    /// When the oldest change it carries reached the writer (coalescing keeps it).
+    queued: Instant,
 }
 
 #[derive(Debug)]
@@ -148,7 +151,6 @@ pub async fn write_to_coda(
     let mut held = ledger::load(&db, &views).await?;
     let purged = super::dead_letters::purge(&db, config.dead_letter_days).await?;
     let refused = super::dead_letters::open(&db, &views).await?;
-    metrics::gauge!("august_coda_dead_letters_open").set(refused.len() as f64);
     if purged > 0 || !refused.is_empty() {
         tracing::info!(purged, open = refused.len(), "dead letters: see `august dead-letters list`");
     }
@@ -183,7 +185,9 @@ pub async fn write_to_coda(
     };
     let (confirm, mut confirmations) = super::confirm::start(pg.clone(), w.client.clone(), w.config.poll, settling);
     w.confirm = Some(confirm);
+    w.register();
     let mut drain_until: Option<Instant> = None;
+    let mut publish = tokio::time::interval(Duration::from_secs(1));
     loop {
         w.start_verifies();
         let next_retry =
@@ -203,12 +207,12 @@ pub async fn write_to_coda(
             _ = w.client.write_slot(), if ready => w.send_next().await?,
             _ = tokio::time::sleep_until(next_retry.into()), if !w.retry.is_empty() && !ready => {}
             _ = tokio::time::sleep(Duration::from_millis(100)), if drain_until.is_some() => {}
+            _ = publish.tick() => w.publish(),
         }
         durable.send_if_modified(|d| {
             let now = w.durable();
             (now > *d).then(|| *d = now).is_some()
         });
-        metrics::gauge!("august_coda_pending_rows").set(w.pending.iter().map(BTreeMap::len).sum::<usize>() as f64);
         if let Some(until) = drain_until {
             if w.idle() || Instant::now() >= until {
                 return Ok(());
@@ -336,12 +340,14 @@ impl Writer {
                 continue;
             }
             let traces = writes.row(t, &table.view);
-            let (since, committed, verify, traces) = match older {
-                Some(o) => (o.since, o.committed.or(commit_time), marked.or(o.verify), o.traces.merge(traces)),
-                None => (lsn, commit_time, marked, traces),
+            let (since, committed, verify, traces, queued) = match older {
+                Some(o) => {
+                    (o.since, o.committed.or(commit_time), marked.or(o.verify), o.traces.merge(traces), o.queued)
+                }
+                None => (lsn, commit_time, marked, traces, Instant::now()),
             };
             let verify = verify.filter(|_| matches!(change, Change::Upsert { .. }));
-            let item = Pending { key: key.clone(), key_value, lsn, since, committed, change, verify, traces };
+            let item = Pending { key: key.clone(), key_value, lsn, since, committed, change, verify, traces, queued };
             self.pending[t].insert(key, item);
         }
     }
@@ -373,6 +379,7 @@ impl Writer {
                     change: Change::Delete,
                     verify: None,
                     traces: trace::Carried::default(),
+                    queued: Instant::now(),
                 };
                 self.pending[t].insert(key, pending);
             }

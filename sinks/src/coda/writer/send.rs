@@ -41,6 +41,7 @@ impl Writer {
         let call = async {
             match &batch.items[0].change {
                 Change::Upsert { .. } => {
+                    self.count_write(batch.table, "upsert");
                     let rows: Vec<Cells> = batch
                         .items
                         .iter()
@@ -56,10 +57,11 @@ impl Writer {
                         .upsert_rows(&self.mapping.doc_id, &table.table_id, &rows, &[table.key_column().to_string()])
                         .await
                 }
-                Change::Delete => self.delete(&table, &batch.items).await,
+                Change::Delete => self.delete(batch.table, &table, &batch.items).await,
             }
         };
         let (result, request_span) = crate::coda::traced::carrying(&table.view, links, call).await;
+        self.count_request(batch.table, result.as_ref().map_or_else(CodaError::outcome, |_| "ok"));
         self.trace.attempted(request_span, &batch.items, result.as_ref().ok().map(String::as_str));
         match result {
             Ok(request) => {
@@ -71,7 +73,7 @@ impl Writer {
                 }
                 if matches!(batch.items[0].change, Change::Upsert { .. }) {
                     self.stats.rows_written.fetch_add(batch.items.len() as u64, Ordering::Relaxed);
-                    metrics::counter!("august_coda_rows_written_total", "view" => table.view.clone())
+                    metrics::counter!(august_schema::metrics::CODA_ROWS_WRITTEN.name, "view" => table.view.clone())
                         .increment(batch.items.len() as u64);
                 }
                 let view = &self.mapping.tables[batch.table].view;
@@ -163,7 +165,7 @@ impl Writer {
     /// Deletes by row id: the ledger's when known, else found by a keyed look-up (on the read
     /// quota; a row id found once is kept, so a delete tried again looks up only the rest). The
     /// write slot is taken after the look-ups, as the DELETE leaves.
-    async fn delete(&mut self, table: &TableMapping, items: &[Pending]) -> Result<String, CodaError> {
+    async fn delete(&mut self, t: usize, table: &TableMapping, items: &[Pending]) -> Result<String, CodaError> {
         let mut ids = Vec::new();
         for item in items {
             let entry = (table.view.clone(), item.key.clone());
@@ -184,6 +186,7 @@ impl Writer {
                 }
             }
         }
+        self.count_write(t, "delete");
         self.client.delete_rows(&self.mapping.doc_id, &table.table_id, &ids).await
     }
 
@@ -235,6 +238,7 @@ impl Writer {
     /// is observed.
     fn landed(&mut self, t: usize, items: Vec<Pending>) {
         self.write_landed(t);
+        self.count_landed(t);
         let view = self.mapping.tables[t].view.clone();
         self.stats.rows_durable.fetch_add(items.len() as u64, Ordering::Relaxed);
         let now = Utc::now();

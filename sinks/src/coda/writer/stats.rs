@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// The histogram of commit-to-durable latency, per view.
-pub const LATENCY_METRIC: &str = "august_e2e_latency_seconds";
+pub const LATENCY_METRIC: &str = august_schema::metrics::E2E_LATENCY_SECONDS.name;
 
 /// What the writer did, for tests and the status line.
 #[derive(Debug, Default)]
@@ -44,7 +44,7 @@ pub struct WriterStats {
 pub const RECENT: usize = 512;
 
 /// The counter of rows not written because a staff edit had put them in Coda already.
-pub const ECHOES_METRIC: &str = "august_coda_echoes_avoided_total";
+pub const ECHOES_METRIC: &str = august_schema::metrics::CODA_ECHOES_AVOIDED.name;
 
 impl WriterStats {
     /// Write requests accepted by Coda for `view`.
