@@ -44,11 +44,15 @@ enum Command {
     /// Print committed changes as JSON lines (one per row change), like a decoded
     /// pg_recvlogical. Values are PHI; --keys-only prints ids alone.
     Tail(commands::tail::TailArgs),
-    /// List every view with its key column and columns (for writing a Coda mapping file).
+    /// List every view with its key column and columns, each with its PHI class (for writing a
+    /// Coda mapping file); with --mapping, which PHI the mapping sends to which Coda table.
     Views {
-        /// Print `[{"name", "key", "columns"}, …]` as JSON.
+        /// Print as JSON.
         #[arg(long)]
         json: bool,
+        /// A Coda mapping file: print, per mapped table, the columns of each PHI class it carries.
+        #[arg(long, value_name = "FILE")]
+        mapping: Option<PathBuf>,
     },
     /// Replicate: change stream → dataflow → sinks, until SIGTERM or Ctrl-C.
     Replicate(commands::replicate::ReplicateArgs),
@@ -85,7 +89,9 @@ fn main() -> ExitCode {
         Command::Settings => {
             return commands::views::print_all(&settings::markdown_table()).map_or_else(report, |_| ExitCode::SUCCESS)
         }
-        Command::Views { json } => return commands::views::run(*json).map_or_else(report, |_| ExitCode::SUCCESS),
+        Command::Views { json, mapping } => {
+            return commands::views::run(*json, mapping.as_deref()).map_or_else(report, |_| ExitCode::SUCCESS)
+        }
         _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -12,6 +12,7 @@ use crate::{august, stderr};
 const MAPPING: &str = r#"
 doc_id = "doc-cli"
 [[tables]]
+allow = ["direct", "clinical", "identifier", "operational"]
 view = "scheduling_ops"
 table_id = "grid-sched"
 key = "appointment_id"

@@ -126,3 +126,26 @@ fn a_short_coda_writeback_token_exits_2_naming_it() {
     assert_config_error(&out, "CODA_WRITEBACK_TOKEN");
     assert!(!stderr(&out).contains("short-tok"), "the token is not shown");
 }
+
+#[test]
+fn a_mapping_that_sends_phi_its_table_does_not_allow_exits_2_naming_every_such_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mapping.toml");
+    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo-mapping.toml")).unwrap();
+    // scheduling_ops carries names, birth dates and phones: take `direct` out of its allowance.
+    let narrowed = demo.replacen(
+        "view = \"scheduling_ops\"\ntable_id = \"grid-scheduling-ops\"\nallow = [\"direct\", ",
+        "view = \"scheduling_ops\"\ntable_id = \"grid-scheduling-ops\"\nallow = [",
+        1,
+    );
+    assert_ne!(narrowed, demo, "the demo mapping allows scheduling_ops direct PHI");
+    std::fs::write(&file, narrowed).unwrap();
+    let env = [("DATABASE_URL", "postgres://u@127.0.0.1:1/d"), ("AUGUST_CODA_MAPPING", file.to_str().unwrap())];
+    let out = august(&["replicate"], &env);
+    assert_config_error(&out, "AUGUST_CODA_MAPPING");
+    let err = stderr(&out);
+    for column in ["patient_name (direct)", "date_of_birth (direct)", "phone (direct)", "email (direct)"] {
+        assert!(err.contains(column), "names {column}: {err}");
+    }
+    assert!(err.contains("view scheduling_ops"), "{err}");
+}

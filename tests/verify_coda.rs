@@ -15,6 +15,7 @@ const TOKEN: &str = "verify-token";
 const MAPPING: &str = r#"
 doc_id = "doc-verify"
 [[tables]]
+allow = ["direct", "clinical", "identifier", "operational"]
 view = "patients"
 table_id = "grid-patients"
 key = "drchrono_id"
@@ -25,6 +26,7 @@ first_name = "c-first"
 cell_phone = "c-phone"
 
 [[tables]]
+allow = ["direct", "clinical", "identifier", "operational"]
 view = "scheduling_ops"
 table_id = "grid-sched"
 key = "appointment_id"

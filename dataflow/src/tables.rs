@@ -8,6 +8,8 @@
 
 use august_cdc::{Relation, Row, Value};
 
+use crate::phi::PhiClass;
+
 /// One published table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TableSpec {
@@ -19,6 +21,8 @@ pub struct TableSpec {
     pub view_key: &'static str,
     /// Every column, in table order.
     pub columns: &'static [&'static str],
+    /// The PHI class of each column, in the same order (see [`crate::phi`]).
+    pub classes: &'static [PhiClass],
 }
 
 impl TableSpec {
@@ -41,86 +45,153 @@ impl TableSpec {
         self.key.iter().map(|k| row.0[self.col(k)].clone()).collect()
     }
 
+    /// The PHI class of `column` (`None` for a name the spec lacks).
+    pub fn class(&self, column: &str) -> Option<PhiClass> {
+        self.columns.iter().position(|c| *c == column).map(|i| self.classes[i])
+    }
+
     /// Whether the row is soft-deleted.
     pub fn is_soft_deleted(&self, row: &Row) -> bool {
         self.columns.iter().position(|c| *c == "deleted_at").is_some_and(|i| !row.0[i].is_null())
     }
 }
 
+/// A table: its key, its view key and every column with its PHI class (`"name" Class`).
 macro_rules! table {
-    ($name:literal, key [$($key:literal),+], view_key $view_key:literal, [$($column:literal),+ $(,)?]) => {
-        TableSpec { name: $name, key: &[$($key),+], view_key: $view_key, columns: &[$($column),+] }
+    ($name:literal, key [$($key:literal),+], view_key $view_key:literal, [$($column:literal $class:ident),+ $(,)?]) => {
+        TableSpec {
+            name: $name,
+            key: &[$($key),+],
+            view_key: $view_key,
+            columns: &[$($column),+],
+            classes: &[$(PhiClass::$class),+],
+        }
     };
 }
 
 /// Every published table, in the order of `migrations/0005_publication.sql`.
 pub const TABLES: &[TableSpec] = &[
     table!("providers", key ["drchrono_id"], view_key "drchrono_id", [
-        "id", "drchrono_id", "first_name", "last_name", "suffix", "specialty", "job_title", "npi_number", "group_npi_number",
-        "email", "office_phone", "cell_phone", "practice_group", "timezone", "is_account_suspended",
-        "drchrono_raw", "drchrono_updated_at", "created_at", "updated_at", "deleted_at"]),
+        "id" Identifier, "drchrono_id" Identifier, "first_name" Direct, "last_name" Direct, "suffix" Direct,
+        "specialty" Operational, "job_title" Operational, "npi_number" Identifier, "group_npi_number" Identifier,
+        "email" Direct, "office_phone" Direct, "cell_phone" Direct, "practice_group" Operational,
+        "timezone" Operational, "is_account_suspended" Operational, "drchrono_raw" Direct,
+        "drchrono_updated_at" Operational, "created_at" Operational, "updated_at" Operational,
+        "deleted_at" Operational,
+    ]),
     table!("patients", key ["drchrono_id"], view_key "drchrono_id", [
-        "id", "drchrono_id", "chart_id", "first_name", "middle_name", "last_name", "nick_name", "date_of_birth", "gender",
-        "email", "cell_phone", "home_phone", "office_phone", "address", "city", "state", "zip_code", "provider_id",
-        "patient_status", "preferred_language", "patient_payment_profile", "primary_care_physician", "referring_source",
-        "default_pharmacy", "emergency_contact_name", "emergency_contact_phone", "emergency_contact_relation",
-        "date_of_first_appointment", "date_of_last_appointment", "drchrono_raw", "drchrono_created_at",
-        "drchrono_updated_at", "created_at", "updated_at", "deleted_at"]),
+        "id" Identifier, "drchrono_id" Identifier, "chart_id" Direct, "first_name" Direct, "middle_name" Direct,
+        "last_name" Direct, "nick_name" Direct, "date_of_birth" Direct, "gender" Direct, "email" Direct,
+        "cell_phone" Direct, "home_phone" Direct, "office_phone" Direct, "address" Direct, "city" Direct,
+        "state" Direct, "zip_code" Direct, "provider_id" Identifier, "patient_status" Operational,
+        "preferred_language" Direct, "patient_payment_profile" Operational, "primary_care_physician" Direct,
+        "referring_source" Direct, "default_pharmacy" Direct, "emergency_contact_name" Direct,
+        "emergency_contact_phone" Direct, "emergency_contact_relation" Direct,
+        "date_of_first_appointment" Operational, "date_of_last_appointment" Operational, "drchrono_raw" Direct,
+        "drchrono_created_at" Operational, "drchrono_updated_at" Operational, "created_at" Operational,
+        "updated_at" Operational, "deleted_at" Operational,
+    ]),
     table!("appointments", key ["drchrono_id"], view_key "drchrono_id", [
-        "id", "drchrono_id", "patient_id", "provider_id", "office_id", "exam_room", "scheduled_time", "duration", "status",
-        "custom_status", "reason", "notes", "profile_id", "billing_status", "payment_profile", "is_walk_in", "appt_is_break",
-        "recurring_appointment", "base_recurring_appointment", "icd10_codes", "primary_insurer_name",
-        "primary_insurer_payer_id", "drchrono_raw", "drchrono_created_at", "drchrono_updated_at", "created_at",
-        "updated_at", "deleted_at"]),
+        "id" Identifier, "drchrono_id" Identifier, "patient_id" Identifier, "provider_id" Identifier,
+        "office_id" Identifier, "exam_room" Operational, "scheduled_time" Operational, "duration" Operational,
+        "status" Operational, "custom_status" Operational, "reason" Direct, "notes" Direct, "profile_id" Identifier,
+        "billing_status" Operational, "payment_profile" Operational, "is_walk_in" Operational,
+        "appt_is_break" Operational, "recurring_appointment" Identifier, "base_recurring_appointment" Identifier,
+        "icd10_codes" Clinical, "primary_insurer_name" Operational, "primary_insurer_payer_id" Identifier,
+        "drchrono_raw" Direct, "drchrono_created_at" Operational, "drchrono_updated_at" Operational,
+        "created_at" Operational, "updated_at" Operational, "deleted_at" Operational,
+    ]),
     table!("clinical_notes", key ["drchrono_id"], view_key "drchrono_id", [
-        "id", "drchrono_id", "patient_id", "locked", "locked_at", "archived", "locked_by", "supervisor_locked_by", "sections",
-        "drchrono_raw", "drchrono_updated_at", "created_at", "updated_at", "deleted_at"]),
+        "id" Identifier, "drchrono_id" Identifier, "patient_id" Identifier, "locked" Operational,
+        "locked_at" Operational, "archived" Operational, "locked_by" Identifier, "supervisor_locked_by" Identifier,
+        "sections" Clinical, "drchrono_raw" Direct, "drchrono_updated_at" Operational, "created_at" Operational,
+        "updated_at" Operational, "deleted_at" Operational,
+    ]),
     table!("medications", key ["drchrono_id"], view_key "drchrono_id", [
-        "id", "drchrono_id", "patient_id", "provider_id", "appointment_id", "name", "rxnorm", "ndc", "dosage_quantity",
-        "dosage_units", "frequency", "route", "indication", "status", "order_status", "prn", "daw", "number_refills",
-        "dispense_quantity", "date_prescribed", "date_started_taking", "date_stopped_taking", "notes",
-        "drchrono_raw", "drchrono_updated_at", "created_at", "updated_at", "deleted_at"]),
+        "id" Identifier, "drchrono_id" Identifier, "patient_id" Identifier, "provider_id" Identifier,
+        "appointment_id" Identifier, "name" Clinical, "rxnorm" Clinical, "ndc" Clinical, "dosage_quantity" Clinical,
+        "dosage_units" Clinical, "frequency" Clinical, "route" Clinical, "indication" Clinical, "status" Clinical,
+        "order_status" Operational, "prn" Clinical, "daw" Clinical, "number_refills" Clinical,
+        "dispense_quantity" Clinical, "date_prescribed" Clinical, "date_started_taking" Clinical,
+        "date_stopped_taking" Clinical, "notes" Direct, "drchrono_raw" Direct, "drchrono_updated_at" Operational,
+        "created_at" Operational, "updated_at" Operational, "deleted_at" Operational,
+    ]),
     table!("problems", key ["drchrono_id"], view_key "drchrono_id", [
-        "id", "drchrono_id", "patient_id", "provider_id", "appointment_id", "name", "description", "icd_code", "icd_version",
-        "snomed_ct_code", "status", "verification_status", "category", "date_onset", "date_diagnosis", "date_changed",
-        "abatement_date", "notes", "drchrono_raw", "drchrono_updated_at", "created_at", "updated_at", "deleted_at"]),
+        "id" Identifier, "drchrono_id" Identifier, "patient_id" Identifier, "provider_id" Identifier,
+        "appointment_id" Identifier, "name" Clinical, "description" Clinical, "icd_code" Clinical,
+        "icd_version" Clinical, "snomed_ct_code" Clinical, "status" Clinical, "verification_status" Clinical,
+        "category" Clinical, "date_onset" Clinical, "date_diagnosis" Clinical, "date_changed" Clinical,
+        "abatement_date" Clinical, "notes" Direct, "drchrono_raw" Direct, "drchrono_updated_at" Operational,
+        "created_at" Operational, "updated_at" Operational, "deleted_at" Operational,
+    ]),
     table!("allergies", key ["drchrono_id"], view_key "drchrono_id", [
-        "id", "drchrono_id", "patient_id", "provider_id", "description", "reaction", "status", "verification_status",
-        "rxnorm", "snomed_code", "snomed_reaction", "notes", "drchrono_raw", "drchrono_updated_at", "created_at",
-        "updated_at", "deleted_at"]),
+        "id" Identifier, "drchrono_id" Identifier, "patient_id" Identifier, "provider_id" Identifier,
+        "description" Clinical, "reaction" Clinical, "status" Clinical, "verification_status" Clinical,
+        "rxnorm" Clinical, "snomed_code" Clinical, "snomed_reaction" Clinical, "notes" Direct, "drchrono_raw" Direct,
+        "drchrono_updated_at" Operational, "created_at" Operational, "updated_at" Operational,
+        "deleted_at" Operational,
+    ]),
     table!("insurance_records", key ["patient_id", "type"], view_key "id", [
-        "id", "patient_id", "type", "insurance_company", "insurance_payer_id", "insurance_plan_name", "insurance_plan_type",
-        "insurance_group_name", "insurance_group_number", "insurance_id_number", "is_subscriber_the_patient",
-        "patient_relationship_to_subscriber", "subscriber_first_name", "subscriber_last_name", "subscriber_date_of_birth",
-        "drchrono_raw", "drchrono_updated_at", "created_at", "updated_at", "deleted_at"]),
+        "id" Identifier, "patient_id" Identifier, "type" Operational, "insurance_company" Operational,
+        "insurance_payer_id" Identifier, "insurance_plan_name" Operational, "insurance_plan_type" Operational,
+        "insurance_group_name" Operational, "insurance_group_number" Direct, "insurance_id_number" Direct,
+        "is_subscriber_the_patient" Operational, "patient_relationship_to_subscriber" Operational,
+        "subscriber_first_name" Direct, "subscriber_last_name" Direct, "subscriber_date_of_birth" Direct,
+        "drchrono_raw" Direct, "drchrono_updated_at" Operational, "created_at" Operational, "updated_at" Operational,
+        "deleted_at" Operational,
+    ]),
     table!("line_items", key ["drchrono_id"], view_key "drchrono_id", [
-        "id", "drchrono_id", "appointment_id", "patient_id", "provider_id", "code", "procedure_type", "description",
-        "modifiers", "diagnosis_pointers", "quantity", "units", "price", "billed", "allowed", "adjustment",
-        "expected_reimbursement", "ins1_paid", "ins2_paid", "ins3_paid", "ins_total", "pt_paid", "paid_total",
-        "balance_ins", "balance_pt", "balance_total", "billing_status", "insurance_status", "denied_flag", "service_date",
-        "posted_date", "drchrono_raw", "drchrono_updated_at", "created_at", "updated_at", "deleted_at"]),
+        "id" Identifier, "drchrono_id" Identifier, "appointment_id" Identifier, "patient_id" Identifier,
+        "provider_id" Identifier, "code" Clinical, "procedure_type" Clinical, "description" Clinical,
+        "modifiers" Clinical, "diagnosis_pointers" Clinical, "quantity" Clinical, "units" Clinical,
+        "price" Operational, "billed" Operational, "allowed" Operational, "adjustment" Operational,
+        "expected_reimbursement" Operational, "ins1_paid" Operational, "ins2_paid" Operational,
+        "ins3_paid" Operational, "ins_total" Operational, "pt_paid" Operational, "paid_total" Operational,
+        "balance_ins" Operational, "balance_pt" Operational, "balance_total" Operational,
+        "billing_status" Operational, "insurance_status" Operational, "denied_flag" Operational,
+        "service_date" Operational, "posted_date" Operational, "drchrono_raw" Direct,
+        "drchrono_updated_at" Operational, "created_at" Operational, "updated_at" Operational,
+        "deleted_at" Operational,
+    ]),
     table!("deepcura_notes", key ["id"], view_key "id", [
-        "id", "drchrono_patient_id", "drchrono_appt_id", "session_date", "provider_npi", "transcript", "soap_subjective",
-        "soap_objective", "soap_assessment", "soap_plan", "icd10_suggestions", "cpt_suggestions", "medications_mentioned",
-        "risk_assessment", "raw_payload", "clinical_note_id", "linked_at", "link_method", "needs_review", "created_at",
-        "updated_at", "deleted_at", "deepcura_updated_at"]),
+        "id" Identifier, "drchrono_patient_id" Identifier, "drchrono_appt_id" Identifier, "session_date" Operational,
+        "provider_npi" Identifier, "transcript" Clinical, "soap_subjective" Clinical, "soap_objective" Clinical,
+        "soap_assessment" Clinical, "soap_plan" Clinical, "icd10_suggestions" Clinical, "cpt_suggestions" Clinical,
+        "medications_mentioned" Clinical, "risk_assessment" Clinical, "raw_payload" Direct,
+        "clinical_note_id" Identifier, "linked_at" Operational, "link_method" Operational, "needs_review" Operational,
+        "created_at" Operational, "updated_at" Operational, "deleted_at" Operational,
+        "deepcura_updated_at" Operational,
+    ]),
     table!("intake_checklists", key ["appointment_id"], view_key "appointment_id", [
-        "id", "appointment_id", "patient_id", "status", "demographics_complete", "insurance_verified", "consent_signed",
-        "questionnaires_sent", "questionnaires_complete", "id_verified", "payment_method_on_file", "assigned_to", "notes",
-        "completed_at", "created_at", "updated_at", "deleted_at"]),
+        "id" Identifier, "appointment_id" Identifier, "patient_id" Identifier, "status" Operational,
+        "demographics_complete" Operational, "insurance_verified" Operational, "consent_signed" Operational,
+        "questionnaires_sent" Operational, "questionnaires_complete" Operational, "id_verified" Operational,
+        "payment_method_on_file" Operational, "assigned_to" Operational, "notes" Direct, "completed_at" Operational,
+        "created_at" Operational, "updated_at" Operational, "deleted_at" Operational,
+    ]),
     table!("post_appointment_tasks", key ["id"], view_key "id", [
-        "id", "appointment_id", "patient_id", "task_type", "title", "details", "status", "priority", "assigned_to",
-        "due_date", "completed_at", "created_at", "updated_at", "deleted_at"]),
+        "id" Identifier, "appointment_id" Identifier, "patient_id" Identifier, "task_type" Operational,
+        "title" Direct, "details" Direct, "status" Operational, "priority" Operational, "assigned_to" Operational,
+        "due_date" Operational, "completed_at" Operational, "created_at" Operational, "updated_at" Operational,
+        "deleted_at" Operational,
+    ]),
     table!("prior_authorizations", key ["id"], view_key "id", [
-        "id", "patient_id", "appointment_id", "insurance_type", "item_type", "item_name", "item_code", "icd10_codes",
-        "status", "auth_number", "submitted_at", "decided_at", "valid_from", "valid_until", "units_approved",
-        "assigned_to", "notes", "created_at", "updated_at", "deleted_at"]),
+        "id" Identifier, "patient_id" Identifier, "appointment_id" Identifier, "insurance_type" Operational,
+        "item_type" Clinical, "item_name" Clinical, "item_code" Clinical, "icd10_codes" Clinical,
+        "status" Operational, "auth_number" Identifier, "submitted_at" Operational, "decided_at" Operational,
+        "valid_from" Operational, "valid_until" Operational, "units_approved" Clinical, "assigned_to" Operational,
+        "notes" Direct, "created_at" Operational, "updated_at" Operational, "deleted_at" Operational,
+    ]),
     table!("questionnaire_responses", key ["id"], view_key "id", [
-        "id", "patient_id", "appointment_id", "instrument", "total_score", "item_scores", "source", "administered_at",
-        "created_at", "updated_at", "deleted_at"]),
+        "id" Identifier, "patient_id" Identifier, "appointment_id" Identifier, "instrument" Clinical,
+        "total_score" Clinical, "item_scores" Clinical, "source" Operational, "administered_at" Operational,
+        "created_at" Operational, "updated_at" Operational, "deleted_at" Operational,
+    ]),
     table!("consent_records", key ["id"], view_key "id", [
-        "id", "patient_id", "consent_type", "version", "document_ref", "signed_at", "revoked_at", "created_at",
-        "updated_at", "deleted_at"]),
+        "id" Identifier, "patient_id" Identifier, "consent_type" Clinical, "version" Operational,
+        "document_ref" Identifier, "signed_at" Operational, "revoked_at" Operational, "created_at" Operational,
+        "updated_at" Operational, "deleted_at" Operational,
+    ]),
 ];
 
 /// The spec of table `name`.

@@ -29,6 +29,7 @@ use crate::coda_sink::{emulator_for, fast, WINDOW};
 const MAPPING: &str = r#"
 doc_id = "doc-echo"
 [[tables]]
+allow = ["direct", "clinical", "identifier", "operational"]
 view = "patient_intake"
 table_id = "grid-intake"
 key = "appointment_id"
@@ -46,6 +47,7 @@ intake_status = "status"
 insurance_verified = "insurance_verified"
 
 [[tables]]
+allow = ["direct", "clinical", "identifier", "operational"]
 view = "scheduling_ops"
 table_id = "grid-sched"
 key = "appointment_id"

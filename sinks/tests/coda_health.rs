@@ -19,6 +19,7 @@ fn two_tables() -> String {
     format!(
         "{MAPPING}
 [[tables]]
+allow = [\"direct\", \"clinical\", \"identifier\", \"operational\"]
 view = \"consent_records\"
 table_id = \"grid-consents\"
 key = \"id\"

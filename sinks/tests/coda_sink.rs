@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 pub const MAPPING: &str = r#"
 doc_id = "doc-test"
 [[tables]]
+allow = ["direct", "clinical", "identifier", "operational"]
 view = "providers"
 table_id = "grid-providers"
 key = "drchrono_id"

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 const MAPPING: &str = r#"
 doc_id = "doc-bench"
 [[tables]]
+allow = ["direct", "clinical", "identifier", "operational"]
 view = "providers"
 table_id = "grid-providers"
 key = "drchrono_id"

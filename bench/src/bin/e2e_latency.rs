@@ -43,7 +43,7 @@ struct Book {
 fn mapping_text() -> String {
     let columns: String = SPEC.columns.iter().map(|c| format!("{c} = \"c-{c}\"\n")).collect();
     format!(
-        "doc_id = \"{DOC}\"\n[[tables]]\nview = \"scheduling_ops\"\ntable_id = \"{TABLE}\"\nkey = \"appointment_id\"\non_delete = \"delete\"\n[tables.columns]\n{columns}"
+        "doc_id = \"{DOC}\"\n[[tables]]\nallow = [\"direct\", \"clinical\", \"identifier\", \"operational\"]\nview = \"scheduling_ops\"\ntable_id = \"{TABLE}\"\nkey = \"appointment_id\"\non_delete = \"delete\"\n[tables.columns]\n{columns}"
     )
 }
 

@@ -15,28 +15,24 @@ use crate::graph::Base;
 use crate::join::{left_join, Coll, Keyed};
 
 /// The view's name, key and columns.
-pub const SPEC: ViewSpec = ViewSpec {
-    name: "clinical_notes",
-    key: "clinical_note_id",
-    columns: &[
-        "clinical_note_id",
-        "appointment_time",
-        "patient_id",
-        "patient_name",
-        "provider_id",
-        "provider_name",
-        "locked",
-        "archived",
-        "deepcura_note_id",
-        "soap_subjective",
-        "soap_objective",
-        "soap_assessment",
-        "soap_plan",
-        "icd10_suggestions",
-        "cpt_suggestions",
-        "risk_level",
-    ],
-};
+pub const SPEC: ViewSpec = view_spec!("clinical_notes", key "clinical_note_id", [
+    "clinical_note_id" Identifier,
+    "appointment_time" Operational,
+    "patient_id" Identifier,
+    "patient_name" Direct,
+    "provider_id" Identifier,
+    "provider_name" Direct,
+    "locked" Operational,
+    "archived" Operational,
+    "deepcura_note_id" Identifier,
+    "soap_subjective" Clinical,
+    "soap_objective" Clinical,
+    "soap_assessment" Clinical,
+    "soap_plan" Clinical,
+    "icd10_suggestions" Clinical,
+    "cpt_suggestions" Clinical,
+    "risk_level" Clinical,
+]);
 
 /// Of the links to one clinical note, the one whose note enriches it.
 pub fn pick<'a>(links: impl IntoIterator<Item = &'a Link>) -> Option<&'a Link> {

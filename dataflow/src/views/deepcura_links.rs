@@ -18,22 +18,18 @@ use crate::graph::Base;
 use crate::join::{left_join, Coll};
 
 /// The view's name, key and columns.
-pub const SPEC: ViewSpec = ViewSpec {
-    name: "deepcura_links",
-    key: "note_id",
-    columns: &[
-        "note_id",
-        "patient_id",
-        "drchrono_appt_id",
-        "session_date",
-        "provider_npi",
-        "clinical_note_id",
-        "link_method",
-        "link_status",
-        "candidate_count",
-        "needs_review",
-    ],
-};
+pub const SPEC: ViewSpec = view_spec!("deepcura_links", key "note_id", [
+    "note_id" Identifier,
+    "patient_id" Identifier,
+    "drchrono_appt_id" Identifier,
+    "session_date" Operational,
+    "provider_npi" Identifier,
+    "clinical_note_id" Identifier,
+    "link_method" Operational,
+    "link_status" Operational,
+    "candidate_count" Operational,
+    "needs_review" Operational,
+]);
 
 /// A note's link.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

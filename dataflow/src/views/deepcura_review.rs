@@ -13,20 +13,16 @@ use crate::graph::Base;
 use crate::join::{left_join, Coll};
 
 /// The view's name, key and columns.
-pub const SPEC: ViewSpec = ViewSpec {
-    name: "deepcura_review",
-    key: "note_id",
-    columns: &[
-        "note_id",
-        "patient_id",
-        "patient_name",
-        "session_date",
-        "drchrono_appt_id",
-        "provider_npi",
-        "reason",
-        "candidate_count",
-    ],
-};
+pub const SPEC: ViewSpec = view_spec!("deepcura_review", key "note_id", [
+    "note_id" Identifier,
+    "patient_id" Identifier,
+    "patient_name" Direct,
+    "session_date" Operational,
+    "drchrono_appt_id" Identifier,
+    "provider_npi" Identifier,
+    "reason" Operational,
+    "candidate_count" Operational,
+]);
 
 /// One row of the view, for an unlinked note.
 pub fn shape(link: &Link, patient: Option<&Row>) -> (Value, ViewRow) {

@@ -12,7 +12,21 @@ use august_cdc::{Row, Value};
 use chrono::NaiveDateTime;
 use serde_json::value::RawValue;
 
+use crate::phi::PhiClass;
 use crate::tables::{TableSpec, TABLES};
+
+/// A named view's spec: its name, key column and every column with its PHI class
+/// (`"name" Class`), key first.
+macro_rules! view_spec {
+    ($name:literal, key $key:literal, [$($column:literal $class:ident),+ $(,)?]) => {
+        $crate::views::ViewSpec {
+            name: $name,
+            key: $key,
+            columns: &[$($column),+],
+            classes: &[$($crate::phi::PhiClass::$class),+],
+        }
+    };
+}
 
 pub mod clinical_notes;
 pub mod deepcura_links;
@@ -35,6 +49,15 @@ pub struct ViewSpec {
     pub key: &'static str,
     /// Every column, key first.
     pub columns: &'static [&'static str],
+    /// The PHI class of each column, in the same order (see [`crate::phi`]).
+    pub classes: &'static [PhiClass],
+}
+
+impl ViewSpec {
+    /// The PHI class of `column` (`None` for a name the view lacks).
+    pub fn class(&self, column: &str) -> Option<PhiClass> {
+        self.columns.iter().position(|c| *c == column).map(|i| self.classes[i])
+    }
 }
 
 /// The named views, in output order.
@@ -59,7 +82,12 @@ pub fn all() -> Vec<ViewSpec> {
     NAMED
         .iter()
         .cloned()
-        .chain(passthrough_tables().map(|t| ViewSpec { name: t.name, key: t.view_key, columns: t.columns }))
+        .chain(passthrough_tables().map(|t| ViewSpec {
+            name: t.name,
+            key: t.view_key,
+            columns: t.columns,
+            classes: t.classes,
+        }))
         .collect()
 }
 

@@ -14,30 +14,26 @@ use crate::graph::Base;
 use crate::join::{left_join, Coll};
 
 /// The view's name, key and columns.
-pub const SPEC: ViewSpec = ViewSpec {
-    name: "patient_intake",
-    key: "appointment_id",
-    columns: &[
-        "appointment_id",
-        "scheduled_time",
-        "patient_id",
-        "patient_name",
-        "date_of_birth",
-        "phone",
-        "email",
-        "provider_name",
-        "intake_status",
-        "demographics_complete",
-        "insurance_verified",
-        "consent_signed",
-        "questionnaires_sent",
-        "questionnaires_complete",
-        "id_verified",
-        "payment_method_on_file",
-        "assigned_to",
-        "completed_at",
-    ],
-};
+pub const SPEC: ViewSpec = view_spec!("patient_intake", key "appointment_id", [
+    "appointment_id" Identifier,
+    "scheduled_time" Operational,
+    "patient_id" Identifier,
+    "patient_name" Direct,
+    "date_of_birth" Direct,
+    "phone" Direct,
+    "email" Direct,
+    "provider_name" Direct,
+    "intake_status" Operational,
+    "demographics_complete" Operational,
+    "insurance_verified" Operational,
+    "consent_signed" Operational,
+    "questionnaires_sent" Operational,
+    "questionnaires_complete" Operational,
+    "id_verified" Operational,
+    "payment_method_on_file" Operational,
+    "assigned_to" Operational,
+    "completed_at" Operational,
+]);
 
 /// The patient of a checklist: its own, else its appointment's.
 pub fn patient_of(intake: &Row, appointment: Option<&Row>) -> Value {

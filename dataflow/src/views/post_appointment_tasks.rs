@@ -12,25 +12,21 @@ use crate::graph::Base;
 use crate::join::{left_join, Coll};
 
 /// The view's name, key and columns.
-pub const SPEC: ViewSpec = ViewSpec {
-    name: "post_appointment_tasks",
-    key: "task_id",
-    columns: &[
-        "task_id",
-        "appointment_id",
-        "scheduled_time",
-        "patient_id",
-        "patient_name",
-        "provider_name",
-        "task_type",
-        "title",
-        "status",
-        "priority",
-        "assigned_to",
-        "due_date",
-        "completed_at",
-    ],
-};
+pub const SPEC: ViewSpec = view_spec!("post_appointment_tasks", key "task_id", [
+    "task_id" Identifier,
+    "appointment_id" Identifier,
+    "scheduled_time" Operational,
+    "patient_id" Identifier,
+    "patient_name" Direct,
+    "provider_name" Direct,
+    "task_type" Operational,
+    "title" Direct,
+    "status" Operational,
+    "priority" Operational,
+    "assigned_to" Operational,
+    "due_date" Operational,
+    "completed_at" Operational,
+]);
 
 /// The patient of a task: its own, else its appointment's.
 pub fn patient_of(task: &Row, appointment: Option<&Row>) -> Value {

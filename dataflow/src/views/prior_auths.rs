@@ -14,31 +14,27 @@ use crate::graph::Base;
 use crate::join::{left_join, Coll, Keyed};
 
 /// The view's name, key and columns.
-pub const SPEC: ViewSpec = ViewSpec {
-    name: "prior_auths",
-    key: "prior_auth_id",
-    columns: &[
-        "prior_auth_id",
-        "patient_id",
-        "patient_name",
-        "date_of_birth",
-        "insurance_type",
-        "payer",
-        "member_id",
-        "item_type",
-        "item_name",
-        "item_code",
-        "icd10_codes",
-        "status",
-        "auth_number",
-        "submitted_at",
-        "decided_at",
-        "valid_from",
-        "valid_until",
-        "units_approved",
-        "assigned_to",
-    ],
-};
+pub const SPEC: ViewSpec = view_spec!("prior_auths", key "prior_auth_id", [
+    "prior_auth_id" Identifier,
+    "patient_id" Identifier,
+    "patient_name" Direct,
+    "date_of_birth" Direct,
+    "insurance_type" Operational,
+    "payer" Operational,
+    "member_id" Direct,
+    "item_type" Clinical,
+    "item_name" Clinical,
+    "item_code" Clinical,
+    "icd10_codes" Clinical,
+    "status" Operational,
+    "auth_number" Identifier,
+    "submitted_at" Operational,
+    "decided_at" Operational,
+    "valid_from" Operational,
+    "valid_until" Operational,
+    "units_approved" Clinical,
+    "assigned_to" Operational,
+]);
 
 /// The key an insurance record is found by: `[patient_id, type]`.
 pub fn insurance_key(patient_id: &Value, kind: &Value) -> Value {

@@ -14,28 +14,24 @@ use crate::graph::Base;
 use crate::join::{left_join, Coll, Keyed};
 
 /// The view's name, key and columns.
-pub const SPEC: ViewSpec = ViewSpec {
-    name: "scheduling_ops",
-    key: "appointment_id",
-    columns: &[
-        "appointment_id",
-        "scheduled_time",
-        "duration",
-        "status",
-        "reason",
-        "patient_id",
-        "patient_name",
-        "date_of_birth",
-        "phone",
-        "email",
-        "provider_id",
-        "provider_name",
-        "primary_insurance_payer",
-        "intake_status",
-        "clinical_note_locked",
-        "deepcura_linked",
-    ],
-};
+pub const SPEC: ViewSpec = view_spec!("scheduling_ops", key "appointment_id", [
+    "appointment_id" Identifier,
+    "scheduled_time" Operational,
+    "duration" Operational,
+    "status" Operational,
+    "reason" Direct,
+    "patient_id" Identifier,
+    "patient_name" Direct,
+    "date_of_birth" Direct,
+    "phone" Direct,
+    "email" Direct,
+    "provider_id" Identifier,
+    "provider_name" Direct,
+    "primary_insurance_payer" Operational,
+    "intake_status" Operational,
+    "clinical_note_locked" Operational,
+    "deepcura_linked" Operational,
+]);
 
 /// What one appointment's row is made of.
 #[derive(Debug, Default)]

@@ -81,7 +81,7 @@ mod tests {
     #[test]
     fn a_row_read_back_from_coda_hashes_like_the_row_sent() {
         let mapping = Mapping::parse(
-            "doc_id = \"d\"\n[[tables]]\nview = \"providers\"\ntable_id = \"t\"\nkey = \"drchrono_id\"\non_delete = \"delete\"\n[tables.columns]\ndrchrono_id = \"c-id\"\nlast_name = \"c-last\"\nspecialty = \"c-spec\"\n",
+            "doc_id = \"d\"\n[[tables]]\nallow = [\"direct\", \"clinical\", \"identifier\", \"operational\"]\nview = \"providers\"\ntable_id = \"t\"\nkey = \"drchrono_id\"\non_delete = \"delete\"\n[tables.columns]\ndrchrono_id = \"c-id\"\nlast_name = \"c-last\"\nspecialty = \"c-spec\"\n",
             "test",
         )
         .unwrap();

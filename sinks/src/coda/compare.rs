@@ -188,7 +188,7 @@ mod tests {
     use super::*;
     use august_cdc::Value as CdcValue;
 
-    const MAPPING: &str = "doc_id = \"d\"\n[[tables]]\nview = \"providers\"\ntable_id = \"t\"\nkey = \"drchrono_id\"\non_delete = \"delete\"\n[tables.columns]\ndrchrono_id = \"c-id\"\nlast_name = \"c-last\"\nspecialty = \"c-spec\"\n";
+    const MAPPING: &str = "doc_id = \"d\"\n[[tables]]\nallow = [\"direct\", \"clinical\", \"identifier\", \"operational\"]\nview = \"providers\"\ntable_id = \"t\"\nkey = \"drchrono_id\"\non_delete = \"delete\"\n[tables.columns]\ndrchrono_id = \"c-id\"\nlast_name = \"c-last\"\nspecialty = \"c-spec\"\n";
 
     fn provider(id: i64, last_name: &str) -> Vec<CdcValue> {
         let spec = august_dataflow::tables::table("providers").unwrap();

@@ -6,6 +6,7 @@
 //! [[tables]]
 //! view = "scheduling_ops"
 //! table_id = "grid-sched"
+//! allow = ["direct", "identifier", "operational"]   # the PHI classes it may carry
 //! key = "appointment_id"
 //! on_delete = "delete"          # or "keep"
 //! [tables.columns]
@@ -24,6 +25,11 @@
 //! guard). The target's view must be the table's view, and each edited column a mapped
 //! column whose field the target lets staff set.
 //!
+//! **Minimum necessary.** Every table lists the PHI classes ([`august_dataflow::phi`]) it may
+//! carry in `allow`; a mapping that maps a column of a class its table does not allow is
+//! refused, naming every such column, so PHI reaches a Coda doc only where someone said it
+//! may. `august views --mapping FILE` prints what each table carries.
+//!
 //! Checked twice at start-up: here, against the views (every name must exist, the key must be
 //! mapped), and by the sink, against Coda (every table and column must exist there). Either
 //! failure is one clear error naming the offending entry, before any row is sent.
@@ -31,6 +37,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use august_dataflow::phi::PhiClass;
 use august_dataflow::views::{self, ViewSpec};
 use serde::Deserialize;
 
@@ -56,6 +63,9 @@ pub struct TableMapping {
     pub key: String,
     /// What a removed view row does to the Coda row.
     pub on_delete: OnDelete,
+    /// The PHI classes its columns may be (`direct`, `clinical`, `identifier`, `operational`).
+    #[serde(default)]
+    pub allow: Option<Vec<String>>,
     /// View column → Coda column id.
     pub columns: BTreeMap<String, String>,
     /// The columns staff edit in Coda, and where their edits go.
@@ -120,6 +130,7 @@ impl Mapping {
         if self.tables.is_empty() {
             return Err(fail("tables".into(), "maps no table".into()));
         }
+        let mut disallowed = Vec::new();
         let mut seen_views = Vec::new();
         let mut seen_tables = Vec::new();
         for (i, table) in self.tables.iter().enumerate() {
@@ -153,6 +164,25 @@ impl Mapping {
             if let Some(edits) = &table.edits {
                 edits.validate(table).map_err(|message| fail(format!("{entry}, edits"), message))?;
             }
+            let allowed = table.allowed().map_err(|message| fail(format!("{entry}, allow"), message))?;
+            let offending: Vec<String> = table
+                .columns
+                .keys()
+                .filter_map(|c| {
+                    view.class(c).filter(|class| !allowed.contains(class)).map(|class| format!("{c} ({class})"))
+                })
+                .collect();
+            if !offending.is_empty() {
+                disallowed.push(format!("tables[{i}] (view {}): {}", table.view, offending.join(", ")));
+            }
+        }
+        if !disallowed.is_empty() {
+            let message = format!(
+                "maps columns whose PHI class its table does not allow (add the class to the table's \
+                 `allow`, or unmap the column): {}",
+                disallowed.join("; ")
+            );
+            return Err(MappingError { origin: origin.to_string(), message });
         }
         Ok(())
     }
@@ -189,6 +219,41 @@ impl Edits {
 }
 
 impl TableMapping {
+    /// The PHI classes its `allow` lists, or why it cannot be used.
+    pub fn allowed(&self) -> Result<Vec<PhiClass>, String> {
+        let Some(names) = &self.allow else {
+            return Err("is missing: list the PHI classes this Coda table may carry, \
+                        e.g. allow = [\"identifier\", \"operational\"] (see `august views`)"
+                .into());
+        };
+        names
+            .iter()
+            .map(|n| {
+                PhiClass::parse(n)
+                    .ok_or_else(|| format!("{n} is not a PHI class (direct, clinical, identifier or operational)"))
+            })
+            .collect()
+    }
+
+    /// Which mapped columns carry which PHI class, most sensitive class first:
+    /// (class, [(view column, Coda column)]), classes with no column left out.
+    pub fn carried(&self) -> Vec<(PhiClass, Vec<(&str, &str)>)> {
+        let view = self.view_spec();
+        PhiClass::ALL
+            .into_iter()
+            .map(|class| {
+                let columns = self
+                    .columns
+                    .iter()
+                    .filter(|(c, _)| view.class(c) == Some(class))
+                    .map(|(c, id)| (c.as_str(), id.as_str()))
+                    .collect::<Vec<_>>();
+                (class, columns)
+            })
+            .filter(|(_, columns)| !columns.is_empty())
+            .collect()
+    }
+
     /// The view this table mirrors.
     pub fn view_spec(&self) -> ViewSpec {
         views::find(&self.view).expect("validated at load")
@@ -207,6 +272,7 @@ mod tests {
     const GOOD: &str = r#"
 doc_id = "AbCdEfGh"
 [[tables]]
+allow = ["direct", "clinical", "identifier", "operational"]
 view = "scheduling_ops"
 table_id = "grid-sched"
 key = "appointment_id"
@@ -215,6 +281,27 @@ on_delete = "delete"
 appointment_id = "c-apptid"
 patient_name = "c-name"
 "#;
+
+    #[test]
+    fn a_table_must_say_which_phi_it_may_carry_and_carry_no_other() {
+        let missing = GOOD.replace("allow = [\"direct\", \"clinical\", \"identifier\", \"operational\"]\n", "");
+        let refused = Mapping::parse(&missing, "m.toml").unwrap_err();
+        assert!(refused.origin.contains("tables[0]") && refused.message.contains("allow = ["), "{refused}");
+
+        let narrow = GOOD.replace("\"direct\", \"clinical\", ", "");
+        let refused = Mapping::parse(&narrow, "m.toml").unwrap_err().to_string();
+        assert!(refused.contains("tables[0] (view scheduling_ops): patient_name (direct)"), "{refused}");
+        assert!(!refused.contains("appointment_id"), "identifiers are allowed: {refused}");
+
+        let unknown = GOOD.replace("\"clinical\"", "\"secret\"");
+        let refused = Mapping::parse(&unknown, "m.toml").unwrap_err().to_string();
+        assert!(refused.contains("secret is not a PHI class"), "{refused}");
+
+        let mapping = Mapping::parse(GOOD, "m.toml").unwrap();
+        let carried = mapping.tables[0].carried();
+        assert_eq!(carried[0], (PhiClass::Direct, vec![("patient_name", "c-name")]));
+        assert_eq!(carried[1], (PhiClass::Identifier, vec![("appointment_id", "c-apptid")]));
+    }
 
     #[test]
     fn the_documented_shape_parses() {
@@ -226,6 +313,7 @@ patient_name = "c-name"
     const EDITS: &str = r#"
 doc_id = "AbCdEfGh"
 [[tables]]
+allow = ["direct", "clinical", "identifier", "operational"]
 view = "patient_intake"
 table_id = "grid-intake"
 key = "appointment_id"
