@@ -8,6 +8,7 @@ mod dead_letters_command;
 mod demo_command;
 mod ingest_command;
 mod migrate_command;
+mod phi_canary;
 mod replicate_command;
 mod replicate_kill;
 mod serve_end_to_end;

@@ -105,6 +105,8 @@ pub(crate) async fn delivered<T>(
     if result.is_err() {
         // Inside the span, so a JSON log line carries the delivery's trace id.
         span.in_scope(|| tracing::info!(status, outcome, "webhook delivery refused"));
+    } else {
+        span.in_scope(|| tracing::debug!(status, outcome, "webhook delivery answered"));
     }
     result
 }

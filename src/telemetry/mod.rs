@@ -18,9 +18,8 @@ use std::io::IsTerminal;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::filter::Targets;
+use tracing_subscriber::filter::{FilterExt, Targets};
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
 use crate::settings::Sources;
@@ -55,12 +54,30 @@ impl Drop for Telemetry {
 
 type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
+/// Dependencies whose debug and trace events can carry values (PHI, secrets): the Postgres
+/// client logs each statement's parameters at debug, the HTTP stacks headers and bodies at
+/// trace. They are held at INFO whatever `AUGUST_LOG` says (their `tracing` events here, their
+/// `log` records by [`LOG_CRATE_LEVEL`]); August's own events name ids only.
+const VALUE_CARRYING: &[&str] =
+    &["tokio_postgres", "postgres_protocol", "hyper", "hyper_util", "h2", "reqwest", "rustls", "tower_http", "axum"];
+
+/// The most verbose level of records logged through the `log` crate that August hears.
+const LOG_CRATE_LEVEL: tracing_log::log::LevelFilter = tracing_log::log::LevelFilter::Info;
+
+/// A filter that lets everything through but the [`VALUE_CARRYING`] targets' debug and trace.
+fn values_capped() -> Targets {
+    VALUE_CARRYING.iter().fold(Targets::new().with_default(tracing::Level::TRACE), |t, target| {
+        t.with_target(*target, tracing::Level::INFO)
+    })
+}
+
 /// Installs the process's subscriber: the filter and the log output, and the OpenTelemetry
 /// layer when tracing is on. A bad setting or `OTEL_*` value is a [`ConfigError`] naming it.
 pub fn init(sources: &Sources) -> anyhow::Result<Telemetry> {
     let (filter, json) = sources.log().map_err(ConfigError)?;
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .map_err(|_| ConfigError(august_schema::SettingError::new("AUGUST_LOG", "is not a valid log filter")))?;
+        .map_err(|_| ConfigError(august_schema::SettingError::new("AUGUST_LOG", "is not a valid log filter")))?
+        .and(values_capped());
     let export = otlp_export::TraceExport::from_sources(sources).map_err(ConfigError)?;
     let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let output: BoxedLayer = if json {
@@ -82,6 +99,13 @@ pub fn init(sources: &Sources) -> anyhow::Result<Telemetry> {
         layers.push(tracing_opentelemetry::layer().with_tracer(sdk.tracer("august")).with_filter(ours).boxed());
         provider = Some(sdk);
     }
-    tracing_subscriber::registry().with(layers).init();
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layers))
+        .map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))?;
+    // Dependencies that log through `log` (the Postgres client, the HTTP client) are heard
+    // at INFO and above only: their debug records carry statement parameters and headers.
+    tracing_log::LogTracer::builder()
+        .with_max_level(LOG_CRATE_LEVEL)
+        .init()
+        .map_err(|e| anyhow::anyhow!("cannot route `log` records: {e}"))?;
     Ok(Telemetry { provider })
 }

@@ -1,0 +1,77 @@
+//! A PHI canary over everything August emits: `august serve` at `AUGUST_LOG=trace` (JSON logs,
+//! tracing on) stores a patient with distinctive names, birth date and phone, mirrors it to
+//! Coda, and refuses a delivery whose bad field carries PHI too; none of those values appears
+//! in any log line, metric series, span or error body. The Postgres client logs statement
+//! parameters at debug: August holds such dependencies at INFO whatever the filter says.
+
+use std::time::Duration;
+
+use august_testkit::otlp::OtlpReceiver;
+use serde_json::json;
+
+use crate::support::{
+    coda_row, drchrono_webhook, emulator, free_port, serve_env, wait_streaming, August, DRCHRONO_SECRET,
+};
+
+const TOKEN: &str = "canary-token";
+const PHI: &[&str] = &["Zephyrine", "Quillfeather", "1931-07-19", "555-0142", "Marrowby"];
+
+#[tokio::test]
+async fn no_phi_reaches_a_log_line_a_metric_a_span_or_an_error_body_even_at_trace_level() {
+    let db = august_testkit::fresh_db("phi_canary").await;
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let (_coda_process, coda) = emulator(TOKEN, &[]).await;
+    let (port, metrics_port) = (free_port(), free_port());
+    let extra = [
+        ("AUGUST_HTTP_ADDR", "127.0.0.1:0".to_string()),
+        ("AUGUST_LOG", "trace".to_string()),
+        ("AUGUST_LOG_FORMAT", "json".to_string()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint().to_string()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
+    ];
+    let mut serve = August::spawn(&["serve"], &serve_env(&db, port, metrics_port, &coda, TOKEN, &extra));
+    serve.line_with("serving webhooks and replicating", Duration::from_secs(60)).await;
+    wait_streaming(&db).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let patient = json!({
+        "id": 4242, "first_name": "Zephyrine", "last_name": "Quillfeather", "date_of_birth": "1931-07-19",
+        "cell_phone": "555-0142", "address": "1 Marrowby Lane", "doctor": 9, "updated_at": "2026-11-30T10:00:00"
+    });
+    drchrono_webhook(&base, DRCHRONO_SECRET, "PATIENT_CREATE", "canary-1", patient).await;
+    let row = coda_row(&coda, TOKEN, "grid-patients", "c-first-name", "Zephyrine", |_| true).await;
+    assert_eq!(row["c-drchrono-id"], 4242, "the patient reached Coda: the flow ran");
+
+    // A refusal whose offending value is PHI: the answer names the field, not the value.
+    let bad = json!({"receiver": {"id": 1}, "object": {"id": 4243, "first_name": "Zephyrine", "date_of_birth": "Quillfeather"}});
+    let refused = reqwest::Client::new()
+        .post(format!("{base}/webhooks/drchrono"))
+        .header("X-drchrono-signature", DRCHRONO_SECRET)
+        .header("X-drchrono-event", "PATIENT_MODIFY")
+        .header("X-drchrono-delivery", "canary-2")
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert!(refused.status().is_client_error(), "{}", refused.status());
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("\"error\""), "{body}");
+
+    let scrape = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics")).await.unwrap().text().await.unwrap();
+    let status =
+        reqwest::get(format!("http://127.0.0.1:{metrics_port}/status.json")).await.unwrap().text().await.unwrap();
+    receiver.named("coda.write", Duration::from_secs(30)).await;
+    serve.signal("TERM");
+    assert!(serve.exit(Duration::from_secs(30)).await.success());
+    let log = serve.log();
+    assert!(log.contains("\"severity\":\"DEBUG\""), "debug events are logged: the filter is really open:\n{log}");
+    let spans = receiver.spans();
+    let span_texts: Vec<&str> = spans.iter().flat_map(|s| s.texts()).collect();
+    for value in PHI {
+        assert!(!body.contains(value), "the error body holds {value}: {body}");
+        assert!(!scrape.contains(value), "a metric holds {value}");
+        assert!(!status.contains(value), "the status page holds {value}");
+        assert!(!span_texts.iter().any(|t| t.contains(value)), "a span holds {value}");
+        let line = log.lines().find(|l| l.contains(value));
+        assert!(line.is_none(), "a log line holds {value}: {}", line.unwrap_or_default());
+    }
+}
