@@ -10,7 +10,7 @@ async fn audit_verify_passes_an_intact_trail_and_names_an_edited_row_by_position
     let mut client = db.client().await;
     let tx = client.transaction().await.unwrap();
     august_schema::set_actor(&tx, august_schema::Actor::DrChronoWebhook).await.unwrap();
-    for (id, first, last) in [(101, "Ada", "Lovelace"), (102, "Grace", "Hopper")] {
+    for (id, first, last) in [(101_i64, "Ada", "Lovelace"), (102, "Grace", "Hopper")] {
         tx.execute(
             "INSERT INTO patients (drchrono_id, first_name, last_name, drchrono_raw) VALUES ($1, $2, $3, '{}')",
             &[&id, &first, &last],
@@ -47,6 +47,7 @@ async fn audit_verify_passes_an_intact_trail_and_names_an_edited_row_by_position
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
     assert!(stderr(&bad).contains("--since"), "{}", stderr(&bad));
     assert_eq!(db.count("SELECT count(*) FROM access_log WHERE actor = 'august_auditor'").await, 2);
-    let failed_run = db.count("SELECT count(*) FROM access_log WHERE actor = 'august_auditor' AND error = 'broken: change_log'");
+    let failed_run =
+        db.count("SELECT count(*) FROM access_log WHERE actor = 'august_auditor' AND error = 'broken: change_log'");
     assert_eq!(failed_run.await, 1);
 }

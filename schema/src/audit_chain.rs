@@ -161,7 +161,9 @@ pub async fn verify(client: &mut Client, chain: &'static str, since: Option<Sinc
     if broken.is_none() {
         let unchained = tx
             .query_one(
-                &format!("SELECT min(id) FROM {chain} WHERE chain_seq IS NULL OR prev_hash IS NULL OR row_hash IS NULL"),
+                &format!(
+                    "SELECT min(id) FROM {chain} WHERE chain_seq IS NULL OR prev_hash IS NULL OR row_hash IS NULL"
+                ),
                 &[],
             )
             .await
@@ -239,7 +241,11 @@ impl Walk {
             } else {
                 format!("seq {expected_seq} to {} are missing", link.seq - 1)
             };
-            Some(BrokenLink { seq: Some(expected_seq), kind: Break::Deleted, detail: format!("{missing}; next is row id {id}") })
+            Some(BrokenLink {
+                seq: Some(expected_seq),
+                kind: Break::Deleted,
+                detail: format!("{missing}; next is row id {id}"),
+            })
         } else if !link.content_matches {
             let detail = format!("row id {id}: its content does not match its hash");
             Some(BrokenLink { seq: Some(link.seq), kind: Break::Edited, detail })

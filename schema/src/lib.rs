@@ -21,8 +21,8 @@
 #![forbid(missing_docs)]
 
 pub mod access_log;
-pub mod audit_chain;
 pub mod actor;
+pub mod audit_chain;
 pub mod catalog;
 pub mod embedded;
 pub mod error;

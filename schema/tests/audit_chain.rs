@@ -32,7 +32,10 @@ async fn verify(client: &mut Client, chain: &'static str) -> ChainReport {
 
 /// Runs `sql` with every trigger off, as a superuser could.
 async fn behind_the_triggers(client: &Client, sql: &str) {
-    client.batch_execute(&format!("SET session_replication_role = replica; {sql}; RESET session_replication_role")).await.unwrap();
+    client
+        .batch_execute(&format!("SET session_replication_role = replica; {sql}; RESET session_replication_role"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -63,8 +66,7 @@ async fn eight_concurrent_writers_leave_a_gap_free_chain_that_verifies() {
 async fn rows_written_before_the_migration_are_chained_by_it() {
     let db = august_testkit::empty_db("chain_backfill").await;
     let mut client = db.client().await;
-    let before: Vec<Migration> =
-        Migration::embedded().iter().copied().filter(|m| m.name < "0012").collect();
+    let before: Vec<Migration> = Migration::embedded().iter().copied().filter(|m| m.name < "0012").collect();
     migrate(&mut client, &before).await.unwrap();
     write_audited(&mut client, 0, 3).await;
     migrate(&mut client, Migration::embedded()).await.unwrap();
@@ -170,10 +172,8 @@ async fn a_run_leaves_an_access_log_row_as_the_auditor() {
     let (_db, mut client) = five_rows("chain_run_logged").await;
     let report = verify(&mut client, "change_log").await;
     audit_chain::record_run(&client, &[report], std::time::Duration::from_millis(3)).await.unwrap();
-    let row = client
-        .query_one("SELECT row_count, error FROM access_log WHERE actor = 'august_auditor'", &[])
-        .await
-        .unwrap();
+    let row =
+        client.query_one("SELECT row_count, error FROM access_log WHERE actor = 'august_auditor'", &[]).await.unwrap();
     assert_eq!((row.get::<_, i32>(0), row.get::<_, Option<String>>(1)), (5, None));
     assert_eq!(verify(&mut client, "access_log").await.broken, None, "the run's own row is chained");
 }

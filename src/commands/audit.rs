@@ -75,11 +75,15 @@ pub fn spawn_head_log(pg: tokio_postgres::Config) -> tokio::task::JoinHandle<()>
 
 fn parse_since(value: &str) -> Result<Since, SettingError> {
     if let Ok(seq) = value.parse::<i64>() {
-        return if seq >= 1 { Ok(Since::Seq(seq)) } else { Err(SettingError::new("--since", "a position is 1 or more")) };
+        return if seq >= 1 {
+            Ok(Since::Seq(seq))
+        } else {
+            Err(SettingError::new("--since", "a position is 1 or more"))
+        };
     }
-    chrono::DateTime::parse_from_rfc3339(value)
-        .map(|t| Since::Time(SystemTime::from(t)))
-        .map_err(|_| SettingError::new("--since", "is neither a chain position nor an RFC 3339 time (2026-01-31T00:00:00Z)"))
+    chrono::DateTime::parse_from_rfc3339(value).map(|t| Since::Time(SystemTime::from(t))).map_err(|_| {
+        SettingError::new("--since", "is neither a chain position nor an RFC 3339 time (2026-01-31T00:00:00Z)")
+    })
 }
 
 #[cfg(test)]
