@@ -157,7 +157,7 @@ async fn a_forged_row_with_a_well_computed_hash_lies_beyond_the_recorded_head() 
 }
 
 #[tokio::test]
-async fn verifying_from_a_position_checks_only_the_rows_after_it() {
+async fn verifying_from_a_position_or_a_time_checks_only_the_rows_after_it() {
     let (_db, mut client) = five_rows("chain_since").await;
     behind_the_triggers(&client, "UPDATE change_log SET actor = 'nobody' WHERE chain_seq = 2").await;
     let since = audit_chain::verify(&mut client, "change_log", Some(audit_chain::Since::Seq(3))).await.unwrap();
@@ -165,6 +165,12 @@ async fn verifying_from_a_position_checks_only_the_rows_after_it() {
     assert!(since.to_string().contains("3 rows from seq 3"), "{since}");
     let whole = verify(&mut client, "change_log").await;
     assert_eq!(broken(&whole), (Some(2), Break::Edited), "{whole}");
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    let none = audit_chain::verify(&mut client, "change_log", Some(audit_chain::Since::Time(later))).await.unwrap();
+    assert_eq!((none.rows, none.broken), (0, None), "nothing written after that time");
+    let epoch = Some(audit_chain::Since::Time(std::time::UNIX_EPOCH));
+    let all = audit_chain::verify(&mut client, "change_log", epoch).await.unwrap();
+    assert_eq!(broken(&all), (Some(2), Break::Edited), "{all}");
 }
 
 #[tokio::test]
