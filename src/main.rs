@@ -69,6 +69,10 @@ enum Command {
     /// The rows Coda refused: list, resolve, or replay them (ids and keys only, never values).
     #[command(subcommand)]
     DeadLetters(commands::dead_letters::DeadLettersCommand),
+    /// Check the tamper-evident audit trail: `verify` recomputes the hash chains over
+    /// change_log and access_log. Exit 0 when intact, 1 when broken (positions and ids only).
+    #[command(subcommand)]
+    Audit(commands::audit::AuditCommand),
     /// Serve the in-repo Coda API emulator for the tables of a mapping file.
     CodaEmulator(commands::coda_emulator::EmulatorArgs),
     /// Serve the in-repo DrChrono API emulator with a synthetic clinic.
@@ -133,6 +137,7 @@ fn main() -> ExitCode {
             Command::Tail(args) => commands::tail::run(&sources, args).await,
             Command::Sync(args) => commands::sync::run(&sources, args).await,
             Command::DeadLetters(command) => commands::dead_letters::run(&sources, command).await,
+            Command::Audit(command) => commands::audit::run(&sources, command).await,
             Command::Verify(args) => commands::verify::run(&sources, args).await,
         }
     });

@@ -1,6 +1,7 @@
 //! The `august` binary as an operator meets it: real process, real Postgres.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod audit_command;
 mod coda_emulator_command;
 mod coda_pack;
 mod dashboards;

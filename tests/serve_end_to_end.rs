@@ -23,6 +23,8 @@ async fn a_webhook_reaches_coda_joined_and_enriched_through_august_serve() {
         &serve_env(&db, port, metrics_port, &coda, TOKEN, &[("AUGUST_HTTP_ADDR", "127.0.0.1:0".into())]),
     );
     serve.line_with("serving webhooks and replicating", Duration::from_secs(60)).await;
+    let head = serve.line_with("audit chain head", Duration::from_secs(30)).await;
+    assert!(head.contains("access_log") && head.contains("seq") && head.contains("hash"), "{head}");
     let august = format!("http://127.0.0.1:{port}");
 
     drchrono_webhook(&august, DRCHRONO_SECRET, "PATIENT_CREATE", "e2e-1", json!({

@@ -28,6 +28,8 @@ pub enum Actor {
     /// `august demo`'s synthetic clinic, for the tables no webhook fills (providers, the
     /// staff's intake, tasks and prior authorizations).
     Demo,
+    /// `august audit verify`: reads the audit chains, writes only its own `access_log` row.
+    Auditor,
 }
 
 impl Actor {
@@ -42,6 +44,7 @@ impl Actor {
             Actor::CodaSink => "august_coda_sink",
             Actor::CodaWriteback => "coda_writeback",
             Actor::Demo => "august_demo",
+            Actor::Auditor => "august_auditor",
         }
     }
 }

@@ -26,7 +26,7 @@ pub const OPERATIONAL: &[&str] = &[
 ];
 
 /// The audit trail.
-pub const AUDIT: &[&str] = &["sync_log", "change_log", "access_log", "processed_messages"];
+pub const AUDIT: &[&str] = &["sync_log", "change_log", "access_log", "processed_messages", "audit_chain_heads"];
 
 /// Every table whose changes go through the audit trigger: the mirrors, `deepcura_notes` and
 /// the operational tables.

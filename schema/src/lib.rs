@@ -12,6 +12,7 @@
 //! - [`embedded`]: a private server from the installed binaries, for zero-setup runs and tests;
 //! - [`catalog`]: the tables by role (mirrors, operational, published, audit);
 //! - [`access_log`]: one `access_log` row per call to an external API;
+//! - [`audit_chain`]: the hash chains over `change_log` and `access_log`, and their verifier;
 //! - [`actor`]: the names written into `change_log.actor` by each writer;
 //! - [`error`]: errors that say whether trying again can help;
 //! - [`writeback`]: the Coda write-back contract (targets, staff-owned fields, roles, notices);
@@ -21,6 +22,7 @@
 
 pub mod access_log;
 pub mod actor;
+pub mod audit_chain;
 pub mod catalog;
 pub mod embedded;
 pub mod error;

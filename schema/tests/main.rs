@@ -1,8 +1,9 @@
-//! The system of record on a real PostgreSQL: audit trail, no-op writes, constraints,
+//! The system of record on a real PostgreSQL: audit trail and its hash chains, no-op writes, constraints,
 //! retention, publication, the migrations runner and TLS.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod audit;
+mod audit_chain;
 mod constraints;
 mod embedded;
 mod errors;

@@ -2,6 +2,7 @@
 //! default deployment for a single clinic. Metrics for both are at `GET /metrics` on
 //! `AUGUST_METRICS_ADDR`, not on the webhook port. SIGTERM or Ctrl-C stops the endpoints taking
 //! deliveries (those in flight finish) and stops the pipeline as `replicate` does; exit 0.
+//! Every ten minutes it logs the audit chains' heads ([`super::audit::spawn_head_log`]).
 
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +29,7 @@ pub struct Serving {
     pipeline: Pipeline,
     webhooks: tokio::task::JoinHandle<anyhow::Result<()>>,
     metrics: tokio::task::JoinHandle<()>,
+    chain_heads: tokio::task::JoinHandle<()>,
     stop_http: CancellationToken,
     http_ended: CancellationToken,
 }
@@ -44,6 +46,7 @@ impl Serving {
             crate::metrics::serve_from(sources, recorder, stop_http.clone().cancelled_owned()).await?;
         let pipeline = Pipeline::start(sources, args.dataflow()?, args.resnapshot).await?;
         let webhooks = webhooks.spawn(stop_http.clone(), http_ended.clone());
+        let chain_heads = super::audit::spawn_head_log(sources.database().map_err(crate::ConfigError)?.1);
         Ok(Self {
             addr,
             metrics_addr,
@@ -51,6 +54,7 @@ impl Serving {
             pipeline,
             webhooks,
             metrics,
+            chain_heads,
             stop_http,
             http_ended,
         })
@@ -58,7 +62,7 @@ impl Serving {
 
     /// Runs until `stop` resolves or either half fails, then stops both.
     pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-        let Serving { pipeline, webhooks, metrics, stop_http, http_ended, .. } = self;
+        let Serving { pipeline, webhooks, metrics, chain_heads, stop_http, http_ended, .. } = self;
         let stop_both = async {
             tokio::select! {
                 _ = stop => {}
@@ -67,6 +71,7 @@ impl Serving {
             stop_http.cancel();
         };
         let replicated = pipeline.run_until(stop_both).await;
+        chain_heads.abort();
         stop_http.cancel();
         let served = webhooks.await?;
         let _ = metrics.await;
