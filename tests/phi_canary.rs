@@ -10,7 +10,7 @@ use august_testkit::otlp::OtlpReceiver;
 use serde_json::json;
 
 use crate::support::{
-    coda_row, drchrono_webhook, emulator, free_port, serve_env, wait_streaming, August, DRCHRONO_SECRET,
+    coda_row, drchrono_webhook, emulator, free_port, post_drchrono, serve_env, wait_streaming, August, DRCHRONO_SECRET,
 };
 
 const TOKEN: &str = "canary-token";
@@ -43,15 +43,7 @@ async fn no_phi_reaches_a_log_line_a_metric_a_span_or_an_error_body_even_at_trac
 
     // A refusal whose offending value is PHI: the answer names the field, not the value.
     let bad = json!({"receiver": {"id": 1}, "object": {"id": 4243, "first_name": "Zephyrine", "date_of_birth": "Quillfeather"}});
-    let refused = reqwest::Client::new()
-        .post(format!("{base}/webhooks/drchrono"))
-        .header("X-drchrono-signature", DRCHRONO_SECRET)
-        .header("X-drchrono-event", "PATIENT_MODIFY")
-        .header("X-drchrono-delivery", "canary-2")
-        .json(&bad)
-        .send()
-        .await
-        .unwrap();
+    let refused = post_drchrono(&base, DRCHRONO_SECRET, "PATIENT_MODIFY", "canary-2", &bad).await;
     assert!(refused.status().is_client_error(), "{}", refused.status());
     let body = refused.text().await.unwrap();
     assert!(body.contains("\"error\""), "{body}");

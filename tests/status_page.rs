@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::support::{coda_row, drchrono_webhook, emulator, free_port, serve_env, August, DRCHRONO_SECRET};
+use crate::support::{
+    coda_row, drchrono_webhook, emulator, free_port, post_drchrono, serve_env, August, DRCHRONO_SECRET,
+};
 
 const TOKEN: &str = "status-token";
 /// Where Debian's `chromium` and `chromium-driver` put them (`AUGUST_CHROMIUM`,
@@ -57,15 +59,7 @@ async fn serve_with_a_patient(db: &august_testkit::TestDb) -> Served {
         "id": 702, "first_name": "Grace", "last_name": "Hopper", "date_of_birth": "1986-12-09", "doctor": 9,
         "patient_status": "X", "updated_at": "2026-11-30T10:02:00"
     }});
-    let response = reqwest::Client::new()
-        .post(format!("{base}/webhooks/drchrono"))
-        .header("X-drchrono-signature", DRCHRONO_SECRET)
-        .header("X-drchrono-event", "PATIENT_CREATE")
-        .header("X-drchrono-delivery", "st-3")
-        .json(&refused)
-        .send()
-        .await
-        .unwrap();
+    let response = post_drchrono(&base, DRCHRONO_SECRET, "PATIENT_CREATE", "st-3", &refused).await;
     assert_eq!(response.status(), 422, "a status the CHECK constraint refuses: {}", response.text().await.unwrap());
     coda_row(&coda, TOKEN, "grid-scheduling-ops", "c-appointment-id", "A-7101", |v| {
         v["c-patient-name"] == json!("Grace Hopper")

@@ -178,16 +178,22 @@ pub fn describe(differences: &[RowDifference]) -> String {
 
 /// Delivers a DrChrono webhook (`event`, delivery id, object) signed with `secret`; asserts 200.
 pub async fn drchrono_webhook(base: &str, secret: &str, event: &str, delivery: &str, object: Value) {
-    let response = reqwest::Client::new()
+    let body = serde_json::json!({"receiver": {"id": 1}, "object": object});
+    let response = post_drchrono(base, secret, event, delivery, &body).await;
+    assert_eq!(response.status(), 200, "{event}: {}", response.text().await.unwrap());
+}
+
+/// Posts a DrChrono webhook with this whole `body`, whatever August answers.
+pub async fn post_drchrono(base: &str, secret: &str, event: &str, delivery: &str, body: &Value) -> reqwest::Response {
+    reqwest::Client::new()
         .post(format!("{base}/webhooks/drchrono"))
         .header("X-drchrono-signature", secret)
         .header("X-drchrono-event", event)
         .header("X-drchrono-delivery", delivery)
-        .json(&serde_json::json!({"receiver": {"id": 1}, "object": object}))
+        .json(body)
         .send()
         .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{event}: {}", response.text().await.unwrap());
+        .unwrap()
 }
 
 /// The demo doc's row of `table` whose `key_column` holds `key`, once it satisfies `ready`
