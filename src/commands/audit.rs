@@ -1,14 +1,16 @@
-//! `august audit verify [--since SEQ|TIME]`: checks the hash chains over `change_log` and
+//! `august audit verify [--since SEQ|TIME]` checks the hash chains over `change_log` and
 //! `access_log` ([`august_schema::audit_chain`]) and prints one line per chain: `ok` with the
 //! row count and head, or the first broken link by position and row id (never a value: the
 //! rows hold PHI). Exit 0 when every chain is intact, 1 when one is broken. Each run leaves an
-//! `access_log` row (actor `august_auditor`).
+//! `access_log` row (actor `august_auditor`). `patient`, `actors` and `access` are the
+//! auditor's reports ([`super::audit_report`]).
 
 use std::time::{Duration, Instant, SystemTime};
 
 use august_schema::audit_chain::{self, Since, CHAINS};
 use august_schema::SettingError;
 
+use super::audit_report::{Format, Report};
 use crate::settings::Sources;
 use crate::ConfigError;
 
@@ -22,11 +24,54 @@ pub enum AuditCommand {
         #[arg(long, value_name = "SEQ|TIME")]
         since: Option<String>,
     },
+    /// Every change to one patient's records across all tables (when, actor, editor, fields)
+    /// and every row of theirs the Coda mirror holds (Coda table, row, when, PHI classes).
+    Patient {
+        /// The patient's DrChrono id.
+        id: i64,
+        /// Only what happened at or after this RFC 3339 time.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Show the old and new values too (PHI: the run's access_log row says values were read).
+        #[arg(long)]
+        values: bool,
+        /// How to print it.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Writes per actor per day (UTC), with the editors behind each actor.
+    Actors {
+        /// Only writes at or after this RFC 3339 time.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// How to print it.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// External calls per system and status: how many, first and last, median and slowest.
+    Access {
+        /// Only calls at or after this RFC 3339 time.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// How to print it.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
 }
 
 /// Runs the subcommand.
 pub async fn run(sources: &Sources, command: AuditCommand) -> anyhow::Result<()> {
-    let AuditCommand::Verify { since } = command;
+    let (report, since, format) = match command {
+        AuditCommand::Verify { since } => return verify(sources, since).await,
+        AuditCommand::Patient { id, since, values, format } => (Report::Patient { id, values }, since, format),
+        AuditCommand::Actors { since, format } => (Report::Actors, since, format),
+        AuditCommand::Access { since, format } => (Report::Access, since, format),
+    };
+    let since = since.as_deref().map(parse_time).transpose().map_err(ConfigError)?;
+    super::audit_report::run(sources, report, since, format).await
+}
+
+async fn verify(sources: &Sources, since: Option<String>) -> anyhow::Result<()> {
     let since = since.as_deref().map(parse_since).transpose().map_err(ConfigError)?;
     let (_, pg) = sources.database().map_err(ConfigError)?;
     let mut db = august_schema::connect(&pg).await?;
@@ -81,9 +126,15 @@ fn parse_since(value: &str) -> Result<Since, SettingError> {
             Err(SettingError::new("--since", "a position is 1 or more"))
         };
     }
-    chrono::DateTime::parse_from_rfc3339(value).map(|t| Since::Time(SystemTime::from(t))).map_err(|_| {
+    parse_time(value).map(Since::Time).map_err(|_| {
         SettingError::new("--since", "is neither a chain position nor an RFC 3339 time (2026-01-31T00:00:00Z)")
     })
+}
+
+fn parse_time(value: &str) -> Result<SystemTime, SettingError> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(SystemTime::from)
+        .map_err(|_| SettingError::new("--since", "is not an RFC 3339 time (2026-01-31T00:00:00Z)"))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! One module per `august` subcommand: each turns settings into a running stage.
 
 pub mod audit;
+pub mod audit_report;
 pub mod coda_emulator;
 pub mod dead_letters;
 pub mod drchrono_emulator;

@@ -205,6 +205,14 @@ impl Sources {
             .ok_or_else(|| SettingError::new("AUGUST_TRANSACTION_CHUNK_ROWS", "must be at least 1"))
     }
 
+    /// The Coda mapping (`AUGUST_CODA_MAPPING`), or `None` when none is configured.
+    pub fn coda_mapping(&self) -> Result<Option<august_sinks::coda::mapping::Mapping>, SettingError> {
+        let Some((path, origin)) = self.get("AUGUST_CODA_MAPPING") else { return Ok(None) };
+        august_sinks::coda::mapping::Mapping::load(std::path::Path::new(&path))
+            .map(Some)
+            .map_err(|e| SettingError::new(origin.name(), e.to_string()))
+    }
+
     /// The Coda sink's settings, or `None` when no mapping is configured.
     pub fn coda(
         &self,
@@ -216,9 +224,7 @@ impl Sources {
         )>,
         SettingError,
     > {
-        let Some((path, origin)) = self.get("AUGUST_CODA_MAPPING") else { return Ok(None) };
-        let mapping = august_sinks::coda::mapping::Mapping::load(std::path::Path::new(&path))
-            .map_err(|e| SettingError::new(origin.name(), e.to_string()))?;
+        let Some(mapping) = self.coda_mapping()? else { return Ok(None) };
         let (base, _) = self.get("CODA_API_BASE").expect("CODA_API_BASE has a default");
         if !(base.starts_with("https://") || base.starts_with("http://")) {
             return Err(SettingError::new("CODA_API_BASE", "must be an http(s) URL"));

@@ -1,0 +1,169 @@
+//! The auditor's reports, read from the audit trail: one patient's changes across every table
+//! and what of their data Coda holds ([`patient`]), writes per actor per day ([`actors`]), and
+//! external calls per system and status ([`access`]). Each answers a [`Table`] of text cells for
+//! the binary to print; [`record`] leaves the run's `access_log` row. Values (old and new) are
+//! read only when asked for: the run that reads them says so in its `access_log` row.
+
+use std::time::{Duration, SystemTime};
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Client;
+
+use crate::actor::Actor;
+use crate::upsert::quote_ident;
+use crate::DbError;
+
+/// A report's rows: column names and text cells (`None` for SQL NULL).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    /// Column names, in order.
+    pub columns: Vec<&'static str>,
+    /// Rows of cells, one per column.
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+/// Where a table keeps a patient: its name, the key `change_log.record_id` holds, and the
+/// column holding the patient's DrChrono id.
+#[derive(Debug, Clone, Copy)]
+pub struct PatientColumn<'a> {
+    /// Table.
+    pub table: &'a str,
+    /// Its audited key column.
+    pub key: &'a str,
+    /// Its patient column (a DrChrono patient id).
+    pub patient: &'a str,
+}
+
+/// The time format of every report: UTC, to the second.
+const AT: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'";
+
+/// One patient's records ever (table, key): rows that hold the patient now, and rows whose
+/// audited values named the patient (a deleted row, or one moved to another patient). `$1` is
+/// the patient id as text, `$2` and `$3` the tables and their patient columns.
+fn records(tables: &[PatientColumn]) -> String {
+    let now: Vec<String> = tables
+        .iter()
+        .map(|t| {
+            format!(
+                "SELECT '{table}'::text, {key}::text FROM {ident} WHERE {patient}::text = $1",
+                table = t.table.replace('\'', "''"),
+                key = quote_ident(t.key),
+                ident = quote_ident(t.table),
+                patient = quote_ident(t.patient),
+            )
+        })
+        .collect();
+    format!(
+        "records(t, k) AS ({now} UNION
+           SELECT c.table_name, c.record_id FROM change_log c
+             JOIN unnest($2::text[], $3::text[]) AS p(t, col) ON c.table_name = p.t
+            WHERE c.new_values ->> p.col = $1 OR c.old_values ->> p.col = $1)",
+        now = now.join(" UNION "),
+    )
+}
+
+/// One patient's trail: every change to their records (when, table, record, operation, actor,
+/// editor, fields, and with `values` the old and new values), and every row of theirs the Coda
+/// ledger holds (view, row key, Coda row id, when last written), both since `since`. `views`
+/// pairs each mirrored view with the table its key comes from.
+pub async fn patient(
+    client: &Client,
+    patient: i64,
+    tables: &[PatientColumn<'_>],
+    views: &[(&str, &str)],
+    since: Option<SystemTime>,
+    values: bool,
+) -> Result<(Table, Table), DbError> {
+    let id = patient.to_string();
+    let names: Vec<&str> = tables.iter().map(|t| t.table).collect();
+    let columns: Vec<&str> = tables.iter().map(|t| t.patient).collect();
+    let records = records(tables);
+    let value_columns = if values { ", c.old_values::text, c.new_values::text" } else { "" };
+    let changes = format!(
+        "WITH {records}
+         SELECT c.id::text, to_char(c.created_at AT TIME ZONE 'UTC', {AT}), c.table_name, c.record_id, c.operation,
+                c.actor, c.actor_detail, array_to_string(c.changed_fields, ' '){value_columns}
+           FROM change_log c JOIN (SELECT DISTINCT t, k FROM records) r ON c.table_name = r.t AND c.record_id = r.k
+          WHERE $4::timestamptz IS NULL OR c.created_at >= $4
+          ORDER BY c.id"
+    );
+    let params: [&(dyn ToSql + Sync); 4] = [&id, &names, &columns, &since];
+    let rows = client.query(&changes, &params).await.map_err(|e| DbError::new("read the patient's changes", e))?;
+    let mut change_columns = vec!["seq", "at", "table", "record", "operation", "actor", "editor", "fields"];
+    if values {
+        change_columns.extend(["old_values", "new_values"]);
+    }
+    let changes = Table { rows: cells(&rows, change_columns.len()), columns: change_columns };
+
+    let (view_names, sources): (Vec<&str>, Vec<&str>) = views.iter().copied().unzip();
+    let held = format!(
+        "WITH {records}
+         SELECT to_char(s.pushed_at AT TIME ZONE 'UTC', {AT}), s.view, s.row_key, s.coda_row_id
+           FROM coda_sync_state s
+           JOIN unnest($5::text[], $6::text[]) AS v(view, t) ON s.view = v.view
+          WHERE EXISTS (SELECT 1 FROM records r WHERE r.t = v.t AND r.k = s.row_key)
+            AND ($4::timestamptz IS NULL OR s.pushed_at >= $4)
+          ORDER BY s.pushed_at, s.view, s.row_key"
+    );
+    let params: [&(dyn ToSql + Sync); 6] = [&id, &names, &columns, &since, &view_names, &sources];
+    let rows = client.query(&held, &params).await.map_err(|e| DbError::new("read the patient's disclosures", e))?;
+    let disclosures = Table { columns: vec!["at", "view", "row", "coda_row_id"], rows: cells(&rows, 4) };
+    Ok((changes, disclosures))
+}
+
+/// Writes per actor per day (UTC) since `since`, with how many distinct editors stood behind
+/// the actor (the Coda staff behind `coda_writeback`).
+pub async fn actors(client: &Client, since: Option<SystemTime>) -> Result<Table, DbError> {
+    let rows = client
+        .query(
+            "SELECT (created_at AT TIME ZONE 'UTC')::date::text, actor, count(*)::text,
+                    count(DISTINCT actor_detail)::text, count(DISTINCT table_name)::text
+               FROM change_log WHERE $1::timestamptz IS NULL OR created_at >= $1
+              GROUP BY 1, 2 ORDER BY 1, 2",
+            &[&since],
+        )
+        .await
+        .map_err(|e| DbError::new("count the writes per actor", e))?;
+    Ok(Table { columns: vec!["day", "actor", "writes", "editors", "tables"], rows: cells(&rows, 5) })
+}
+
+/// External calls per system and status since `since`: how many, the first and last, and the
+/// median and slowest duration.
+pub async fn access(client: &Client, since: Option<SystemTime>) -> Result<Table, DbError> {
+    let sql = format!(
+        "SELECT service, coalesce(status_code::text, 'none'), count(*)::text,
+                to_char(min(created_at) AT TIME ZONE 'UTC', {AT}), to_char(max(created_at) AT TIME ZONE 'UTC', {AT}),
+                percentile_disc(0.5) WITHIN GROUP (ORDER BY duration_ms)::text, max(duration_ms)::text
+           FROM access_log WHERE $1::timestamptz IS NULL OR created_at >= $1
+          GROUP BY 1, 2 ORDER BY 1, 2"
+    );
+    let rows = client.query(&sql, &[&since]).await.map_err(|e| DbError::new("count the external calls", e))?;
+    let columns = vec!["system", "status", "calls", "first", "last", "p50_ms", "max_ms"];
+    Ok(Table { columns, rows: cells(&rows, 7) })
+}
+
+/// Records a report's run in `access_log` (actor `august_auditor`): which report (`audit
+/// patient`, …), `subject` (e.g. the patient's id, and whether values were read), rows shown.
+pub async fn record(
+    client: &Client,
+    report: &str,
+    subject: Option<&str>,
+    rows: usize,
+    took: Duration,
+) -> Result<(), DbError> {
+    let duration_ms = i32::try_from(took.as_millis()).unwrap_or(i32::MAX);
+    let row_count = i32::try_from(rows).unwrap_or(i32::MAX);
+    client
+        .execute(
+            "INSERT INTO access_log (service, method, path_template, duration_ms, row_count, request_id, actor)
+             VALUES ('postgres', 'REPORT', $1, $2, $3, $4, $5)",
+            &[&report, &duration_ms, &row_count, &subject, &Actor::Auditor.as_str()],
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| DbError::new("record the report in access_log", e))
+}
+
+fn cells(rows: &[tokio_postgres::Row], width: usize) -> Vec<Vec<Option<String>>> {
+    rows.iter().map(|r| (0..width).map(|i| r.get::<_, Option<String>>(i)).collect()).collect()
+}
