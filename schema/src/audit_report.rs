@@ -37,15 +37,19 @@ pub struct PatientColumn<'a> {
 /// The time format of every report: UTC, to the second.
 const AT: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'";
 
-/// One patient's records ever (table, key): rows that hold the patient now, and rows whose
-/// audited values named the patient (a deleted row, or one moved to another patient). `$1` is
-/// the patient id as text, `$2` and `$3` the tables and their patient columns.
-fn records(tables: &[PatientColumn]) -> String {
+/// One patient's records ever, as (tables, keys): rows that hold the patient now (through
+/// each table's patient index), and rows whose audited values named the patient (a deleted
+/// row, or one moved to another patient).
+async fn records(
+    client: &Client,
+    patient: i64,
+    tables: &[PatientColumn<'_>],
+) -> Result<(Vec<String>, Vec<String>), DbError> {
     let now: Vec<String> = tables
         .iter()
         .map(|t| {
             format!(
-                "SELECT '{table}'::text, {key}::text FROM {ident} WHERE {patient}::text = $1",
+                "SELECT '{table}'::text, {key}::text FROM {ident} WHERE {patient} = $1",
                 table = t.table.replace('\'', "''"),
                 key = quote_ident(t.key),
                 ident = quote_ident(t.table),
@@ -53,13 +57,20 @@ fn records(tables: &[PatientColumn]) -> String {
             )
         })
         .collect();
-    format!(
-        "records(t, k) AS ({now} UNION
-           SELECT c.table_name, c.record_id FROM change_log c
-             JOIN unnest($2::text[], $3::text[]) AS p(t, col) ON c.table_name = p.t
-            WHERE c.new_values ->> p.col = $1 OR c.old_values ->> p.col = $1)",
+    let sql = format!(
+        "{now} UNION
+         SELECT c.table_name, c.record_id FROM change_log c
+           JOIN unnest($2::text[], $3::text[]) AS p(t, col) ON c.table_name = p.t
+          WHERE c.new_values ->> p.col = $1::text OR c.old_values ->> p.col = $1::text",
         now = now.join(" UNION "),
-    )
+    );
+    let names: Vec<&str> = tables.iter().map(|t| t.table).collect();
+    let columns: Vec<&str> = tables.iter().map(|t| t.patient).collect();
+    let rows = client
+        .query(&sql, &[&patient, &names, &columns])
+        .await
+        .map_err(|e| DbError::new("find the patient's records", e))?;
+    Ok(rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, String>(1))).unzip())
 }
 
 /// One patient's trail: every change to their records (when, table, record, operation, actor,
@@ -74,20 +85,16 @@ pub async fn patient(
     since: Option<SystemTime>,
     values: bool,
 ) -> Result<(Table, Table), DbError> {
-    let id = patient.to_string();
-    let names: Vec<&str> = tables.iter().map(|t| t.table).collect();
-    let columns: Vec<&str> = tables.iter().map(|t| t.patient).collect();
-    let records = records(tables);
+    let (in_tables, keys) = records(client, patient, tables).await?;
     let value_columns = if values { ", c.old_values::text, c.new_values::text" } else { "" };
     let changes = format!(
-        "WITH {records}
-         SELECT c.id::text, to_char(c.created_at AT TIME ZONE 'UTC', {AT}), c.table_name, c.record_id, c.operation,
+        "SELECT c.id::text, to_char(c.created_at AT TIME ZONE 'UTC', {AT}), c.table_name, c.record_id, c.operation,
                 c.actor, c.actor_detail, array_to_string(c.changed_fields, ' '){value_columns}
-           FROM change_log c JOIN (SELECT DISTINCT t, k FROM records) r ON c.table_name = r.t AND c.record_id = r.k
-          WHERE $4::timestamptz IS NULL OR c.created_at >= $4
+           FROM change_log c JOIN unnest($1::text[], $2::text[]) AS r(t, k) ON c.table_name = r.t AND c.record_id = r.k
+          WHERE $3::timestamptz IS NULL OR c.created_at >= $3
           ORDER BY c.id"
     );
-    let params: [&(dyn ToSql + Sync); 4] = [&id, &names, &columns, &since];
+    let params: [&(dyn ToSql + Sync); 3] = [&in_tables, &keys, &since];
     let rows = client.query(&changes, &params).await.map_err(|e| DbError::new("read the patient's changes", e))?;
     let mut change_columns = vec!["seq", "at", "table", "record", "operation", "actor", "editor", "fields"];
     if values {
@@ -97,15 +104,14 @@ pub async fn patient(
 
     let (view_names, sources): (Vec<&str>, Vec<&str>) = views.iter().copied().unzip();
     let held = format!(
-        "WITH {records}
-         SELECT to_char(s.pushed_at AT TIME ZONE 'UTC', {AT}), s.view, s.row_key, s.coda_row_id
+        "SELECT to_char(s.pushed_at AT TIME ZONE 'UTC', {AT}), s.view, s.row_key, s.coda_row_id
            FROM coda_sync_state s
-           JOIN unnest($5::text[], $6::text[]) AS v(view, t) ON s.view = v.view
-          WHERE EXISTS (SELECT 1 FROM records r WHERE r.t = v.t AND r.k = s.row_key)
-            AND ($4::timestamptz IS NULL OR s.pushed_at >= $4)
+           JOIN unnest($4::text[], $5::text[]) AS v(view, t) ON s.view = v.view
+          WHERE EXISTS (SELECT 1 FROM unnest($1::text[], $2::text[]) AS r(t, k) WHERE r.t = v.t AND r.k = s.row_key)
+            AND ($3::timestamptz IS NULL OR s.pushed_at >= $3)
           ORDER BY s.pushed_at, s.view, s.row_key"
     );
-    let params: [&(dyn ToSql + Sync); 6] = [&id, &names, &columns, &since, &view_names, &sources];
+    let params: [&(dyn ToSql + Sync); 5] = [&in_tables, &keys, &since, &view_names, &sources];
     let rows = client.query(&held, &params).await.map_err(|e| DbError::new("read the patient's disclosures", e))?;
     let disclosures = Table { columns: vec!["at", "view", "row", "coda_row_id"], rows: cells(&rows, 4) };
     Ok((changes, disclosures))
