@@ -67,7 +67,13 @@ async fn two_patients(db: &august_testkit::TestDb) {
          DELETE FROM appointments WHERE drchrono_id = 'b900';
          INSERT INTO coda_sync_state (view, row_key, content_hash, coda_row_id, pushed_lsn)
               VALUES ('scheduling_ops', 'a900', 'h1', 'i-row-a900', '0/1'), ('scheduling_ops', 'a901', 'h2', NULL, '0/1'),
-                     ('patients', '900', 'h3', 'i-row-900', '0/1');",
+                     ('patients', '900', 'h3', 'i-row-900', '0/1');
+         INSERT INTO coda_disclosures (view, row_key, doc_id, coda_table, operation, classes, content_hash, request_id)
+              VALUES ('scheduling_ops', 'a900', 'doc', 'grid-sched', 'upsert', '{direct,identifier}', 'h1', 'r1'),
+                     ('scheduling_ops', 'a901', 'doc', 'grid-sched', 'upsert', '{direct,identifier}', 'h2', 'r1'),
+                     ('patients', '900', 'doc', 'grid-pat', 'upsert', '{direct}', 'h3', 'r2'),
+                     ('scheduling_ops', 'b900', 'doc', 'grid-sched', 'upsert', '{direct,identifier}', 'h4', 'r3'),
+                     ('scheduling_ops', 'b900', 'doc', 'grid-sched', 'delete', '{}', NULL, 'r4');",
     )
     .await
     .unwrap();
@@ -102,14 +108,25 @@ async fn audit_patient_reports_their_changes_and_disclosures_only_with_values_wh
     assert_eq!(changes[3]["fields"], "last_name");
     assert_eq!(changes[3]["actor"], "drchrono_webhook");
     assert!(!stdout(&run).contains("Marlowe") && !stdout(&run).contains("Quintessa"), "no values unless asked");
-    let held: Vec<(&str, &str)> = report["disclosures"]
+    let held: Vec<(&str, &str, &str, &str, &str)> = report["disclosures"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| (d["view"].as_str().unwrap(), d["row"].as_str().unwrap()))
+        .map(|d| {
+            let text = |c: &str| d[c].as_str().unwrap_or("-");
+            (text("row"), text("operation"), text("coda_table"), text("classes"), text("coda_row_id"))
+        })
         .collect();
-    assert_eq!(held.len(), 2, "{held:?}");
-    assert!(held.contains(&("scheduling_ops", "a900")) && held.contains(&("patients", "900")), "{held:?}");
+    assert_eq!(
+        held,
+        [
+            ("a900", "upsert", "doc/grid-sched", "direct identifier", "i-row-a900"),
+            ("900", "upsert", "doc/grid-pat", "direct", "i-row-900"),
+            ("b900", "upsert", "doc/grid-sched", "direct identifier", "-"),
+            ("b900", "delete", "doc/grid-sched", "", "-"),
+        ],
+        "theirs only, the deleted appointment's too, in order"
+    );
 
     let with_values = august(&["audit", "patient", "900", "--values", "--format", "csv"], &env);
     assert!(with_values.status.success(), "{}", stderr(&with_values));
@@ -164,4 +181,45 @@ async fn audit_actors_and_access_count_per_actor_day_and_per_system_status() {
     assert_eq!(lines[2][..3], ["drchrono", "none", "1"], "{out}");
     let next = august(&["audit", "access", "--format", "csv"], &env);
     assert!(stdout(&next).contains("postgres,none,2,"), "the previous reports' own rows: {}", stdout(&next));
+}
+
+#[tokio::test]
+async fn audit_archive_moves_a_past_month_to_a_file_and_verify_links_the_kept_trail_to_it() {
+    let db = august_testkit::fresh_db("audit_archive_command").await;
+    db.client()
+        .await
+        .batch_execute(
+            "SELECT august_audit_partitions('access_log', 0, '2026-01-01');
+             INSERT INTO access_log (service, method, path_template, duration_ms, created_at)
+                  VALUES ('coda', 'GET', '/docs', 1, '2026-01-10T00:00:00Z'), ('coda', 'GET', '/docs', 1, '2026-01-11T00:00:00Z');
+             INSERT INTO access_log (service, method, path_template, duration_ms) VALUES ('coda', 'GET', '/docs', 1);",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().to_str().unwrap();
+    let env = [("DATABASE_URL", db.url())];
+
+    let run = august(&["audit", "archive", "--before", "2026-02", "--to", to, "--drop"], &env);
+    assert!(run.status.success(), "{}{}", stdout(&run), stderr(&run));
+    let out = stdout(&run);
+    let line = out.lines().find(|l| l.starts_with("access_log_2026_01:")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("2 rows, seq 1 to 2 -> ") && line.ends_with("detached and dropped"), "{line}");
+    assert!(dir.path().join("access_log_2026_01.csv").is_file());
+
+    let verified = august(&["audit", "verify"], &env);
+    assert!(verified.status.success(), "{}{}", stdout(&verified), stderr(&verified));
+    assert!(
+        stdout(&verified).contains("access_log: ok, 2 rows from seq 3 (seq 1 to 2 archived, 2 rows)"),
+        "{}",
+        stdout(&verified)
+    );
+
+    for (args, setting) in [(["--before", "2026-13"], "--before"), (["--before", "2999-01"], "--before")] {
+        let bad = august(&["audit", "archive", args[0], args[1], "--to", to], &env);
+        assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+        assert!(stderr(&bad).contains(setting), "{}", stderr(&bad));
+    }
+    let again = august(&["audit", "archive", "--before", "2026-02", "--to", to], &env);
+    assert!(again.status.success() && stdout(&again).contains("nothing to archive"), "{}", stdout(&again));
 }

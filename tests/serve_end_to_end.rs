@@ -25,6 +25,8 @@ async fn a_webhook_reaches_coda_joined_and_enriched_through_august_serve() {
     serve.line_with("serving webhooks and replicating", Duration::from_secs(60)).await;
     let head = serve.line_with("audit chain head", Duration::from_secs(30)).await;
     assert!(head.contains("access_log") && head.contains("seq") && head.contains("hash"), "{head}");
+    let retention = serve.line_with("retention job done", Duration::from_secs(30)).await;
+    assert!(retention.contains("partitions_created=0") && retention.contains("dead_letters_purged=0"), "{retention}");
     let august = format!("http://127.0.0.1:{port}");
 
     drchrono_webhook(&august, DRCHRONO_SECRET, "PATIENT_CREATE", "e2e-1", json!({

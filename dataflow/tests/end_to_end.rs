@@ -110,6 +110,51 @@ async fn the_table_specs_match_the_migrated_schema() {
     }
 }
 
+/// Every column of every table in the schema has a PHI class: a published table's from its
+/// spec (checked above to match the table), any other's from its `phi:<class>` column comment
+/// (migration 0015), so a column added without a class fails here. Partitions share their
+/// parent's columns and are skipped.
+#[tokio::test]
+async fn every_column_of_the_schema_has_a_phi_class() {
+    let db = august_testkit::fresh_db("dataflow_phi_schema").await;
+    let client = db.client().await;
+    let rows = client
+        .query(
+            "SELECT c.relname::text, a.attname::text, col_description(c.oid, a.attnum)
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+              WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+              ORDER BY 1, a.attnum",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut unclassed = Vec::new();
+    let mut seen = BTreeSet::new();
+    for row in &rows {
+        let (table, column, comment): (String, String, Option<String>) = (row.get(0), row.get(1), row.get(2));
+        seen.insert(table.clone());
+        let class = match august_dataflow::tables::table(&table) {
+            Some(spec) => spec.class(&column),
+            None => comment
+                .as_deref()
+                .and_then(|c| c.strip_prefix("phi:"))
+                .and_then(|c| august_dataflow::phi::PhiClass::parse(c.split(';').next().unwrap_or_default().trim())),
+        };
+        if class.is_none() {
+            unclassed.push(format!("{table}.{column}"));
+        }
+    }
+    assert!(unclassed.is_empty(), "columns with no PHI class: {unclassed:?}");
+    for table in ["change_log", "access_log", "coda_disclosures", "sync_log", "sink_dead_letters", "patients"] {
+        assert!(seen.contains(table), "{table} was checked");
+    }
+    let value_columns = "SELECT col_description('change_log'::regclass, attnum) FROM pg_attribute
+                          WHERE attrelid = 'change_log'::regclass AND attname = 'new_values'";
+    let class: Option<String> = client.query_one(value_columns, &[]).await.unwrap().get(0);
+    assert!(class.unwrap_or_default().starts_with("phi:direct;"), "audited values are PHI of every class");
+}
+
 #[tokio::test]
 async fn a_deepcura_note_before_its_clinical_note_is_linked_when_it_arrives() {
     let db = august_testkit::fresh_db("dataflow_e2e_link").await;

@@ -72,8 +72,11 @@ pub struct ChainReport {
     pub chain: &'static str,
     /// Rows checked.
     pub rows: i64,
-    /// The first position checked (1 unless `--since`).
+    /// The first position checked (1 unless `--since` or archived partitions).
     pub from_seq: i64,
+    /// Rows before `from_seq` held by archived partitions (`audit_archives`), whose records
+    /// were checked to link up from seq 1 to the first row kept.
+    pub archived: i64,
     /// The recorded head: last position and its hash.
     pub head_seq: i64,
     /// Its hash.
@@ -88,7 +91,11 @@ impl std::fmt::Display for ChainReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.broken {
             None => {
-                let from = if self.from_seq > 1 { format!(" from seq {}", self.from_seq) } else { String::new() };
+                let from = match (self.from_seq, self.archived) {
+                    (1, _) => String::new(),
+                    (from, 0) => format!(" from seq {from}"),
+                    (from, archived) => format!(" from seq {from} (seq 1 to {} archived, {archived} rows)", from - 1),
+                };
                 let prefix = hex::encode(&self.head_hash[..self.head_hash.len().min(8)]);
                 write!(f, "{}: ok, {} rows{from}, head {} {prefix}", self.chain, self.rows, self.head_seq)
             }
@@ -143,18 +150,33 @@ pub async fn verify(client: &mut Client, chain: &'static str, since: Option<Sinc
         .await
         .map_err(|e| DbError::new("read audit_chain_heads", e))?;
     let (head_seq, head_hash): (i64, Vec<u8>) = head.map_or((0, GENESIS.to_vec()), |r| (r.get(0), r.get(1)));
-    let from_seq = match since {
-        None => 1,
-        Some(Since::Seq(seq)) => seq.clamp(1, head_seq + 1),
-        Some(Since::Time(time)) => tx
-            .query_one(&format!("SELECT min(chain_seq) FROM {chain} WHERE created_at >= $1"), &[&time])
-            .await
-            .map_err(|e| DbError::new("find the first row since", e))?
-            .get::<_, Option<i64>>(0)
-            .unwrap_or(head_seq + 1),
-    };
-    let mut walk = Walk { from_seq, last: None, rows: 0 };
-    let mut broken = walk_pages(&tx, chain, &mut walk).await?;
+    let (mut archived, mut from_seq, mut entry, mut broken) = (0, 1, Some(GENESIS.to_vec()), None);
+    match since {
+        None => match archives(&tx, chain).await? {
+            Ok(Some((last_seq, last_hash, rows))) => {
+                (archived, from_seq, entry) = (rows, last_seq + 1, Some(last_hash));
+            }
+            Ok(None) => {}
+            Err(gap) => broken = Some(gap),
+        },
+        Some(Since::Seq(seq)) => (from_seq, entry) = (seq.clamp(1, head_seq + 1), None),
+        Some(Since::Time(time)) => {
+            from_seq = tx
+                .query_one(&format!("SELECT min(chain_seq) FROM {chain} WHERE created_at >= $1"), &[&time])
+                .await
+                .map_err(|e| DbError::new("find the first row since", e))?
+                .get::<_, Option<i64>>(0)
+                .unwrap_or(head_seq + 1);
+            entry = None;
+        }
+    }
+    if from_seq == 1 {
+        entry = Some(GENESIS.to_vec());
+    }
+    let mut walk = Walk { from_seq, entry, last: None, rows: 0 };
+    if broken.is_none() {
+        broken = walk_pages(&tx, chain, &mut walk).await?;
+    }
     if broken.is_none() {
         broken = walk.check_head(head_seq, &head_hash);
     }
@@ -176,7 +198,36 @@ pub async fn verify(client: &mut Client, chain: &'static str, since: Option<Sinc
         });
     }
     tx.commit().await.map_err(|e| DbError::new("end the verification", e))?;
-    Ok(ChainReport { chain, rows: walk.rows, from_seq, head_seq, head_hash, broken })
+    Ok(ChainReport { chain, rows: walk.rows, from_seq, archived, head_seq, head_hash, broken })
+}
+
+/// The archived partitions of `chain` (`audit_archives`), checked to form one run of positions
+/// from seq 1, each linking to the one before: the last archived position, its hash and the rows
+/// archived, or `None` when nothing is; `Err` names the first gap.
+async fn archives(
+    tx: &tokio_postgres::Transaction<'_>,
+    chain: &str,
+) -> Result<Result<Option<(i64, Vec<u8>, i64)>, BrokenLink>, DbError> {
+    let rows = tx
+        .query(
+            "SELECT partition_name, first_seq, last_seq, prev_hash, last_hash, row_count FROM audit_archives
+              WHERE chain = $1 AND first_seq IS NOT NULL ORDER BY first_seq",
+            &[&chain],
+        )
+        .await
+        .map_err(|e| DbError::new("read audit_archives", e))?;
+    let mut end: Option<(i64, Vec<u8>, i64)> = None;
+    for r in &rows {
+        let (name, first, last, prev, hash, count): (String, i64, i64, Vec<u8>, Vec<u8>, i64) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+        let (expected, expected_prev) = end.as_ref().map_or((1, GENESIS.to_vec()), |(s, h, _)| (s + 1, h.clone()));
+        if first != expected || prev != expected_prev {
+            let detail = format!("archive {name} starts at seq {first}, not linked to seq {}", expected - 1);
+            return Ok(Err(BrokenLink { seq: Some(expected), kind: Break::Deleted, detail }));
+        }
+        end = Some((last, hash, end.as_ref().map_or(0, |e| e.2) + count));
+    }
+    Ok(Ok(end))
 }
 
 /// One row as the verifier reads it.
@@ -191,6 +242,8 @@ struct Link {
 /// The walk so far: the last row checked.
 struct Walk {
     from_seq: i64,
+    /// The hash the first row must link to (`None`: taken on trust, for `--since`).
+    entry: Option<Vec<u8>>,
     last: Option<(i64, Vec<u8>)>,
     rows: i64,
 }
@@ -231,8 +284,7 @@ impl Walk {
         let expected_seq = self.last.as_ref().map_or(self.from_seq, |(seq, _)| seq + 1);
         let expected_prev = match &self.last {
             Some((_, hash)) => Some(hash.as_slice()),
-            None if self.from_seq == 1 => Some(GENESIS.as_slice()),
-            None => None, // --since: the link into the first row is taken on trust
+            None => self.entry.as_deref(),
         };
         let id = link.id;
         let broken = if link.seq > expected_seq {
@@ -273,8 +325,9 @@ impl Walk {
             let detail = format!("rows lie beyond the recorded head, seq {head_seq}");
             return Some(BrokenLink { seq: Some(head_seq + 1), kind: Break::Inserted, detail });
         }
-        match &self.last {
-            Some((seq, hash)) if hash.as_slice() != head_hash => Some(BrokenLink {
+        let last = self.last.clone().or_else(|| self.entry.clone().map(|hash| (last_seq, hash)));
+        match &last {
+            Some((seq, hash)) if *seq > 0 && hash.as_slice() != head_hash => Some(BrokenLink {
                 seq: Some(*seq),
                 kind: Break::Edited,
                 detail: "the last row's hash is not the recorded head's".into(),
@@ -313,7 +366,7 @@ mod tests {
 
     #[test]
     fn a_gap_is_a_deletion_and_a_foreign_prev_hash_an_insertion() {
-        let mut walk = Walk { from_seq: 1, last: None, rows: 0 };
+        let mut walk = Walk { from_seq: 1, entry: Some(GENESIS.to_vec()), last: None, rows: 0 };
         assert_eq!(walk.check(link(1, 1, &GENESIS, b"a", true)), None);
         let gap = walk.check(link(3, 3, b"b", b"c", true)).unwrap();
         assert_eq!((gap.seq, gap.kind), (Some(2), Break::Deleted));
@@ -326,7 +379,7 @@ mod tests {
 
     #[test]
     fn the_walk_must_end_at_the_recorded_head() {
-        let mut walk = Walk { from_seq: 1, last: None, rows: 0 };
+        let mut walk = Walk { from_seq: 1, entry: Some(GENESIS.to_vec()), last: None, rows: 0 };
         assert_eq!(walk.check(link(1, 1, &GENESIS, b"a", true)), None);
         assert_eq!(walk.check_head(1, b"a"), None);
         assert_eq!(walk.check_head(2, b"b").map(|b| b.kind), Some(Break::Deleted));
@@ -336,7 +389,7 @@ mod tests {
 
     #[test]
     fn since_takes_the_first_link_on_trust() {
-        let mut walk = Walk { from_seq: 5, last: None, rows: 0 };
+        let mut walk = Walk { from_seq: 5, entry: None, last: None, rows: 0 };
         assert_eq!(walk.check(link(9, 5, b"whatever", b"e", true)), None);
         assert_eq!(walk.check_head(5, b"e"), None);
     }

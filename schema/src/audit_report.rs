@@ -1,5 +1,5 @@
 //! The auditor's reports, read from the audit trail: one patient's changes across every table
-//! and what of their data Coda holds ([`patient`]), writes per actor per day ([`actors`]), and
+//! and every disclosure of their data to Coda ([`patient`]), writes per actor per day ([`actors`]), and
 //! external calls per system and status ([`access`]). Each answers a [`Table`] of text cells for
 //! the binary to print; [`record`] leaves the run's `access_log` row. Values (old and new) are
 //! read only when asked for: the run that reads them says so in its `access_log` row.
@@ -74,9 +74,10 @@ async fn records(
 }
 
 /// One patient's trail: every change to their records (when, table, record, operation, actor,
-/// editor, fields, and with `values` the old and new values), and every row of theirs the Coda
-/// ledger holds (view, row key, Coda row id, when last written), both since `since`. `views`
-/// pairs each mirrored view with the table its key comes from.
+/// editor, fields, and with `values` the old and new values), and every disclosure of a row of
+/// theirs to Coda (`coda_disclosures`: when, view, row key, upsert or delete, Coda doc/table,
+/// the PHI classes carried, Coda's request id, and the Coda row id the ledger knows), both
+/// since `since`. `views` pairs each mirrored view with the table its key comes from.
 pub async fn patient(
     client: &Client,
     patient: i64,
@@ -103,17 +104,21 @@ pub async fn patient(
     let changes = Table { rows: cells(&rows, change_columns.len()), columns: change_columns };
 
     let (view_names, sources): (Vec<&str>, Vec<&str>) = views.iter().copied().unzip();
-    let held = format!(
-        "SELECT to_char(s.pushed_at AT TIME ZONE 'UTC', {AT}), s.view, s.row_key, s.coda_row_id
-           FROM coda_sync_state s
-           JOIN unnest($4::text[], $5::text[]) AS v(view, t) ON s.view = v.view
-          WHERE EXISTS (SELECT 1 FROM unnest($1::text[], $2::text[]) AS r(t, k) WHERE r.t = v.t AND r.k = s.row_key)
-            AND ($3::timestamptz IS NULL OR s.pushed_at >= $3)
-          ORDER BY s.pushed_at, s.view, s.row_key"
+    let disclosed = format!(
+        "SELECT to_char(d.created_at AT TIME ZONE 'UTC', {AT}), d.view, d.row_key, d.operation,
+                d.doc_id || '/' || d.coda_table, array_to_string(d.classes, ' '), d.request_id, s.coda_row_id
+           FROM coda_disclosures d
+           JOIN unnest($4::text[], $5::text[]) AS v(view, t) ON d.view = v.view
+           LEFT JOIN coda_sync_state s ON s.view = d.view AND s.row_key = d.row_key
+          WHERE EXISTS (SELECT 1 FROM unnest($1::text[], $2::text[]) AS r(t, k) WHERE r.t = v.t AND r.k = d.row_key)
+            AND ($3::timestamptz IS NULL OR d.created_at >= $3)
+          ORDER BY d.created_at, d.id"
     );
     let params: [&(dyn ToSql + Sync); 5] = [&in_tables, &keys, &since, &view_names, &sources];
-    let rows = client.query(&held, &params).await.map_err(|e| DbError::new("read the patient's disclosures", e))?;
-    let disclosures = Table { columns: vec!["at", "view", "row", "coda_row_id"], rows: cells(&rows, 4) };
+    let rows =
+        client.query(&disclosed, &params).await.map_err(|e| DbError::new("read the patient's disclosures", e))?;
+    let columns = vec!["at", "view", "row", "operation", "coda_table", "classes", "request", "coda_row_id"];
+    let disclosures = Table { rows: cells(&rows, columns.len()), columns };
     Ok((changes, disclosures))
 }
 

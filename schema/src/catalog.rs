@@ -25,8 +25,16 @@ pub const OPERATIONAL: &[&str] = &[
     "staff_roles",
 ];
 
-/// The audit trail.
-pub const AUDIT: &[&str] = &["sync_log", "change_log", "access_log", "processed_messages", "audit_chain_heads"];
+/// The audit trail (`change_log`, `access_log` and `coda_disclosures` partitioned by month).
+pub const AUDIT: &[&str] = &[
+    "sync_log",
+    "change_log",
+    "access_log",
+    "processed_messages",
+    "audit_chain_heads",
+    "audit_archives",
+    "coda_disclosures",
+];
 
 /// Every table whose changes go through the audit trigger: the mirrors, `deepcura_notes` and
 /// the operational tables.

@@ -24,6 +24,7 @@ pub mod access_log;
 pub mod actor;
 pub mod audit_chain;
 pub mod audit_report;
+pub mod audit_retention;
 pub mod catalog;
 pub mod embedded;
 pub mod error;

@@ -58,6 +58,10 @@ async fn eight_concurrent_writers_leave_a_gap_free_chain_that_verifies() {
         assert!(rows >= 200, "{chain}: {rows}");
         let max = count(&client, &format!("SELECT max(chain_seq) FROM {chain}")).await;
         assert_eq!((max, report.head_seq), (rows, rows), "{chain}: positions 1..{rows}, no gap, head at the end");
+        let backwards = format!(
+            "SELECT count(*) FROM (SELECT created_at < lag(created_at) OVER (ORDER BY chain_seq) AS back FROM {chain}) t WHERE back"
+        );
+        assert_eq!(count(&client, &backwards).await, 0, "{chain}: times rise with positions, so a month is one run");
         assert!(report.to_string().starts_with(&format!("{chain}: ok, {rows} rows, head {rows} ")), "{report}");
     }
 }

@@ -4,6 +4,7 @@
 
 mod audit;
 mod audit_chain;
+mod audit_retention;
 mod constraints;
 mod embedded;
 mod errors;

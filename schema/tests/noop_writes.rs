@@ -91,7 +91,8 @@ async fn replayed_upsert_writes_nothing_and_streams_nothing() {
     let (pgoutput, decoded) = slot_changes(&client, &slot).await;
     assert_eq!(pgoutput, 1, "one UPDATE for the publication");
     assert!(decoded.iter().any(|d| d.starts_with("table public.patients: UPDATE")), "{decoded:?}");
-    assert!(decoded.iter().any(|d| d.starts_with("table public.change_log: INSERT")), "{decoded:?}");
+    let audited = |d: &String| d.starts_with("table public.change_log_") && d.contains(": INSERT:"); // a month's partition
+    assert!(decoded.iter().any(audited), "{decoded:?}");
 
     for suffix in ["pgoutput", "decoded"] {
         client.execute("SELECT pg_drop_replication_slot($1)", &[&format!("{slot}_{suffix}")]).await.unwrap();

@@ -84,6 +84,10 @@ async fn a_mutation_that_never_completes_is_settled_by_reading_coda_after_the_de
     assert_eq!(emulator.stats().writes.load(Ordering::Relaxed), 3, "the lost write went again, once");
     assert_eq!(db.count("SELECT count(*) FROM coda_pending_writes").await, 0);
     assert_eq!(h.stats.rows_durable.load(Ordering::Relaxed), 2);
+    let disclosed =
+        "SELECT count(*) FROM coda_disclosures WHERE request_id IS NOT NULL GROUP BY row_key ORDER BY row_key";
+    let per_row: Vec<i64> = db.client().await.query(disclosed, &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(per_row, [1, 1], "the settled write is a disclosure; the lost one is not, its resend is");
 }
 
 #[tokio::test]

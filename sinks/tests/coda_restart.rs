@@ -60,6 +60,11 @@ async fn writes_a_killed_run_left_unconfirmed_are_settled_not_sent_again() {
     let rows = h.coda_rows();
     assert_eq!((rows["0"].as_str(), rows["1"].as_str(), rows["2"].as_str(), rows["3"].as_str()), ("B", "B", "C", "A"));
     assert_eq!(db.count("SELECT count(*) FROM coda_pending_writes").await, 0, "every intent settled");
+    let disclosed =
+        |key: &str| format!("SELECT count(*) FROM coda_disclosures WHERE row_key = '{key}' AND operation = 'upsert'");
+    assert_eq!(db.count(&disclosed("0")).await, 2, "the first run's write, and the killed run's found in Coda");
+    assert_eq!(db.count(&disclosed("2")).await, 2, "the killed run's write did not land: only its resend counts");
+    assert_eq!(db.count(&disclosed("3")).await, 1);
 }
 
 #[tokio::test]

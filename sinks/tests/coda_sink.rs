@@ -232,6 +232,34 @@ async fn deletes_reach_coda() {
     assert_eq!(h.emulator.stats().rows_deleted.load(Ordering::Relaxed), 10, "one batched delete");
     let ledger = db.count("SELECT count(*) FROM coda_sync_state").await;
     assert_eq!(ledger, 20);
+
+    // The accounting of disclosures: each row's cells once (with the classes its mapped
+    // columns carry and Coda's request id), then each deleted row's delete (no classes).
+    let client = db.client().await;
+    let rows = client
+        .query(
+            "SELECT operation, doc_id, coda_table, array_to_string(classes, ' '), count(*), count(request_id), count(lsn)
+               FROM coda_disclosures GROUP BY 1, 2, 3, 4 ORDER BY 1 DESC",
+            &[],
+        )
+        .await
+        .unwrap();
+    let seen: Vec<(String, String, String, String, i64, i64, i64)> =
+        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6))).collect();
+    let mapping = Mapping::parse(MAPPING, "test").unwrap();
+    let carried: Vec<&str> = mapping.tables[0].carried().iter().map(|(c, _)| c.name()).collect();
+    let (doc, table) = ("doc-test".to_string(), "grid-providers".to_string());
+    assert_eq!(
+        seen,
+        [
+            ("upsert".into(), doc.clone(), table.clone(), carried.join(" "), 30, 30, 30),
+            ("delete".into(), doc, table, String::new(), 10, 10, 0),
+        ]
+    );
+    assert!(carried.contains(&"identifier"), "{carried:?}");
+    let refused = client.execute("DELETE FROM coda_disclosures", &[]).await.unwrap_err();
+    let refused = refused.as_db_error().map(|e| e.message().to_string()).unwrap_or_default();
+    assert_eq!(refused, "coda_disclosures is append-only");
 }
 
 #[tokio::test]

@@ -3,7 +3,8 @@
 //! row count and head, or the first broken link by position and row id (never a value: the
 //! rows hold PHI). Exit 0 when every chain is intact, 1 when one is broken. Each run leaves an
 //! `access_log` row (actor `august_auditor`). `patient`, `actors` and `access` are the
-//! auditor's reports ([`super::audit_report`]).
+//! auditor's reports ([`super::audit_report`]); `archive` moves months past retention to files
+//! ([`super::retention`]).
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -39,6 +40,20 @@ pub enum AuditCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Archive the audit trail's monthly partitions of the months before `--before` (past the
+    /// seven years): each is checked, written to `<DIR>/<partition>.csv`, recorded with its
+    /// SHA-256 in `audit_archives` (so `verify` links the kept trail to it), and detached.
+    Archive {
+        /// The first month to keep (YYYY-MM); every month before it is archived.
+        #[arg(long, value_name = "YYYY-MM")]
+        before: String,
+        /// The directory the CSV files are written to (keep them as long as the log bucket).
+        #[arg(long, value_name = "DIR")]
+        to: std::path::PathBuf,
+        /// Drop each partition once archived (otherwise it stays, detached, for a person to drop).
+        #[arg(long)]
+        drop: bool,
+    },
     /// Writes per actor per day (UTC), with the editors behind each actor.
     Actors {
         /// Only writes at or after this RFC 3339 time.
@@ -63,6 +78,9 @@ pub enum AuditCommand {
 pub async fn run(sources: &Sources, command: AuditCommand) -> anyhow::Result<()> {
     let (report, since, format) = match command {
         AuditCommand::Verify { since } => return verify(sources, since).await,
+        AuditCommand::Archive { before, to, drop } => {
+            return super::retention::archive(sources, &before, to, drop).await
+        }
         AuditCommand::Patient { id, since, values, format } => (Report::Patient { id, values }, since, format),
         AuditCommand::Actors { since, format } => (Report::Actors, since, format),
         AuditCommand::Access { since, format } => (Report::Access, since, format),

@@ -41,15 +41,13 @@ pub enum Report {
 /// Runs `report` since `since` and prints it in `format`; leaves an `access_log` row.
 pub async fn run(sources: &Sources, report: Report, since: Option<SystemTime>, format: Format) -> anyhow::Result<()> {
     let (_, pg) = sources.database().map_err(ConfigError)?;
-    let mapping = sources.coda_mapping().map_err(ConfigError)?;
     let db = august_schema::connect(&pg).await?;
     let started = Instant::now();
     let (name, subject, parts) = match report {
         Report::Patient { id, values } => {
             let tables = patient_columns();
             let views = view_sources();
-            let (changes, mut held) = audit_report::patient(&db, id, &tables, &views, since, values).await?;
-            disclosed_as(&mut held, mapping.as_ref());
+            let (changes, held) = audit_report::patient(&db, id, &tables, &views, since, values).await?;
             let subject = format!("patient {id}{}", if values { " with values" } else { "" });
             ("audit patient", Some(subject), vec![("changes", changes), ("disclosures", held)])
         }
@@ -101,23 +99,6 @@ fn view_sources() -> Vec<(&'static str, &'static str)> {
             source_of(v).filter(|t| tables::table(t).and_then(patient_column).is_some()).map(|t| (v.name, t))
         })
         .collect()
-}
-
-/// Adds to the ledger's rows the Coda table each view is mirrored to and the PHI classes that
-/// table carries, from the mapping (`?` without one).
-fn disclosed_as(held: &mut Table, mapping: Option<&august_sinks::coda::mapping::Mapping>) {
-    held.columns.extend(["coda_table", "classes"]);
-    for row in &mut held.rows {
-        let table = mapping.and_then(|m| m.tables.iter().find(|t| Some(t.view.as_str()) == row[1].as_deref()));
-        let (id, classes) = match table {
-            Some(t) => {
-                let classes: Vec<&str> = t.carried().iter().map(|(c, _)| c.name()).collect();
-                (t.table_id.clone(), classes.join(" "))
-            }
-            None => ("?".to_string(), "?".to_string()),
-        };
-        row.extend([Some(id), Some(classes)]);
-    }
 }
 
 /// The report's parts in `format`.

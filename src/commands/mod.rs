@@ -8,6 +8,7 @@ pub mod drchrono_emulator;
 pub mod ingest;
 pub mod migrate;
 pub mod replicate;
+pub mod retention;
 pub mod serve;
 pub mod sync;
 pub mod tail;

@@ -2,7 +2,8 @@
 //! default deployment for a single clinic. Metrics for both are at `GET /metrics` on
 //! `AUGUST_METRICS_ADDR`, not on the webhook port. SIGTERM or Ctrl-C stops the endpoints taking
 //! deliveries (those in flight finish) and stops the pipeline as `replicate` does; exit 0.
-//! Every ten minutes it logs the audit chains' heads ([`super::audit::spawn_head_log`]).
+//! Every ten minutes it logs the audit chains' heads ([`super::audit::spawn_head_log`]); every
+//! day it runs the retention job ([`super::retention::spawn_daily`]).
 
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +31,7 @@ pub struct Serving {
     webhooks: tokio::task::JoinHandle<anyhow::Result<()>>,
     metrics: tokio::task::JoinHandle<()>,
     chain_heads: tokio::task::JoinHandle<()>,
+    retention: tokio::task::JoinHandle<()>,
     stop_http: CancellationToken,
     http_ended: CancellationToken,
 }
@@ -46,7 +48,10 @@ impl Serving {
             crate::metrics::serve_from(sources, recorder, stop_http.clone().cancelled_owned()).await?;
         let pipeline = Pipeline::start(sources, args.dataflow()?, args.resnapshot).await?;
         let webhooks = webhooks.spawn(stop_http.clone(), http_ended.clone());
-        let chain_heads = super::audit::spawn_head_log(sources.database().map_err(crate::ConfigError)?.1);
+        let pg = sources.database().map_err(crate::ConfigError)?.1;
+        let chain_heads = super::audit::spawn_head_log(pg.clone());
+        let dead_letter_days = sources.coda().map_err(crate::ConfigError)?.map(|(_, _, w)| w.dead_letter_days);
+        let retention = super::retention::spawn_daily(pg, dead_letter_days);
         Ok(Self {
             addr,
             metrics_addr,
@@ -55,6 +60,7 @@ impl Serving {
             webhooks,
             metrics,
             chain_heads,
+            retention,
             stop_http,
             http_ended,
         })
@@ -62,7 +68,7 @@ impl Serving {
 
     /// Runs until `stop` resolves or either half fails, then stops both.
     pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-        let Serving { pipeline, webhooks, metrics, chain_heads, stop_http, http_ended, .. } = self;
+        let Serving { pipeline, webhooks, metrics, chain_heads, retention, stop_http, http_ended, .. } = self;
         let stop_both = async {
             tokio::select! {
                 _ = stop => {}
@@ -72,6 +78,7 @@ impl Serving {
         };
         let replicated = pipeline.run_until(stop_both).await;
         chain_heads.abort();
+        retention.abort();
         stop_http.cancel();
         let served = webhooks.await?;
         let _ = metrics.await;

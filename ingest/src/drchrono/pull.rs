@@ -151,6 +151,14 @@ impl Puller<'_> {
             .instrument(span)
             .await?;
             run.add(&counts);
+            tracing::debug!(
+                feed = feed.name,
+                page = calls,
+                inserted = counts.inserted,
+                updated = counts.updated,
+                unchanged = counts.unchanged,
+                "DrChrono page stored"
+            );
             let calls_left = self.client.budget().last_calls_left();
             if let Some(left) = calls_left {
                 metrics::gauge!(august_schema::metrics::DRCHRONO_CALLS_LEFT.name).set(f64::from(left));

@@ -120,6 +120,7 @@ async fn receive(
         }
     };
     crate::trace::answered(&span, response.status().as_u16(), outcome);
+    tracing::debug!(target_name = target.name, status = response.status().as_u16(), outcome, "write-back answered");
     metrics::counter!(august_schema::metrics::WRITEBACK_REQUESTS.name, "target" => target.name, "outcome" => outcome)
         .increment(1);
     metrics::histogram!(august_schema::metrics::WRITEBACK_SECONDS.name, "target" => target.name)

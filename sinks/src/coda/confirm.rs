@@ -87,7 +87,7 @@ pub fn start(
             let view = confirmed.first().map_or("", Confirmed::view);
             let (completed, by) = super::traced::carrying(view, Vec::new(), client.mutation_completed(request)).await;
             let answer = match completed {
-                Ok(true) => match record(&pg, &mut db, confirmed).await {
+                Ok(true) => match record(&pg, &mut db, confirmed, (&settling.mapping, request)).await {
                     Ok(()) => Some(Ok(Confirmation::Done(request.clone(), by))),
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot record a confirmed Coda write yet; retrying");
@@ -148,12 +148,15 @@ async fn settle(
     let in_coda = super::settle::coda_state(client, mapping, &settling.sources[t], t).await?;
     let mut found = Vec::with_capacity(confirmed.len());
     let mut missing = Vec::new();
+    let mut disclosed = Vec::new();
     for item in confirmed {
         let (key, landed) = match item {
             Confirmed::Written { key, hash, .. } => (key, in_coda.get(key).is_some_and(|h| h.hash == *hash)),
             Confirmed::Deleted { key, .. } => (key, !in_coda.contains_key(key)),
         };
-        if !landed {
+        if landed {
+            disclosed.push(item.disclosure(Some(request)));
+        } else {
             missing.push(key.clone());
         }
         found.push((key.clone(), in_coda.get(key).cloned()));
@@ -161,7 +164,7 @@ async fn settle(
     if db.as_ref().is_none_or(|c| c.is_closed()) {
         *db = Some(august_schema::connect(pg).await?);
     }
-    ledger::settle(db.as_mut().expect("connected above"), view, &found).await?;
+    ledger::settle(db.as_mut().expect("connected above"), view, &found, (mapping, &disclosed)).await?;
     tracing::warn!(
         view = %view,
         rows = found.len(),
@@ -176,9 +179,10 @@ async fn record(
     pg: &tokio_postgres::Config,
     db: &mut Option<tokio_postgres::Client>,
     confirmed: &[Confirmed],
+    disclosed: (&Mapping, &str),
 ) -> Result<(), august_schema::DbError> {
     if db.as_ref().is_none_or(|c| c.is_closed()) {
         *db = Some(august_schema::connect(pg).await?);
     }
-    ledger::record(db.as_mut().expect("connected above"), confirmed).await
+    ledger::record(db.as_mut().expect("connected above"), confirmed, Some(disclosed)).await
 }

@@ -5,11 +5,18 @@
 //! Beside it, `coda_pending_writes` holds the writes sent but not yet confirmed: recorded
 //! before each request ([`intend`]) and removed with the confirmation ([`record`]), so what a
 //! killed run left unrecorded is settled against Coda at the next start ([`settle`]).
+//!
+//! Each row a confirmed or settled write carried to Coda is also a disclosure: it is appended
+//! to `coda_disclosures` (Coda table, PHI classes, request id; no values) in the same
+//! transaction, so the accounting of disclosures holds exactly what the ledger says Coda got.
 
 use std::collections::HashMap;
 
 use august_cdc::Lsn;
 use august_schema::{set_actor, Actor, DbError};
+use tokio_postgres::Transaction;
+
+use super::mapping::Mapping;
 
 /// What Coda holds for one view row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +57,72 @@ impl Confirmed {
             Confirmed::Written { view, .. } | Confirmed::Deleted { view, .. } => view,
         }
     }
+
+    /// What this write disclosed, sent as Coda's `request`.
+    pub fn disclosure<'a>(&'a self, request: Option<&'a str>) -> Disclosure<'a> {
+        match self {
+            Confirmed::Written { view, key, hash, lsn } => {
+                Disclosure { view, key, hash: Some(hash), request, lsn: Some(*lsn) }
+            }
+            Confirmed::Deleted { view, key } => Disclosure { view, key, hash: None, request, lsn: None },
+        }
+    }
+}
+
+/// One view row a write carried to Coda: its cells with content `hash`, or (`None`) a delete
+/// of its row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Disclosure<'a> {
+    /// View.
+    pub view: &'a str,
+    /// Row key.
+    pub key: &'a str,
+    /// Content hash of an upsert; `None` for a delete.
+    pub hash: Option<&'a str>,
+    /// Coda's request id, when known.
+    pub request: Option<&'a str>,
+    /// LSN of the change, when known.
+    pub lsn: Option<Lsn>,
+}
+
+/// Appends `rows` to `coda_disclosures`, each with the Coda table its view is mapped to and the
+/// PHI classes that table's mapped columns carry (none for a delete: only Coda's row id goes).
+async fn disclose(tx: &Transaction<'_>, mapping: &Mapping, rows: &[Disclosure<'_>]) -> Result<(), DbError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut columns: [Vec<Option<String>>; 8] = Default::default();
+    for row in rows {
+        let table = mapping.tables.iter().find(|t| t.view == row.view);
+        let classes = match (table, row.hash) {
+            (Some(t), Some(_)) => t.carried().iter().map(|(c, _)| c.name()).collect::<Vec<_>>().join(" "),
+            _ => String::new(),
+        };
+        let cells = [
+            Some(row.view.to_string()),
+            Some(row.key.to_string()),
+            Some(table.map_or_else(|| "?".to_string(), |t| t.table_id.clone())),
+            Some(if row.hash.is_some() { "upsert" } else { "delete" }.to_string()),
+            Some(classes),
+            row.hash.map(String::from),
+            row.request.map(String::from),
+            row.lsn.map(|l| l.to_string()),
+        ];
+        for (column, cell) in columns.iter_mut().zip(cells) {
+            column.push(cell);
+        }
+    }
+    let [views, keys, tables, operations, classes, hashes, requests, lsns] = &columns;
+    tx.execute(
+        "INSERT INTO coda_disclosures (view, row_key, doc_id, coda_table, operation, classes, content_hash, request_id, lsn)
+         SELECT v, k, $1, t, o, string_to_array(c, ' '), h, r, l::pg_lsn
+           FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+             AS d(v, k, t, o, c, h, r, l)",
+        &[&mapping.doc_id, views, keys, tables, operations, classes, hashes, requests, lsns],
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| DbError::new("record Coda disclosures", e))
 }
 
 /// Loads the ledger of `views`.
@@ -64,8 +137,14 @@ pub async fn load(
     Ok(rows.iter().map(|r| ((r.get(0), r.get(1)), Held { hash: r.get(2), row_id: r.get(3) })).collect())
 }
 
-/// Records confirmed writes, in one transaction of two set-based statements.
-pub async fn record(client: &mut tokio_postgres::Client, confirmed: &[Confirmed]) -> Result<(), DbError> {
+/// Records confirmed writes, in one transaction of set-based statements. With `disclosed`
+/// (the mapping, and Coda's request id), they are disclosures too; without, Coda already held
+/// the rows (an edit made in Coda, read back).
+pub async fn record(
+    client: &mut tokio_postgres::Client,
+    confirmed: &[Confirmed],
+    disclosed: Option<(&Mapping, &str)>,
+) -> Result<(), DbError> {
     let (mut views, mut keys, mut hashes, mut lsns) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut gone_views, mut gone_keys) = (Vec::new(), Vec::new());
     for item in confirmed {
@@ -119,6 +198,10 @@ pub async fn record(client: &mut tokio_postgres::Client, confirmed: &[Confirmed]
         )
         .await
         .map_err(|e| DbError::new("update the Coda ledger", e))?;
+    }
+    if let Some((mapping, request)) = disclosed {
+        let rows: Vec<Disclosure> = confirmed.iter().map(|c| c.disclosure(Some(request))).collect();
+        disclose(&tx, mapping, &rows).await?;
     }
     tx.commit().await.map_err(|e| DbError::new("commit the ledger update", e))
 }
@@ -176,6 +259,8 @@ pub struct Unsettled {
     pub view: String,
     /// Row key.
     pub key: String,
+    /// The content hash it carried; `None` for a delete.
+    pub hash: Option<String>,
     /// Coda's request id, when Coda answered before the run ended.
     pub request: Option<String>,
 }
@@ -184,20 +269,22 @@ pub struct Unsettled {
 pub async fn unsettled(client: &tokio_postgres::Client, views: &[String]) -> Result<Vec<Unsettled>, DbError> {
     let rows = client
         .query(
-            "SELECT view, row_key, request_id FROM coda_pending_writes WHERE view = ANY($1) ORDER BY view, row_key",
+            "SELECT view, row_key, content_hash, request_id FROM coda_pending_writes WHERE view = ANY($1) ORDER BY view, row_key",
             &[&views],
         )
         .await
         .map_err(|e| DbError::new("load unsettled Coda writes", e))?;
-    Ok(rows.iter().map(|r| Unsettled { view: r.get(0), key: r.get(1), request: r.get(2) }).collect())
+    Ok(rows.iter().map(|r| Unsettled { view: r.get(0), key: r.get(1), hash: r.get(2), request: r.get(3) }).collect())
 }
 
 /// Settles unconfirmed writes with what Coda was found to hold for each row (`None`: no
-/// row), in one transaction: the ledger takes Coda's state, and the intents go.
+/// row), in one transaction: the ledger takes Coda's state, the intents go, and the writes
+/// found to have landed (`landed`) are recorded as disclosures.
 pub async fn settle(
     client: &mut tokio_postgres::Client,
     view: &str,
     found: &[(String, Option<Held>)],
+    landed: (&Mapping, &[Disclosure<'_>]),
 ) -> Result<(), DbError> {
     let tx = client.transaction().await.map_err(|e| DbError::new("begin settling Coda writes", e))?;
     set_actor(&tx, Actor::CodaSink).await?;
@@ -226,5 +313,6 @@ pub async fn settle(
     for (sql, params) in statements {
         tx.execute(sql, &params).await.map_err(|e| DbError::new("settle Coda writes", e))?;
     }
+    disclose(&tx, landed.0, landed.1).await?;
     tx.commit().await.map_err(|e| DbError::new("commit settled Coda writes", e))
 }

@@ -6,6 +6,8 @@
 //! then not sent again, and one that did not land is sent, because the ledger no longer
 //! claims it.
 //!
+//! A write found to have landed is recorded as a disclosure then (see [`ledger::settle`]).
+//!
 //! The comparison uses the same cell shaping and hash as the writer. Should Coda return a value
 //! in another form than it was sent (a real doc's column formats may convert some), the row
 //! merely counts as different and is written once more: never a lost update.
@@ -43,14 +45,25 @@ pub async fn settle_unconfirmed(
         tokio::time::sleep(UNANSWERED_GRACE).await;
     }
     for (t, table) in mapping.tables.iter().enumerate() {
-        let keys: Vec<&String> = unsettled.iter().filter(|u| u.view == table.view).map(|u| &u.key).collect();
-        if keys.is_empty() {
+        let mine: Vec<&ledger::Unsettled> = unsettled.iter().filter(|u| u.view == table.view).collect();
+        if mine.is_empty() {
             continue;
         }
         let in_coda = coda_state_retrying(client, mapping, &sources[t], t).await?;
         let found: Vec<(String, Option<Held>)> =
-            keys.iter().map(|k| ((*k).clone(), in_coda.get(*k).cloned())).collect();
-        ledger::settle(db, &table.view, &found).await?;
+            mine.iter().map(|u| (u.key.clone(), in_coda.get(&u.key).cloned())).collect();
+        let landed: Vec<ledger::Disclosure> = mine
+            .iter()
+            .filter(|u| in_coda.get(&u.key).map(|h| h.hash.as_str()) == u.hash.as_deref())
+            .map(|u| ledger::Disclosure {
+                view: &u.view,
+                key: &u.key,
+                hash: u.hash.as_deref(),
+                request: u.request.as_deref(),
+                lsn: None,
+            })
+            .collect();
+        ledger::settle(db, &table.view, &found, (mapping, &landed)).await?;
         for (key, state) in &found {
             let entry = (table.view.clone(), key.clone());
             match state {

@@ -248,7 +248,7 @@ impl Writer {
         if self.db.is_closed() {
             self.db = august_schema::connect(&self.pg).await?;
         }
-        ledger::record(&mut self.db, std::slice::from_ref(confirmed)).await?;
+        ledger::record(&mut self.db, std::slice::from_ref(confirmed), None).await?;
         ledger::remember_row_id(&self.db, view, key, row_id).await
     }
 }
