@@ -150,7 +150,8 @@ BEGIN
         ('sync_log', 'records_failed', 'operational', NULL),
         ('sync_log', 'pages', 'operational', NULL),
         ('sync_log', 'calls', 'operational', NULL)
-    ) AS v(tbl, col, class, note) LOOP
+    ) AS v(tbl, col, class, note)
+      WHERE to_regclass(tbl) IS NOT NULL LOOP  -- schema_migrations is the runner's, absent under psql -f
         EXECUTE format('COMMENT ON COLUMN %I.%I IS %L', c.tbl, c.col,
                        concat_ws('; ', 'phi:' || c.class, c.note,
                                  col_description(c.tbl::regclass, (SELECT attnum FROM pg_attribute

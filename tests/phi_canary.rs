@@ -78,14 +78,7 @@ async fn no_phi_leaves_through_the_pull_sync_or_the_write_back_even_at_trace_lev
     const WRITEBACK_TOKEN: &str = "canary-writeback-token-0123";
     const STAFF: &str = "ops.canary@clinic.example";
     let db = august_testkit::fresh_db("phi_canary_sync").await;
-    db.client()
-        .await
-        .batch_execute(&format!(
-            "INSERT INTO staff_roles (email, role) VALUES ('{STAFF}', 'operations');
-             INSERT INTO intake_checklists (appointment_id, patient_id, status) VALUES ('A-4242', 4242, 'in_progress');"
-        ))
-        .await
-        .unwrap();
+    crate::support::staff_and_intake(&db, STAFF, "A-4242", 4242).await;
     let config = august_emulators::drchrono::DrChronoConfig { patients: 4, ..Default::default() };
     let drchrono = august_emulators::drchrono::serve("127.0.0.1:0".parse().unwrap(), config).await.unwrap();
     let patients = drchrono.objects("patients");

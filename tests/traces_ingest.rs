@@ -263,14 +263,7 @@ async fn a_write_back_is_a_writeback_span_whose_commit_span_context_the_wal_carr
     const WRITEBACK_TOKEN: &str = "writeback-token-0123456789";
     const STAFF: &str = "ops.lead@clinic.example";
     let db = august_testkit::fresh_db("traces_writeback").await;
-    db.client()
-        .await
-        .batch_execute(&format!(
-            "INSERT INTO staff_roles (email, role) VALUES ('{STAFF}', 'operations');
-             INSERT INTO intake_checklists (appointment_id, patient_id, status) VALUES ('A-7101', 611, 'in_progress');"
-        ))
-        .await
-        .unwrap();
+    crate::support::staff_and_intake(&db, STAFF, "A-7101", 611).await;
     let receiver = OtlpReceiver::start().await.unwrap();
     let slot = wal_slot(&db).await;
     let port = free_port();

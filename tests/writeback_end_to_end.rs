@@ -40,14 +40,7 @@ async fn settled(port: u16) -> String {
 #[tokio::test]
 async fn a_staff_edit_in_coda_lands_in_postgres_and_comes_back_without_an_echo() {
     let db = august_testkit::fresh_db("e2e_writeback").await;
-    db.client()
-        .await
-        .batch_execute(&format!(
-            "INSERT INTO staff_roles (email, role) VALUES ('{STAFF}', 'operations');
-             INSERT INTO intake_checklists (appointment_id, patient_id, status) VALUES ('A-7001', 601, 'in_progress');"
-        ))
-        .await
-        .unwrap();
+    crate::support::staff_and_intake(&db, STAFF, "A-7001", 601).await;
     let (port, metrics_port) = (free_port(), free_port());
     let base = format!("http://127.0.0.1:{port}");
     let flags = ["--writeback-token", WRITEBACK_TOKEN, "--writeback-base", &base];

@@ -31,7 +31,7 @@ async fn verify(client: &mut Client, chain: &'static str) -> ChainReport {
 }
 
 /// Runs `sql` with every trigger off, as a superuser could.
-async fn behind_the_triggers(client: &Client, sql: &str) {
+pub async fn behind_the_triggers(client: &Client, sql: &str) {
     client
         .batch_execute(&format!("SET session_replication_role = replica; {sql}; RESET session_replication_role"))
         .await

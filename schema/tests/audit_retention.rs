@@ -10,6 +10,7 @@ use august_schema::audit_retention::{self, ArchiveError, Partition};
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
+use crate::audit_chain::behind_the_triggers;
 use crate::{count, db};
 
 fn at(text: &str) -> SystemTime {
@@ -115,13 +116,7 @@ async fn an_archived_month_is_in_its_file_out_of_the_table_and_the_trail_still_v
     assert_eq!(logged.await, 3);
 
     // The archive's record is the link: without it, the kept trail starts at a gap.
-    client
-        .batch_execute(
-            "SET session_replication_role = replica; DELETE FROM audit_archives WHERE chain = 'access_log';
-             RESET session_replication_role",
-        )
-        .await
-        .unwrap();
+    behind_the_triggers(&client, "DELETE FROM audit_archives WHERE chain = 'access_log'").await;
     let report = audit_chain::verify(&mut client, "access_log", None).await.unwrap();
     assert_eq!(report.broken.map(|b| (b.seq, b.kind)), Some((Some(1), Break::Deleted)));
 }
@@ -138,13 +133,7 @@ async fn a_broken_chain_or_a_month_out_of_order_is_not_archived() {
         Err(ArchiveError::Refused { reason, .. }) => assert!(reason.contains("archive months in order"), "{reason}"),
         other => panic!("{other:?}"),
     }
-    client
-        .batch_execute(
-            "SET session_replication_role = replica; UPDATE access_log SET duration_ms = 9 WHERE chain_seq = 2;
-             RESET session_replication_role",
-        )
-        .await
-        .unwrap();
+    behind_the_triggers(&client, "UPDATE access_log SET duration_ms = 9 WHERE chain_seq = 2").await;
     match audit_retention::archive(&mut client, named(&partitions, "access_log_2026_01"), dir.path(), true).await {
         Err(ArchiveError::Refused { reason, .. }) => {
             assert!(reason.contains("chain is broken (edited at seq 2)"), "{reason}")

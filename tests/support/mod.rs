@@ -309,3 +309,21 @@ pub fn drchrono_env(
         ("DRCHRONO_TOKEN_KEY", "drchrono-test-token-key-0123".into()),
     ]
 }
+
+/// A staff member with the `operations` role, and an intake checklist in progress for
+/// `appointment` of `patient`: what a write-back test edits.
+pub async fn staff_and_intake(db: &august_testkit::TestDb, staff: &str, appointment: &str, patient: i64) {
+    db.client()
+        .await
+        .execute("INSERT INTO staff_roles (email, role) VALUES ($1, 'operations')", &[&staff])
+        .await
+        .unwrap();
+    db.client()
+        .await
+        .execute(
+            "INSERT INTO intake_checklists (appointment_id, patient_id, status) VALUES ($1, $2, 'in_progress')",
+            &[&appointment, &patient],
+        )
+        .await
+        .unwrap();
+}
