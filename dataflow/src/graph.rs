@@ -7,52 +7,17 @@ use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
 use timely::dataflow::operators::Input;
 use timely::dataflow::{InputHandle, ProbeHandle};
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-
-use crate::join::{Coll, Keyed};
+use crate::base::Base;
+use crate::join::Coll;
 use crate::output::{self, Output};
-use crate::tables::{table, table_index, TABLES};
-use crate::views::{self, Cols, NAMED};
+use crate::tables::TABLES;
+use crate::views::{self, NAMED};
 
 /// One upsert: a row's natural key, its new value (`None`: gone), and the LSN it took effect.
 pub type Upsert = (Vec<Value>, Option<Row>, u64);
 
 /// The input of one table.
 pub type TableInput = InputHandle<u64, timely::container::CapacityContainerBuilder<Vec<Upsert>>>;
-
-/// The live rows of every published table.
-pub struct Base<'s> {
-    tables: Vec<Coll<'s, Row>>,
-    dims: RefCell<HashMap<(&'static str, &'static str), Keyed<'s, Row>>>,
-}
-
-impl<'s> Base<'s> {
-    /// The live rows of table `name`, whole (for pass-through views).
-    pub fn full(&self, name: &str) -> Coll<'s, Row> {
-        self.tables[table_index(name).unwrap_or_else(|| panic!("{name} is not a published table"))].clone()
-    }
-
-    /// The live rows of table `name`, narrowed to the columns views read.
-    pub fn rows(&self, name: &'static str) -> Coll<'s, Row> {
-        let spec = table(name).unwrap_or_else(|| panic!("{name} is not a published table"));
-        self.full(name).map(move |row| spec.narrow(&row))
-    }
-
-    /// The narrowed rows of table `name` looked up by `column`, arranged once for every view.
-    pub fn dim(&self, name: &'static str, column: &'static str) -> Keyed<'s, Row> {
-        self.dims
-            .borrow_mut()
-            .entry((name, column))
-            .or_insert_with(|| {
-                let cols = Cols::of(name);
-                let keyed = Keyed::new(self.rows(name).map(move |row| (cols.get(&row, column).clone(), row)));
-                keyed.name(&format!("{name}.{column}"));
-                keyed
-            })
-            .clone()
-    }
-}
 
 /// Builds the graph in `scope` from the table inputs; the view output goes to `out` (on the
 /// worker that has it), mapping times to LSNs by the marks the input driver records in `clock`.
@@ -78,7 +43,7 @@ pub fn build<'s>(
             arranged.as_collection(|_key, row| row.clone())
         })
         .collect();
-    let base = Base { tables, dims: RefCell::new(HashMap::new()) };
+    let base = Base::new(tables);
 
     let links = views::deepcura_links::build(&base);
     let mut all: Vec<Coll<'s, (Value, views::ViewRow)>> = vec![

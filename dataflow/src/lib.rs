@@ -22,6 +22,7 @@
 //! * **Reference** ([`reference`]): the same views from scratch, for checking.
 #![forbid(missing_docs)]
 
+pub mod base;
 pub mod engine;
 pub mod graph;
 pub mod input;

@@ -294,3 +294,25 @@ impl TableSpec {
         Row(view_columns(self.name).iter().map(|c| row.0[self.col(c)].clone()).collect())
     }
 }
+
+/// Reads columns of a table's narrowed rows (see [`crate::tables::VIEW_COLUMNS`]) by name.
+#[derive(Debug, Clone, Copy)]
+pub struct Cols(&'static str, &'static [&'static str]);
+
+impl Cols {
+    /// Column reader for the narrowed rows of the table called `name`.
+    pub fn of(name: &'static str) -> Self {
+        Cols(name, view_columns(name))
+    }
+
+    /// The value of `column` in `row`. Panics on a column the narrowed rows lack: view code
+    /// names columns statically and the property tests read every one.
+    pub fn get<'r>(&self, row: &'r Row, column: &str) -> &'r Value {
+        let index = self
+            .1
+            .iter()
+            .position(|c| *c == column)
+            .unwrap_or_else(|| panic!("{}.{column} is not in VIEW_COLUMNS", self.0));
+        &row.0[index]
+    }
+}

@@ -11,7 +11,7 @@ use august_cdc::{Row, Value};
 
 use super::deepcura_links::Link;
 use super::{first_present, json_field, list_text, person_name, Cols, ViewRow, ViewSpec};
-use crate::graph::Base;
+use crate::base::Base;
 use crate::join::{left_join, Coll, Keyed};
 
 /// The view's name, key and columns.

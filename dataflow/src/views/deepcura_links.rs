@@ -14,7 +14,7 @@ use august_cdc::Value;
 use serde::{Deserialize, Serialize};
 
 use super::{date_of, first_present, Cols, ViewRow, ViewSpec};
-use crate::graph::Base;
+use crate::base::Base;
 use crate::join::{left_join, Coll};
 
 /// The view's name, key and columns.

@@ -9,7 +9,7 @@ use august_cdc::{Row, Value};
 use super::deepcura_links::Link;
 use super::scheduling_ops::patient_contact;
 use super::{ViewRow, ViewSpec};
-use crate::graph::Base;
+use crate::base::Base;
 use crate::join::{left_join, Coll};
 
 /// The view's name, key and columns.

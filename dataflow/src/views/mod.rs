@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use august_cdc::{Row, Value};
+use august_cdc::Value;
 use chrono::NaiveDateTime;
 use serde_json::value::RawValue;
 
@@ -96,27 +96,7 @@ pub fn find(name: &str) -> Option<ViewSpec> {
     all().into_iter().find(|v| v.name == name)
 }
 
-/// Reads columns of a table's narrowed rows (see [`crate::tables::VIEW_COLUMNS`]) by name.
-#[derive(Debug, Clone, Copy)]
-pub struct Cols(&'static str, &'static [&'static str]);
-
-impl Cols {
-    /// Column reader for the narrowed rows of the table called `name`.
-    pub fn of(name: &'static str) -> Self {
-        Cols(name, crate::tables::view_columns(name))
-    }
-
-    /// The value of `column` in `row`. Panics on a column the narrowed rows lack: view code
-    /// names columns statically and the property tests read every one.
-    pub fn get<'r>(&self, row: &'r Row, column: &str) -> &'r Value {
-        let index = self
-            .1
-            .iter()
-            .position(|c| *c == column)
-            .unwrap_or_else(|| panic!("{}.{column} is not in VIEW_COLUMNS", self.0));
-        &row.0[index]
-    }
-}
+pub use crate::tables::Cols;
 
 /// `first last`, or NULL when both are missing.
 pub fn person_name(first: &Value, last: &Value) -> Value {

@@ -4,7 +4,7 @@
 use august_cdc::{Row, Value};
 
 use super::ViewRow;
-use crate::graph::Base;
+use crate::base::Base;
 use crate::join::Coll;
 use crate::tables::TableSpec;
 

@@ -10,7 +10,7 @@ use august_cdc::{Row, Value};
 
 use super::scheduling_ops::{patient_contact, provider_name};
 use super::{first_present, Cols, ViewRow, ViewSpec};
-use crate::graph::Base;
+use crate::base::Base;
 use crate::join::{left_join, Coll};
 
 /// The view's name, key and columns.

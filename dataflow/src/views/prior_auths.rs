@@ -10,7 +10,7 @@ use august_cdc::{Row, Value};
 
 use super::scheduling_ops::patient_contact;
 use super::{list_text, Cols, ViewRow, ViewSpec};
-use crate::graph::Base;
+use crate::base::Base;
 use crate::join::{left_join, Coll, Keyed};
 
 /// The view's name, key and columns.
