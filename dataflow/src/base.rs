@@ -6,10 +6,11 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use august_cdc::Row;
+use august_cdc::{Row, Value};
 
-use crate::join::{Coll, Keyed};
+use crate::join::{left_join, Coll, Keyed};
 use crate::tables::{table, table_index, Cols};
+use crate::views::visit_patient;
 
 /// The live rows of every published table.
 pub struct Base<'s> {
@@ -47,4 +48,26 @@ impl<'s> Base<'s> {
             })
             .clone()
     }
+
+    /// The rows of `table`, each with the appointment its `appointment` column names (by
+    /// DrChrono id), its patient ([`visit_patient`]: its own, else the appointment's) and the
+    /// appointment's provider: the join every view that shows a record beside its visit needs.
+    pub fn with_visit(&self, table: &'static str, appointment: &'static str) -> Coll<'s, WithVisit> {
+        let (own, ap) = (Cols::of(table), Cols::of("appointments"));
+        let rows = left_join(
+            self.rows(table),
+            move |r| own.get(r, appointment).clone(),
+            &self.dim("appointments", "drchrono_id"),
+        );
+        let rows =
+            left_join(rows, move |(r, a)| visit_patient(table, r, a.as_ref()), &self.dim("patients", "drchrono_id"));
+        left_join(
+            rows,
+            move |((_, a), _)| a.as_ref().map_or(Value::Null, |a| ap.get(a, "provider_id").clone()),
+            &self.dim("providers", "drchrono_id"),
+        )
+    }
 }
+
+/// A row with its visit: ((row, appointment), patient), provider.
+pub type WithVisit = (((Row, Option<Row>), Option<Row>), Option<Row>);

@@ -140,7 +140,7 @@ fn compute_in<'a>(whole: &'a Tables, tables: &'a Tables) -> Views {
     }
     for note in db.rows("clinical_notes") {
         let appointment = get(&appointments, cn.get(note, "drchrono_id"));
-        let patient = get(&patients, &views::clinical_notes::patient_of(note, appointment));
+        let patient = get(&patients, &views::visit_patient("clinical_notes", note, appointment));
         let provider = appointment.and_then(|a| get(&providers, ap.get(a, "provider_id")));
         let enrichment = views::clinical_notes::pick(linked_to(cn.get(note, "drchrono_id").clone()))
             .and_then(|l| get(&notes, &l.note_id));
@@ -165,7 +165,7 @@ fn compute_in<'a>(whole: &'a Tables, tables: &'a Tables) -> Views {
     }
     for intake in db.rows("intake_checklists") {
         let appointment = get(&appointments, Cols::of("intake_checklists").get(intake, "appointment_id"));
-        let patient = get(&patients, &views::patient_intake::patient_of(intake, appointment));
+        let patient = get(&patients, &views::visit_patient("intake_checklists", intake, appointment));
         let provider = appointment.and_then(|a| get(&providers, ap.get(a, "provider_id")));
         put("patient_intake", views::patient_intake::shape(intake, appointment, patient, provider));
     }
@@ -183,7 +183,7 @@ fn compute_in<'a>(whole: &'a Tables, tables: &'a Tables) -> Views {
     }
     for task in db.rows("post_appointment_tasks") {
         let appointment = get(&appointments, t.get(task, "appointment_id"));
-        let patient = get(&patients, &views::post_appointment_tasks::patient_of(task, appointment));
+        let patient = get(&patients, &views::visit_patient("post_appointment_tasks", task, appointment));
         let provider = appointment.and_then(|a| get(&providers, ap.get(a, "provider_id")));
         put("post_appointment_tasks", views::post_appointment_tasks::shape(task, appointment, patient, provider));
     }

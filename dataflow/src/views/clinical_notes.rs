@@ -10,7 +10,7 @@
 use august_cdc::{Row, Value};
 
 use super::deepcura_links::Link;
-use super::{first_present, json_field, list_text, person_name, Cols, ViewRow, ViewSpec};
+use super::{json_field, list_text, person_name, visit_patient, Cols, ViewRow, ViewSpec};
 use crate::base::Base;
 use crate::join::{left_join, Coll, Keyed};
 
@@ -42,12 +42,6 @@ pub fn pick<'a>(links: impl IntoIterator<Item = &'a Link>) -> Option<&'a Link> {
         .max_by(|a, b| (&a.session_date, &a.note_id).cmp(&(&b.session_date, &b.note_id)))
 }
 
-/// The patient of a clinical note: its own, else its appointment's.
-pub fn patient_of(note: &Row, appointment: Option<&Row>) -> Value {
-    let (cn, ap) = (Cols::of("clinical_notes"), Cols::of("appointments"));
-    first_present(&[cn.get(note, "patient_id"), appointment.map_or(&Value::Null, |a| ap.get(a, "patient_id"))])
-}
-
 /// One row of the view.
 pub fn shape(
     note: &Row,
@@ -69,7 +63,7 @@ pub fn shape(
     let row = vec![
         key.clone(),
         appt("scheduled_time"),
-        patient_of(note, appointment),
+        visit_patient("clinical_notes", note, appointment),
         patient.map_or(Value::Null, |p| person_name(pa.get(p, "first_name"), pa.get(p, "last_name"))),
         appt("provider_id"),
         provider.map_or(Value::Null, |p| person_name(pr.get(p, "first_name"), pr.get(p, "last_name"))),
@@ -89,7 +83,7 @@ pub fn shape(
 
 /// Builds the view.
 pub fn build<'s>(base: &Base<'s>, links: &Coll<'s, (Value, Link)>) -> Coll<'s, (Value, ViewRow)> {
-    let (cn, ap, dc) = (Cols::of("clinical_notes"), Cols::of("appointments"), Cols::of("deepcura_notes"));
+    let (cn, dc) = (Cols::of("clinical_notes"), Cols::of("deepcura_notes"));
     let enrichment = links
         .clone()
         .flat_map(|(_, link)| link.is_linked().then(|| (link.clinical_note_id.clone(), link)))
@@ -102,17 +96,7 @@ pub fn build<'s>(base: &Base<'s>, links: &Coll<'s, (Value, Link)>) -> Coll<'s, (
         .join(base.rows("deepcura_notes").map(move |row| (dc.get(&row, "id").clone(), row)))
         .map(|(_, (cn_id, note))| (cn_id, note));
 
-    let with_appt = left_join(
-        base.rows("clinical_notes"),
-        move |n| cn.get(n, "drchrono_id").clone(),
-        &base.dim("appointments", "drchrono_id"),
-    );
-    let with_patient = left_join(with_appt, |(n, a)| patient_of(n, a.as_ref()), &base.dim("patients", "drchrono_id"));
-    let with_provider = left_join(
-        with_patient,
-        move |((_, a), _)| a.as_ref().map_or(Value::Null, |a| ap.get(a, "provider_id").clone()),
-        &base.dim("providers", "drchrono_id"),
-    );
+    let with_provider = base.with_visit("clinical_notes", "drchrono_id");
     left_join(with_provider, move |(((n, _), _), _)| cn.get(n, "drchrono_id").clone(), &Keyed::new(enrichment)).map(
         |((((note, appt), patient), provider), enriched)| {
             shape(&note, appt.as_ref(), patient.as_ref(), provider.as_ref(), enriched.as_ref())

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use august_cdc::Value;
+use august_cdc::{Row, Value};
 use chrono::NaiveDateTime;
 use serde_json::value::RawValue;
 
@@ -97,6 +97,13 @@ pub fn find(name: &str) -> Option<ViewSpec> {
 }
 
 pub use crate::tables::Cols;
+
+/// The patient of a row of `table` that names an appointment: the row's own `patient_id`, else
+/// its appointment's.
+pub fn visit_patient(table: &'static str, row: &Row, appointment: Option<&Row>) -> Value {
+    let (own, ap) = (Cols::of(table), Cols::of("appointments"));
+    first_present(&[own.get(row, "patient_id"), appointment.map_or(&Value::Null, |a| ap.get(a, "patient_id"))])
+}
 
 /// `first last`, or NULL when both are missing.
 pub fn person_name(first: &Value, last: &Value) -> Value {

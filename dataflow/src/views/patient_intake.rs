@@ -9,9 +9,9 @@
 use august_cdc::{Row, Value};
 
 use super::scheduling_ops::{patient_contact, provider_name};
-use super::{first_present, Cols, ViewRow, ViewSpec};
+use super::{visit_patient, Cols, ViewRow, ViewSpec};
 use crate::base::Base;
-use crate::join::{left_join, Coll};
+use crate::join::Coll;
 
 /// The view's name, key and columns.
 pub const SPEC: ViewSpec = view_spec!("patient_intake", key "appointment_id", [
@@ -35,12 +35,6 @@ pub const SPEC: ViewSpec = view_spec!("patient_intake", key "appointment_id", [
     "completed_at" Operational,
 ]);
 
-/// The patient of a checklist: its own, else its appointment's.
-pub fn patient_of(intake: &Row, appointment: Option<&Row>) -> Value {
-    let (ic, ap) = (Cols::of("intake_checklists"), Cols::of("appointments"));
-    first_present(&[ic.get(intake, "patient_id"), appointment.map_or(&Value::Null, |a| ap.get(a, "patient_id"))])
-}
-
 /// One row of the view.
 pub fn shape(
     intake: &Row,
@@ -54,7 +48,7 @@ pub fn shape(
     let mut row = vec![
         key.clone(),
         appointment.map_or(Value::Null, |a| ap.get(a, "scheduled_time").clone()),
-        patient_of(intake, appointment),
+        visit_patient("intake_checklists", intake, appointment),
         name,
         dob,
         phone,
@@ -80,19 +74,7 @@ pub fn shape(
 
 /// Builds the view.
 pub fn build<'s>(base: &Base<'s>) -> Coll<'s, (Value, ViewRow)> {
-    let (ic, ap) = (Cols::of("intake_checklists"), Cols::of("appointments"));
-    let rows = left_join(
-        base.rows("intake_checklists"),
-        move |i| ic.get(i, "appointment_id").clone(),
-        &base.dim("appointments", "drchrono_id"),
-    );
-    let rows = left_join(rows, |(i, a)| patient_of(i, a.as_ref()), &base.dim("patients", "drchrono_id"));
-    let rows = left_join(
-        rows,
-        move |((_, a), _)| a.as_ref().map_or(Value::Null, |a| ap.get(a, "provider_id").clone()),
-        &base.dim("providers", "drchrono_id"),
-    );
-    rows.map(|(((intake, appointment), patient), provider)| {
+    base.with_visit("intake_checklists", "appointment_id").map(|(((intake, appointment), patient), provider)| {
         shape(&intake, appointment.as_ref(), patient.as_ref(), provider.as_ref())
     })
 }

@@ -7,9 +7,9 @@
 use august_cdc::{Row, Value};
 
 use super::scheduling_ops::{patient_contact, provider_name};
-use super::{first_present, Cols, ViewRow, ViewSpec};
+use super::{visit_patient, Cols, ViewRow, ViewSpec};
 use crate::base::Base;
-use crate::join::{left_join, Coll};
+use crate::join::Coll;
 
 /// The view's name, key and columns.
 pub const SPEC: ViewSpec = view_spec!("post_appointment_tasks", key "task_id", [
@@ -28,12 +28,6 @@ pub const SPEC: ViewSpec = view_spec!("post_appointment_tasks", key "task_id", [
     "completed_at" Operational,
 ]);
 
-/// The patient of a task: its own, else its appointment's.
-pub fn patient_of(task: &Row, appointment: Option<&Row>) -> Value {
-    let (t, ap) = (Cols::of("post_appointment_tasks"), Cols::of("appointments"));
-    first_present(&[t.get(task, "patient_id"), appointment.map_or(&Value::Null, |a| ap.get(a, "patient_id"))])
-}
-
 /// One row of the view.
 pub fn shape(task: &Row, appointment: Option<&Row>, patient: Option<&Row>, provider: Option<&Row>) -> (Value, ViewRow) {
     let (t, ap) = (Cols::of("post_appointment_tasks"), Cols::of("appointments"));
@@ -43,7 +37,7 @@ pub fn shape(task: &Row, appointment: Option<&Row>, patient: Option<&Row>, provi
         key.clone(),
         t.get(task, "appointment_id").clone(),
         appointment.map_or(Value::Null, |a| ap.get(a, "scheduled_time").clone()),
-        patient_of(task, appointment),
+        visit_patient("post_appointment_tasks", task, appointment),
         name,
         provider_name(provider),
     ];
@@ -55,19 +49,7 @@ pub fn shape(task: &Row, appointment: Option<&Row>, patient: Option<&Row>, provi
 
 /// Builds the view.
 pub fn build<'s>(base: &Base<'s>) -> Coll<'s, (Value, ViewRow)> {
-    let (t, ap) = (Cols::of("post_appointment_tasks"), Cols::of("appointments"));
-    let rows = left_join(
-        base.rows("post_appointment_tasks"),
-        move |r| t.get(r, "appointment_id").clone(),
-        &base.dim("appointments", "drchrono_id"),
-    );
-    let rows = left_join(rows, |(r, a)| patient_of(r, a.as_ref()), &base.dim("patients", "drchrono_id"));
-    let rows = left_join(
-        rows,
-        move |((_, a), _)| a.as_ref().map_or(Value::Null, |a| ap.get(a, "provider_id").clone()),
-        &base.dim("providers", "drchrono_id"),
-    );
-    rows.map(|(((task, appointment), patient), provider)| {
+    base.with_visit("post_appointment_tasks", "appointment_id").map(|(((task, appointment), patient), provider)| {
         shape(&task, appointment.as_ref(), patient.as_ref(), provider.as_ref())
     })
 }
