@@ -5,6 +5,10 @@
 -- deletes audit rows any more: the append-only guard loses its retention escape (which, as
 -- written in 0001, returned OLD from a BEFORE UPDATE trigger and so silently kept the row).
 --
+-- Rows written before this migration go into one partition, <table>_before, from their first
+-- month to the month after their last (their times were transaction starts, so a month of them
+-- need not be one run of chain positions; all of them are); it is archived as one unit.
+--
 -- Chain order and month order agree. created_at becomes clock_timestamp() (the time the row is
 -- written, not the time its transaction began), and a BEFORE INSERT statement trigger takes the
 -- chain's advisory lock before any row's default is computed. Whoever holds the lock writes
@@ -38,10 +42,13 @@ BEGIN
                 EXECUTE format('CREATE TABLE %I PARTITION OF %s FOR VALUES FROM (%L) TO (%L)',
                                name, parent, month, month + interval '1 month');
                 made := made + 1;
-            EXCEPTION WHEN check_violation THEN
-                -- The DEFAULT partition holds rows of that month: they stay there (and are
-                -- reported by `august serve`'s retention job) rather than fail the job.
-                RAISE WARNING 'partition % not created: % holds rows of that month', name, parent::text || '_default';
+            EXCEPTION
+                WHEN check_violation THEN
+                    -- The DEFAULT partition holds rows of that month: they stay there (and are
+                    -- reported by the retention job) rather than fail the job.
+                    RAISE WARNING 'partition % not created: % holds rows of that month', name, parent::text || '_default';
+                WHEN invalid_object_definition THEN
+                    NULL;  -- the month lies in <table>_before, the rows from before this migration
             END;
         END IF;
         month := month + interval '1 month';
@@ -55,14 +62,24 @@ DO $$
 DECLARE
     chain  text;
     since  timestamptz;
+    until  timestamptz;
 BEGIN
     FOREACH chain IN ARRAY ARRAY['change_log', 'access_log'] LOOP
         EXECUTE format('ALTER TABLE %I RENAME TO %I', chain, chain || '_before_0013');
         EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS)
                         PARTITION BY RANGE (created_at)', chain, chain || '_before_0013');
         EXECUTE format('CREATE TABLE %I PARTITION OF %I DEFAULT', chain || '_default', chain);
-        EXECUTE format('SELECT min(created_at) FROM %I', chain || '_before_0013') INTO since;
-        PERFORM august_audit_partitions(chain::regclass, 3, coalesce(since, now()));
+        -- The rows already there go, whole, into one partition from their first month to the
+        -- month after their last: their times came from now() (transaction start), so a month
+        -- of them need not be one run of positions; together they are (1 to the head).
+        EXECUTE format('SELECT date_trunc(''month'', min(created_at) AT TIME ZONE ''UTC'') AT TIME ZONE ''UTC'',
+                               (date_trunc(''month'', max(created_at) AT TIME ZONE ''UTC'') + interval ''1 month'') AT TIME ZONE ''UTC''
+                          FROM %I', chain || '_before_0013') INTO since, until;
+        IF since IS NOT NULL THEN
+            EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
+                           chain || '_before', chain, since, until);
+        END IF;
+        PERFORM august_audit_partitions(chain::regclass, 3, coalesce(until, now()));
         EXECUTE format('INSERT INTO %I OVERRIDING SYSTEM VALUE SELECT * FROM %I',
                        chain, chain || '_before_0013');
         EXECUTE format('SELECT setval(pg_get_serial_sequence(%L, ''id''), coalesce(max(id), 0) + 1, false) FROM %I',

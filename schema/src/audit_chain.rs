@@ -159,7 +159,15 @@ pub async fn verify(client: &mut Client, chain: &'static str, since: Option<Sinc
             Ok(None) => {}
             Err(gap) => broken = Some(gap),
         },
-        Some(Since::Seq(seq)) => (from_seq, entry) = (seq.clamp(1, head_seq + 1), None),
+        Some(Since::Seq(seq)) => {
+            (from_seq, entry) = (seq.clamp(1, head_seq + 1), None);
+            // A position at or below the archived ones starts where the kept trail does.
+            if let Ok(Some((last_seq, last_hash, rows))) = archives(&tx, chain).await? {
+                if from_seq <= last_seq + 1 {
+                    (archived, from_seq, entry) = (rows, last_seq + 1, Some(last_hash));
+                }
+            }
+        }
         Some(Since::Time(time)) => {
             from_seq = tx
                 .query_one(&format!("SELECT min(chain_seq) FROM {chain} WHERE created_at >= $1"), &[&time])

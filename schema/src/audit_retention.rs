@@ -71,27 +71,29 @@ pub struct Partition {
     pub table: &'static str,
     /// Whether it is hash-chained.
     pub chained: bool,
-    /// The partition (`<table>_YYYY_MM`).
+    /// The partition (`<table>_YYYY_MM`, or `<table>_before` for the rows from before
+    /// migration 0013).
     pub name: String,
-    /// Its month's first instant (UTC).
+    /// Its first instant (a month's start, UTC).
     pub month: SystemTime,
 }
 
-/// The attached monthly partitions of every audit table whose month ends at or before
-/// `before`, oldest first.
+/// The attached partitions of every audit table (not the DEFAULT one) that end at or before
+/// `before`, oldest first; their bounds are read from the catalog.
 pub async fn partitions_before(client: &Client, before: SystemTime) -> Result<Vec<Partition>, DbError> {
     let mut found = Vec::new();
     for (table, chained) in PARTITIONED {
         let rows = client
             .query(
-                "SELECT name, month FROM (
+                "SELECT name, low FROM (
                      SELECT c.relname::text AS name,
-                            make_timestamptz(substr(c.relname, $2, 4)::int, substr(c.relname, $2 + 5, 2)::int, 1, 0, 0, 0, 'UTC') AS month
+                            substring(pg_get_expr(c.relpartbound, c.oid) FROM 'FROM \\(''([^'']+)''\\)')::timestamptz AS low,
+                            substring(pg_get_expr(c.relpartbound, c.oid) FROM 'TO \\(''([^'']+)''\\)')::timestamptz AS high
                        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-                      WHERE i.inhparent = $1::text::regclass AND c.relname ~ ('^' || $1 || '_[0-9]{4}_[0-9]{2}$')) p
-                  WHERE (month AT TIME ZONE 'UTC' + interval '1 month') AT TIME ZONE 'UTC' <= $3
-                  ORDER BY month",
-                &[table, &(table.len() as i32 + 2), &before],
+                      WHERE i.inhparent = $1::text::regclass) p
+                  WHERE high <= $2
+                  ORDER BY low",
+                &[table, &before],
             )
             .await
             .map_err(|e| DbError::new("list the audit partitions", e))?;
@@ -145,43 +147,66 @@ pub struct Archived {
 
 /// Archives one partition into `dir`: checks it, writes `<partition>.csv` (every column, a
 /// header line, rows in id order), records it in `audit_archives`, and detaches it, dropping it
-/// only with `drop`, all while the partition is locked against writes. For a chained table the
-/// whole chain must verify and the partition must be the oldest still attached.
+/// only with `drop`, all while the partition is locked against writes and no other archive runs.
+/// For a chained table the whole chain must verify and the partition must be the oldest still
+/// attached. The file takes its name only once the archive is committed; a failed run leaves
+/// none behind.
 pub async fn archive(
     client: &mut Client,
     partition: &Partition,
     dir: &Path,
     drop: bool,
 ) -> Result<Archived, ArchiveError> {
-    let refuse = |reason: String| ArchiveError::Refused { partition: partition.name.clone(), reason };
     let path = dir.join(format!("{}.csv", partition.name));
     if path.exists() {
-        return Err(refuse(format!("{} exists already", path.display())));
+        let reason = format!("{} exists already", path.display());
+        return Err(ArchiveError::Refused { partition: partition.name.clone(), reason });
     }
     if let Some(chain) = audit_chain::CHAINS.iter().copied().find(|c| partition.chained && *c == partition.table) {
         let report = audit_chain::verify(client, chain, None).await?;
         if let Some(broken) = &report.broken {
-            return Err(refuse(format!("the {chain} chain is broken ({})", report_line(broken))));
+            let reason = format!("the {chain} chain is broken ({})", report_line(broken));
+            return Err(ArchiveError::Refused { partition: partition.name.clone(), reason });
         }
     }
+    let partial = path.with_extension("csv.partial");
+    let done = archive_locked(client, partition, &partial, drop).await;
+    if done.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    let (rows, seqs, sha256) = done?;
+    std::fs::rename(&partial, &path).map_err(|source| ArchiveError::File { path: partial.clone(), source })?;
+    Ok(Archived { partition: partition.name.clone(), rows, seqs, file: path, sha256, dropped: drop })
+}
+
+/// Advisory lock key of an archive run: one at a time.
+const ARCHIVE_LOCK: i64 = 7_022_364_202_455_951_363;
+
+/// The archive itself, in one transaction: checked, written to `partial`, recorded, detached.
+async fn archive_locked(
+    client: &mut Client,
+    partition: &Partition,
+    partial: &Path,
+    drop: bool,
+) -> Result<(i64, Option<(i64, i64)>, String), ArchiveError> {
+    let refuse = |reason: String| ArchiveError::Refused { partition: partition.name.clone(), reason };
     let ident = quote_ident(&partition.name);
     let tx = client.transaction().await.map_err(|e| DbError::new("begin archiving", e))?;
     set_actor(&tx, Actor::Auditor).await?;
-    tx.batch_execute(&format!("LOCK TABLE {ident} IN SHARE MODE"))
-        .await
-        .map_err(|e| DbError::new("lock the partition", e))?;
+    // The DETACH below waits for every reader of the parent, and audited writes would queue
+    // behind it: give up rather than stall the clinic.
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = '10s'; SELECT pg_advisory_xact_lock({ARCHIVE_LOCK}); LOCK TABLE {ident} IN EXCLUSIVE MODE"
+    ))
+    .await
+    .map_err(|e| DbError::new("lock the partition (try again when the audit tables are quiet)", e))?;
     let (seqs, prev_hash, last_hash) = if partition.chained {
         chained_range(&tx, partition, &ident).await?.map_err(refuse)?
     } else {
         (None, None, None)
     };
-    let (rows, sha256) = write_csv(&tx, &ident, &path).await?;
-    if let Some((first, last)) = seqs {
-        if rows != last - first + 1 {
-            return Err(refuse(format!("{rows} rows for positions {first} to {last}")));
-        }
-    }
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let (rows, sha256) = write_csv(&tx, &ident, partial).await?;
+    let file_name = partial.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     tx.execute(
         "INSERT INTO audit_archives (chain, partition_name, month_start, first_seq, last_seq, prev_hash, last_hash,
                                      row_count, file_name, file_sha256)
@@ -215,7 +240,7 @@ pub async fn archive(
     .await
     .map_err(|e| DbError::new("record the archive in access_log", e))?;
     tx.commit().await.map_err(|e| DbError::new("commit the archive", e))?;
-    Ok(Archived { partition: partition.name.clone(), rows, seqs, file: path, sha256, dropped: drop })
+    Ok((rows, seqs, sha256))
 }
 
 fn report_line(broken: &audit_chain::BrokenLink) -> String {
@@ -235,7 +260,7 @@ async fn chained_range(client: &Transaction<'_>, p: &Partition, ident: &str) -> 
                 "SELECT min(chain_seq), max(chain_seq),
                         (SELECT prev_hash FROM {ident} ORDER BY chain_seq LIMIT 1),
                         (SELECT row_hash FROM {ident} ORDER BY chain_seq DESC LIMIT 1),
-                        (SELECT min(chain_seq) FROM {table})
+                        (SELECT min(chain_seq) FROM {table}), count(*)
                    FROM {ident}",
                 table = quote_ident(p.table)
             ),
@@ -245,7 +270,10 @@ async fn chained_range(client: &Transaction<'_>, p: &Partition, ident: &str) -> 
         .map_err(|e| DbError::new("read the partition's chain positions", e))?;
     let (first, last): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
     let (Some(first), Some(last)) = (first, last) else { return Ok(Ok((None, None, None))) };
-    let oldest: Option<i64> = row.get(4);
+    let (oldest, rows): (Option<i64>, i64) = (row.get(4), row.get(5));
+    if rows != last - first + 1 {
+        return Ok(Err(format!("{rows} rows for positions {first} to {last}: not one run")));
+    }
     if oldest != Some(first) {
         return Ok(Err(format!(
             "older positions are still attached (seq {} onwards); archive months in order",
@@ -271,12 +299,10 @@ async fn chained_range(client: &Transaction<'_>, p: &Partition, ident: &str) -> 
     Ok(Ok((Some((first, last)), Some(prev), Some(row.get(3)))))
 }
 
-/// Writes the partition as CSV to `path` (through `<path>.partial`, synced, then renamed) and
-/// returns its rows and SHA-256.
+/// Writes the partition as CSV to `path`, synced, and returns its rows and SHA-256.
 async fn write_csv(client: &Transaction<'_>, ident: &str, path: &Path) -> Result<(i64, String), ArchiveError> {
     let file_error = |source| ArchiveError::File { path: path.to_path_buf(), source };
-    let partial = path.with_extension("csv.partial");
-    let mut file = std::fs::File::create(&partial).map_err(file_error)?;
+    let mut file = std::fs::File::create(path).map_err(file_error)?;
     let copy = format!("COPY (SELECT * FROM {ident} ORDER BY id) TO STDOUT (FORMAT csv, HEADER)");
     let stream = client.copy_out(&copy).await.map_err(|e| DbError::new("export the partition", e))?;
     pin_mut!(stream);
@@ -288,7 +314,6 @@ async fn write_csv(client: &Transaction<'_>, ident: &str, path: &Path) -> Result
         file.write_all(&chunk).map_err(file_error)?;
     }
     file.sync_all().map_err(file_error)?;
-    std::fs::rename(&partial, path).map_err(file_error)?;
     let rows: i64 = client
         .query_one(&format!("SELECT count(*) FROM {ident}"), &[])
         .await

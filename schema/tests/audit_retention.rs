@@ -144,3 +144,47 @@ async fn a_broken_chain_or_a_month_out_of_order_is_not_archived() {
     assert_eq!(count(&client, "SELECT count(*) FROM access_log WHERE created_at < '2026-03-01'").await, 5);
     assert_eq!(count(&client, "SELECT count(*) FROM audit_archives").await, 0);
 }
+
+#[tokio::test]
+async fn rows_from_before_the_partitioning_are_one_partition_that_verifies_and_archives_whole() {
+    let db = august_testkit::empty_db("retention_upgrade").await;
+    let mut client = db.client().await;
+    let embedded = august_schema::Migration::embedded();
+    let before = embedded.iter().position(|m| m.name.starts_with("0013_")).unwrap();
+    august_schema::migrate(&mut client, &embedded[..before]).await.unwrap();
+    // Times from transaction starts: chain order and month order disagree across the month's end.
+    for at in ["2026-01-31T23:59:58Z", "2026-02-01T00:00:01Z", "2026-01-31T23:59:59Z", "2026-02-02T00:00:00Z"] {
+        client
+            .execute(
+                "INSERT INTO access_log (service, method, path_template, duration_ms, created_at)
+                 VALUES ('coda', 'GET', '/docs', 1, $1::text::timestamptz)",
+                &[&at],
+            )
+            .await
+            .unwrap();
+    }
+    august_schema::migrate(&mut client, embedded).await.unwrap();
+    assert_eq!(count(&client, "SELECT count(*) FROM access_log_before").await, 4, "all of them, together");
+    let report = audit_chain::verify(&mut client, "access_log", None).await.unwrap();
+    assert_eq!((report.broken.clone(), report.rows), (None, 4), "{report}");
+    client
+        .execute(
+            "INSERT INTO access_log (service, method, path_template, duration_ms) VALUES ('coda', 'GET', '/docs', 1)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(audit_retention::maintain(&client).await.unwrap().in_default, []);
+
+    let partitions = audit_retention::partitions_before(&client, at("2026-03-01T00:00:00Z")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let archived =
+        audit_retention::archive(&mut client, named(&partitions, "access_log_before"), dir.path(), true).await;
+    let archived = archived.unwrap();
+    assert_eq!((archived.rows, archived.seqs), (4, Some((1, 4))));
+    assert!(!dir.path().join("access_log_before.csv.partial").exists() && archived.file.is_file());
+    let report = audit_chain::verify(&mut client, "access_log", None).await.unwrap();
+    assert_eq!((report.broken.clone(), report.from_seq, report.archived), (None, 5, 4), "{report}");
+    let since = audit_chain::verify(&mut client, "access_log", Some(audit_chain::Since::Seq(2))).await.unwrap();
+    assert_eq!((since.broken, since.from_seq), (None, 5), "a position inside the archive starts at the kept trail");
+}

@@ -124,3 +124,20 @@ async fn a_refused_row_is_dead_lettered_once_not_resent_after_a_restart_and_repl
     assert!(landed, "the replayed row landed");
     assert_eq!(db.count("SELECT count(*) FROM sink_dead_letters").await, 0, "the closed letter was purged");
 }
+
+#[tokio::test]
+async fn a_confirmation_recorded_twice_discloses_once() {
+    use august_sinks::coda::ledger::{self, Confirmed};
+    let db = august_testkit::fresh_db("coda_disclose_once").await;
+    let mut client = db.client().await;
+    let mapping = Mapping::parse(MAPPING, "test").unwrap();
+    ledger::intend(&client, "providers", &[("7", Some("h7"))]).await.unwrap();
+    let confirmed =
+        [Confirmed::Written { view: "providers".into(), key: "7".into(), hash: "h7".into(), lsn: august_cdc::Lsn(42) }];
+    // As when a commit's answer is lost and the confirmer records the same write again.
+    for _ in 0..2 {
+        ledger::record(&mut client, &confirmed, Some((&mapping, "req-7"))).await.unwrap();
+    }
+    assert_eq!(db.count("SELECT count(*) FROM coda_disclosures WHERE row_key = '7' AND request_id = 'req-7'").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM coda_sync_state WHERE row_key = '7' AND content_hash = 'h7'").await, 1);
+}

@@ -8,6 +8,9 @@
 //! Multi-process dataflow: run the same command on every host with `--process I --processes N
 //! --hostfile F` (F: one `host:port` per line, process 0 first). Process 0 reads the change
 //! stream and writes the sinks; the others only compute.
+//!
+//! Process 0 also runs the audit housekeeping, as `serve` does (the chain-head log, the daily
+//! retention job: [`super::retention::spawn_housekeeping`]).
 
 use std::path::PathBuf;
 
@@ -92,6 +95,7 @@ pub async fn run(sources: &Sources, args: ReplicateArgs) -> anyhow::Result<()> {
     let recorder = crate::metrics::install()?;
     let (_, metrics) = crate::metrics::serve_from(sources, recorder, stop.clone().cancelled_owned()).await?;
     let started = Pipeline::start(sources, dataflow_config, args.resnapshot).await;
+    let housekeeping = super::retention::spawn_housekeeping(sources)?;
     let result = match started {
         Ok(pipeline) => {
             tracing::info!("replicating; stop with SIGTERM or Ctrl-C");
@@ -99,6 +103,7 @@ pub async fn run(sources: &Sources, args: ReplicateArgs) -> anyhow::Result<()> {
         }
         Err(e) => Err(e),
     };
+    housekeeping.iter().for_each(tokio::task::JoinHandle::abort);
     stop.cancel();
     let _ = metrics.await;
     result

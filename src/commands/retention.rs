@@ -14,6 +14,15 @@ use august_schema::SettingError;
 use crate::settings::Sources;
 use crate::ConfigError;
 
+/// Starts the audit housekeeping of a long-running process (`serve`, and `replicate` where
+/// webhooks run apart): the chain-head log ([`super::audit::spawn_head_log`]) and the daily
+/// retention job. Abort the handles to stop them.
+pub fn spawn_housekeeping(sources: &Sources) -> Result<Vec<tokio::task::JoinHandle<()>>, ConfigError> {
+    let pg = sources.database().map_err(ConfigError)?.1;
+    let dead_letter_days = sources.coda().map_err(ConfigError)?.map(|(_, _, w)| w.dead_letter_days);
+    Ok(vec![super::audit::spawn_head_log(pg.clone()), spawn_daily(pg, dead_letter_days)])
+}
+
 /// How often the job runs.
 const EVERY: Duration = Duration::from_secs(24 * 3600);
 

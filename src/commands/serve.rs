@@ -30,8 +30,7 @@ pub struct Serving {
     pipeline: Pipeline,
     webhooks: tokio::task::JoinHandle<anyhow::Result<()>>,
     metrics: tokio::task::JoinHandle<()>,
-    chain_heads: tokio::task::JoinHandle<()>,
-    retention: tokio::task::JoinHandle<()>,
+    housekeeping: Vec<tokio::task::JoinHandle<()>>,
     stop_http: CancellationToken,
     http_ended: CancellationToken,
 }
@@ -48,10 +47,7 @@ impl Serving {
             crate::metrics::serve_from(sources, recorder, stop_http.clone().cancelled_owned()).await?;
         let pipeline = Pipeline::start(sources, args.dataflow()?, args.resnapshot).await?;
         let webhooks = webhooks.spawn(stop_http.clone(), http_ended.clone());
-        let pg = sources.database().map_err(crate::ConfigError)?.1;
-        let chain_heads = super::audit::spawn_head_log(pg.clone());
-        let dead_letter_days = sources.coda().map_err(crate::ConfigError)?.map(|(_, _, w)| w.dead_letter_days);
-        let retention = super::retention::spawn_daily(pg, dead_letter_days);
+        let housekeeping = super::retention::spawn_housekeeping(sources)?;
         Ok(Self {
             addr,
             metrics_addr,
@@ -59,8 +55,7 @@ impl Serving {
             pipeline,
             webhooks,
             metrics,
-            chain_heads,
-            retention,
+            housekeeping,
             stop_http,
             http_ended,
         })
@@ -68,7 +63,7 @@ impl Serving {
 
     /// Runs until `stop` resolves or either half fails, then stops both.
     pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-        let Serving { pipeline, webhooks, metrics, chain_heads, retention, stop_http, http_ended, .. } = self;
+        let Serving { pipeline, webhooks, metrics, housekeeping, stop_http, http_ended, .. } = self;
         let stop_both = async {
             tokio::select! {
                 _ = stop => {}
@@ -77,8 +72,7 @@ impl Serving {
             stop_http.cancel();
         };
         let replicated = pipeline.run_until(stop_both).await;
-        chain_heads.abort();
-        retention.abort();
+        housekeeping.iter().for_each(tokio::task::JoinHandle::abort);
         stop_http.cancel();
         let served = webhooks.await?;
         let _ = metrics.await;

@@ -174,13 +174,20 @@ pub async fn record(
         done_keys.push(key.as_str());
         done_hashes.push(hash);
     }
-    tx.execute(
-        "DELETE FROM coda_pending_writes p USING unnest($1::text[], $2::text[], $3::text[]) AS t(v, k, h)
-          WHERE p.view = t.v AND p.row_key = t.k AND p.content_hash IS NOT DISTINCT FROM t.h",
-        &[&done_views, &done_keys, &done_hashes],
-    )
-    .await
-    .map_err(|e| DbError::new("clear settled Coda intents", e))?;
+    // The intents this removes are the writes disclosed: a commit retried after its answer was
+    // lost finds none, so nothing is disclosed twice.
+    let fulfilled: std::collections::HashSet<(String, String)> = tx
+        .query(
+            "DELETE FROM coda_pending_writes p USING unnest($1::text[], $2::text[], $3::text[]) AS t(v, k, h)
+              WHERE p.view = t.v AND p.row_key = t.k AND p.content_hash IS NOT DISTINCT FROM t.h
+             RETURNING p.view, p.row_key",
+            &[&done_views, &done_keys, &done_hashes],
+        )
+        .await
+        .map_err(|e| DbError::new("clear settled Coda intents", e))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
     if !views.is_empty() {
         tx.execute(
             "INSERT INTO coda_sync_state (view, row_key, content_hash, pushed_lsn)
@@ -200,7 +207,11 @@ pub async fn record(
         .map_err(|e| DbError::new("update the Coda ledger", e))?;
     }
     if let Some((mapping, request)) = disclosed {
-        let rows: Vec<Disclosure> = confirmed.iter().map(|c| c.disclosure(Some(request))).collect();
+        let rows: Vec<Disclosure> = confirmed
+            .iter()
+            .map(|c| c.disclosure(Some(request)))
+            .filter(|d| fulfilled.contains(&(d.view.to_string(), d.key.to_string())))
+            .collect();
         disclose(&tx, mapping, &rows).await?;
     }
     tx.commit().await.map_err(|e| DbError::new("commit the ledger update", e))
@@ -300,7 +311,7 @@ pub async fn settle(
         }
     }
     let keys: Vec<&str> = found.iter().map(|(k, _)| k.as_str()).collect();
-    let statements: [(&str, Vec<&(dyn tokio_postgres::types::ToSql + Sync)>); 3] = [
+    let statements: [(&str, Vec<&(dyn tokio_postgres::types::ToSql + Sync)>); 2] = [
         (
             "INSERT INTO coda_sync_state (view, row_key, content_hash, coda_row_id, pushed_lsn)
              SELECT $1, k, h, i, '0/0' FROM unnest($2::text[], $3::text[], $4::text[]) AS t(k, h, i)
@@ -308,11 +319,23 @@ pub async fn settle(
             vec![&view, &held_keys, &hashes, &ids],
         ),
         ("DELETE FROM coda_sync_state WHERE view = $1 AND row_key = ANY($2)", vec![&view, &gone]),
-        ("DELETE FROM coda_pending_writes WHERE view = $1 AND row_key = ANY($2)", vec![&view, &keys]),
     ];
     for (sql, params) in statements {
         tx.execute(sql, &params).await.map_err(|e| DbError::new("settle Coda writes", e))?;
     }
-    disclose(&tx, landed.0, landed.1).await?;
+    // As in [`record`]: only writes whose intent this removes are disclosed.
+    let settled: Vec<String> = tx
+        .query(
+            "DELETE FROM coda_pending_writes WHERE view = $1 AND row_key = ANY($2) RETURNING row_key",
+            &[&view, &keys],
+        )
+        .await
+        .map_err(|e| DbError::new("settle Coda writes", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let (mapping, landed) = landed;
+    let landed: Vec<Disclosure> = landed.iter().filter(|d| settled.iter().any(|k| k == d.key)).copied().collect();
+    disclose(&tx, mapping, &landed).await?;
     tx.commit().await.map_err(|e| DbError::new("commit settled Coda writes", e))
 }
