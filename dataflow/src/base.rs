@@ -10,7 +10,6 @@ use august_cdc::{Row, Value};
 
 use crate::join::{left_join, Coll, Keyed};
 use crate::tables::{table, table_index, Cols};
-use crate::views::visit_patient;
 
 /// The live rows of every published table.
 pub struct Base<'s> {
@@ -67,6 +66,16 @@ impl<'s> Base<'s> {
             &self.dim("providers", "drchrono_id"),
         )
     }
+}
+
+/// The patient of a row of `table` that names an appointment: the row's own `patient_id`, else
+/// its appointment's.
+pub fn visit_patient(table: &'static str, row: &Row, appointment: Option<&Row>) -> Value {
+    let own = Cols::of(table).get(row, "patient_id");
+    if !own.is_null() {
+        return own.clone();
+    }
+    appointment.map_or(Value::Null, |a| Cols::of("appointments").get(a, "patient_id").clone())
 }
 
 /// A row with its visit: ((row, appointment), patient), provider.

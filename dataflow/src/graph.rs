@@ -11,7 +11,7 @@ use crate::base::Base;
 use crate::join::Coll;
 use crate::output::{self, Output};
 use crate::tables::TABLES;
-use crate::views::{self, NAMED};
+use crate::views::{self, VIEWS};
 
 /// One upsert: a row's natural key, its new value (`None`: gone), and the LSN it took effect.
 pub type Upsert = (Vec<Value>, Option<Row>, u64);
@@ -45,17 +45,9 @@ pub fn build<'s>(
         .collect();
     let base = Base::new(tables);
 
-    let links = views::deepcura_links::build(&base);
-    let mut all: Vec<Coll<'s, (Value, views::ViewRow)>> = vec![
-        links.clone().map(|(key, link)| (key, link.row())),
-        views::clinical_notes::build(&base, &links),
-        views::scheduling_ops::build(&base, &links),
-        views::patient_intake::build(&base),
-        views::prior_auths::build(&base),
-        views::post_appointment_tasks::build(&base),
-        views::deepcura_review::build(&base, &links),
-    ];
-    debug_assert_eq!(all.len(), NAMED.len());
+    let links = views::deepcura_links::links(&base);
+    let mut all: Vec<Coll<'s, (Value, views::ViewRow)>> =
+        VIEWS.iter().map(|view| (view.build)(&base, &links)).collect();
     all.extend(views::passthrough_tables().map(|table| views::passthrough::build(&base, table)));
 
     let tagged = all

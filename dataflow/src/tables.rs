@@ -10,6 +10,10 @@ use august_cdc::{Relation, Row, Value};
 
 use crate::phi::PhiClass;
 
+/// Live rows per table (projected onto the table spec, soft-deleted rows absent), keyed by
+/// natural key: the reference computation's input.
+pub type LiveRows = std::collections::BTreeMap<String, std::collections::BTreeMap<Vec<Value>, Row>>;
+
 /// One published table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TableSpec {

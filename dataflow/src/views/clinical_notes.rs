@@ -9,8 +9,8 @@
 
 use august_cdc::{Row, Value};
 
-use super::deepcura_links::Link;
-use super::{json_field, list_text, person_name, visit_patient, Cols, ViewRow, ViewSpec};
+use super::deepcura_links::{Link, Links};
+use super::{get, json_field, list_text, person_name, visit_patient, Cols, Scratch, View, ViewRow, ViewSpec};
 use crate::base::Base;
 use crate::join::{left_join, Coll, Keyed};
 
@@ -81,8 +81,27 @@ pub fn shape(
     (key, row)
 }
 
+/// The view, registered in [`super::VIEWS`].
+pub const VIEW: View = View { spec: SPEC, build, reference };
+
+fn reference(scratch: &Scratch<'_>) -> Vec<(Value, ViewRow)> {
+    let (cn, ap) = (Cols::of("clinical_notes"), Cols::of("appointments"));
+    let (patients, providers) = (scratch.by("patients", "drchrono_id"), scratch.by("providers", "drchrono_id"));
+    let (appointments, notes) = (scratch.by("appointments", "drchrono_id"), scratch.by("deepcura_notes", "id"));
+    scratch
+        .rows("clinical_notes")
+        .map(|note| {
+            let appointment = get(&appointments, cn.get(note, "drchrono_id"));
+            let patient = get(&patients, &visit_patient("clinical_notes", note, appointment));
+            let provider = appointment.and_then(|a| get(&providers, ap.get(a, "provider_id")));
+            let enrichment = pick(scratch.linked_to(cn.get(note, "drchrono_id"))).and_then(|l| get(&notes, &l.note_id));
+            shape(note, appointment, patient, provider, enrichment)
+        })
+        .collect()
+}
+
 /// Builds the view.
-pub fn build<'s>(base: &Base<'s>, links: &Coll<'s, (Value, Link)>) -> Coll<'s, (Value, ViewRow)> {
+pub fn build<'s>(base: &Base<'s>, links: &Links<'s>) -> Coll<'s, (Value, ViewRow)> {
     let (cn, dc) = (Cols::of("clinical_notes"), Cols::of("deepcura_notes"));
     let enrichment = links
         .clone()

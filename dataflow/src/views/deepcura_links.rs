@@ -13,7 +13,7 @@
 use august_cdc::Value;
 use serde::{Deserialize, Serialize};
 
-use super::{date_of, first_present, Cols, ViewRow, ViewSpec};
+use super::{date_of, first_present, get, Cols, Scratch, View, ViewRow, ViewSpec};
 use crate::base::Base;
 use crate::join::{left_join, Coll};
 
@@ -145,8 +145,54 @@ pub fn clinical_note_day(
     (!patient.is_null() && !day.is_null()).then_some((patient, day))
 }
 
+/// Every note's link, keyed by note id, as a collection.
+pub type Links<'s> = Coll<'s, (Value, Link)>;
+
+/// The view, registered in [`super::VIEWS`].
+pub const VIEW: View = View { spec: SPEC, build, reference };
+
+/// Builds the view from the links.
+pub fn build<'s>(_base: &Base<'s>, links: &Links<'s>) -> Coll<'s, (Value, ViewRow)> {
+    links.clone().map(|(key, link)| (key, link.row()))
+}
+
+fn reference(scratch: &Scratch<'_>) -> Vec<(Value, ViewRow)> {
+    scratch.links.iter().map(|l| (l.note_id.clone(), l.row())).collect()
+}
+
+/// Every note's link from scratch (`scratch.links` unused).
+pub fn from_scratch(scratch: &Scratch<'_>) -> Vec<Link> {
+    let cn = Cols::of("clinical_notes");
+    let (appointments, clinical_notes) =
+        (scratch.by("appointments", "drchrono_id"), scratch.by("clinical_notes", "drchrono_id"));
+    let days: Vec<((Value, Value), Value)> = scratch
+        .rows("clinical_notes")
+        .filter_map(|n| {
+            clinical_note_day(n, get(&appointments, cn.get(n, "drchrono_id")))
+                .map(|d| (d, cn.get(n, "drchrono_id").clone()))
+        })
+        .collect();
+    scratch
+        .rows("deepcura_notes")
+        .filter_map(|note| {
+            let (id, facts) = note_evidence(note);
+            let Evidence::Note(patient, appt, date, _) = &facts else { unreachable!() };
+            let mut evidence = vec![facts.clone()];
+            if get(&clinical_notes, appt).is_some() {
+                evidence.push(Evidence::ByAppointment(appt.clone()));
+            }
+            for ((p, d), cn_id) in &days {
+                if p == patient && d == date {
+                    evidence.push(Evidence::SameDay(cn_id.clone()));
+                }
+            }
+            decide(&id, &evidence.iter().collect::<Vec<_>>())
+        })
+        .collect()
+}
+
 /// Builds the links, keyed by note id.
-pub fn build<'s>(base: &Base<'s>) -> Coll<'s, (Value, Link)> {
+pub fn links<'s>(base: &Base<'s>) -> Links<'s> {
     let cn = Cols::of("clinical_notes");
     let notes = base.rows("deepcura_notes").map(|row| note_evidence(&row));
     let clinical_notes = base.rows("clinical_notes");

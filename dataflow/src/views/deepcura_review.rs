@@ -6,9 +6,9 @@
 
 use august_cdc::{Row, Value};
 
-use super::deepcura_links::Link;
+use super::deepcura_links::{Link, Links};
 use super::scheduling_ops::patient_contact;
-use super::{ViewRow, ViewSpec};
+use super::{get, Scratch, View, ViewRow, ViewSpec};
 use crate::base::Base;
 use crate::join::{left_join, Coll};
 
@@ -40,8 +40,16 @@ pub fn shape(link: &Link, patient: Option<&Row>) -> (Value, ViewRow) {
     (link.note_id.clone(), row)
 }
 
+/// The view, registered in [`super::VIEWS`].
+pub const VIEW: View = View { spec: SPEC, build, reference };
+
+fn reference(scratch: &Scratch<'_>) -> Vec<(Value, ViewRow)> {
+    let patients = scratch.by("patients", "drchrono_id");
+    scratch.links.iter().filter(|l| !l.is_linked()).map(|l| shape(l, get(&patients, &l.patient_id))).collect()
+}
+
 /// Builds the view.
-pub fn build<'s>(base: &Base<'s>, links: &Coll<'s, (Value, Link)>) -> Coll<'s, (Value, ViewRow)> {
+pub fn build<'s>(base: &Base<'s>, links: &Links<'s>) -> Coll<'s, (Value, ViewRow)> {
     let unlinked = links.clone().flat_map(|(_, l)| (!l.is_linked()).then_some(l));
     left_join(unlinked, |l| l.patient_id.clone(), &base.dim("patients", "drchrono_id"))
         .map(|(link, patient)| shape(&link, patient.as_ref()))

@@ -1,10 +1,11 @@
 //! The views: what the staff's Coda docs show, each a collection of rows keyed by one column.
 //!
-//! Every named view lives in its own file, which documents its columns and holds its row
-//! shaping, shared by the incremental dataflow and the from-scratch reference
-//! ([`crate::reference`]). Every published table is also a view of its own name, passed through
-//! (soft-deleted rows are absent), unless a named view has that name (`clinical_notes`).
-//! Values are scalars: lists become comma-separated text.
+//! Every named view is one self-describing unit in its own file, a [`View`]: its spec (name,
+//! key, columns with their PHI classes), its row shaping, how the dataflow builds it from the
+//! [`Base`] tables (and the Deep Cura links), and its from-scratch reference computation
+//! ([`crate::reference`]) next to it; it is registered once, in [`VIEWS`]. Every published table
+//! is also a view of its own name, passed through (soft-deleted rows are absent), unless a named
+//! view has that name (`clinical_notes`). Values are scalars: lists become comma-separated text.
 
 use std::collections::HashMap;
 
@@ -12,8 +13,11 @@ use august_cdc::{Row, Value};
 use chrono::NaiveDateTime;
 use serde_json::value::RawValue;
 
+use crate::base::Base;
+use crate::join::Coll;
 use crate::phi::PhiClass;
-use crate::tables::{TableSpec, TABLES};
+use crate::tables::{LiveRows, TableSpec, TABLES};
+use deepcura_links::{Link, Links};
 
 /// A named view's spec: its name, key column and every column with its PHI class
 /// (`"name" Class`), key first.
@@ -60,27 +64,79 @@ impl ViewSpec {
     }
 }
 
-/// The named views, in output order.
-pub const NAMED: &[ViewSpec] = &[
-    deepcura_links::SPEC,
-    clinical_notes::SPEC,
-    scheduling_ops::SPEC,
-    patient_intake::SPEC,
-    prior_auths::SPEC,
-    post_appointment_tasks::SPEC,
-    deepcura_review::SPEC,
+/// A named view, whole, as its own file declares it: its spec, how the dataflow builds it (from
+/// the base tables and the Deep Cura links, which several views read), and how the reference
+/// computes its rows from scratch.
+pub struct View {
+    /// Name, key, columns and their PHI classes.
+    pub spec: ViewSpec,
+    /// The incremental rows.
+    pub build: for<'s> fn(&Base<'s>, &Links<'s>) -> Coll<'s, (Value, ViewRow)>,
+    /// The same rows from scratch ([`crate::reference`]).
+    pub reference: fn(&Scratch<'_>) -> Vec<(Value, ViewRow)>,
+}
+
+/// Every named view, in output order: a new view is one file and one line here.
+pub const VIEWS: &[View] = &[
+    deepcura_links::VIEW,
+    clinical_notes::VIEW,
+    scheduling_ops::VIEW,
+    patient_intake::VIEW,
+    prior_auths::VIEW,
+    post_appointment_tasks::VIEW,
+    deepcura_review::VIEW,
 ];
+
+/// The named views' specs, in output order.
+pub fn named() -> impl Iterator<Item = &'static ViewSpec> {
+    VIEWS.iter().map(|v| &v.spec)
+}
+
+/// What a view's reference computes from: every table's live rows, narrowed as the dataflow
+/// narrows them, and the Deep Cura links computed from scratch.
+pub struct Scratch<'a> {
+    /// The narrowed live rows.
+    pub tables: &'a LiveRows,
+    /// Every note's link ([`deepcura_links::from_scratch`]).
+    pub links: Vec<Link>,
+}
+
+impl<'a> Scratch<'a> {
+    /// The live rows of `table`.
+    pub fn rows(&self, table: &str) -> impl Iterator<Item = &'a Row> {
+        self.tables.get(table).into_iter().flat_map(|rows| rows.values())
+    }
+
+    /// The live rows of `table` by `column` (rows where it is NULL left out).
+    pub fn by(&self, table: &'static str, column: &str) -> HashMap<Value, &'a Row> {
+        let cols = Cols::of(table);
+        self.rows(table).filter(|r| !cols.get(r, column).is_null()).map(|r| (cols.get(r, column).clone(), r)).collect()
+    }
+
+    /// The links that link a note to clinical note `id`.
+    pub fn linked_to<'l>(&'l self, id: &'l Value) -> impl Iterator<Item = &'l Link> {
+        self.links.iter().filter(move |l| l.is_linked() && l.clinical_note_id == *id)
+    }
+}
+
+/// The row of `map` at `key`; none for a NULL key.
+pub fn get<'a>(map: &HashMap<Value, &'a Row>, key: &Value) -> Option<&'a Row> {
+    if key.is_null() {
+        None
+    } else {
+        map.get(key).copied()
+    }
+}
 
 /// The published tables passed through as views of their own name: all but those whose name a
 /// named view already has (`clinical_notes`: the named view shows everything staff need of it).
 pub fn passthrough_tables() -> impl Iterator<Item = &'static TableSpec> {
-    TABLES.iter().filter(|t| !NAMED.iter().any(|v| v.name == t.name))
+    TABLES.iter().filter(|t| !named().any(|v| v.name == t.name))
 }
 
 /// Every view: the named ones, then the pass-through tables.
 pub fn all() -> Vec<ViewSpec> {
-    NAMED
-        .iter()
+    named()
         .cloned()
         .chain(passthrough_tables().map(|t| ViewSpec {
             name: t.name,
@@ -98,12 +154,7 @@ pub fn find(name: &str) -> Option<ViewSpec> {
 
 pub use crate::tables::Cols;
 
-/// The patient of a row of `table` that names an appointment: the row's own `patient_id`, else
-/// its appointment's.
-pub fn visit_patient(table: &'static str, row: &Row, appointment: Option<&Row>) -> Value {
-    let (own, ap) = (Cols::of(table), Cols::of("appointments"));
-    first_present(&[own.get(row, "patient_id"), appointment.map_or(&Value::Null, |a| ap.get(a, "patient_id"))])
-}
+pub use crate::base::visit_patient;
 
 /// `first last`, or NULL when both are missing.
 pub fn person_name(first: &Value, last: &Value) -> Value {
@@ -245,7 +296,7 @@ mod tests {
         for view in &views {
             assert_eq!(
                 view.columns.first(),
-                Some(&view.key).filter(|_| NAMED.contains(view)).or(view.columns.first()),
+                Some(&view.key).filter(|_| named().any(|n| n == view)).or(view.columns.first()),
                 "{}",
                 view.name
             );

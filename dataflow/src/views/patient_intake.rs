@@ -8,8 +8,9 @@
 
 use august_cdc::{Row, Value};
 
+use super::deepcura_links::Links;
 use super::scheduling_ops::{patient_contact, provider_name};
-use super::{visit_patient, Cols, ViewRow, ViewSpec};
+use super::{get, visit_patient, Cols, Scratch, View, ViewRow, ViewSpec};
 use crate::base::Base;
 use crate::join::Coll;
 
@@ -72,8 +73,26 @@ pub fn shape(
     (key, row)
 }
 
+/// The view, registered in [`super::VIEWS`].
+pub const VIEW: View = View { spec: SPEC, build, reference };
+
+fn reference(scratch: &Scratch<'_>) -> Vec<(Value, ViewRow)> {
+    let (ic, ap) = (Cols::of("intake_checklists"), Cols::of("appointments"));
+    let (patients, providers) = (scratch.by("patients", "drchrono_id"), scratch.by("providers", "drchrono_id"));
+    let appointments = scratch.by("appointments", "drchrono_id");
+    scratch
+        .rows("intake_checklists")
+        .map(|intake| {
+            let appointment = get(&appointments, ic.get(intake, "appointment_id"));
+            let patient = get(&patients, &visit_patient("intake_checklists", intake, appointment));
+            let provider = appointment.and_then(|a| get(&providers, ap.get(a, "provider_id")));
+            shape(intake, appointment, patient, provider)
+        })
+        .collect()
+}
+
 /// Builds the view.
-pub fn build<'s>(base: &Base<'s>) -> Coll<'s, (Value, ViewRow)> {
+pub fn build<'s>(base: &Base<'s>, _links: &Links<'s>) -> Coll<'s, (Value, ViewRow)> {
     base.with_visit("intake_checklists", "appointment_id").map(|(((intake, appointment), patient), provider)| {
         shape(&intake, appointment.as_ref(), patient.as_ref(), provider.as_ref())
     })

@@ -6,8 +6,9 @@
 
 use august_cdc::{Row, Value};
 
+use super::deepcura_links::Links;
 use super::scheduling_ops::{patient_contact, provider_name};
-use super::{visit_patient, Cols, ViewRow, ViewSpec};
+use super::{get, visit_patient, Cols, Scratch, View, ViewRow, ViewSpec};
 use crate::base::Base;
 use crate::join::Coll;
 
@@ -47,8 +48,26 @@ pub fn shape(task: &Row, appointment: Option<&Row>, patient: Option<&Row>, provi
     (key, row)
 }
 
+/// The view, registered in [`super::VIEWS`].
+pub const VIEW: View = View { spec: SPEC, build, reference };
+
+fn reference(scratch: &Scratch<'_>) -> Vec<(Value, ViewRow)> {
+    let (t, ap) = (Cols::of("post_appointment_tasks"), Cols::of("appointments"));
+    let (patients, providers) = (scratch.by("patients", "drchrono_id"), scratch.by("providers", "drchrono_id"));
+    let appointments = scratch.by("appointments", "drchrono_id");
+    scratch
+        .rows("post_appointment_tasks")
+        .map(|task| {
+            let appointment = get(&appointments, t.get(task, "appointment_id"));
+            let patient = get(&patients, &visit_patient("post_appointment_tasks", task, appointment));
+            let provider = appointment.and_then(|a| get(&providers, ap.get(a, "provider_id")));
+            shape(task, appointment, patient, provider)
+        })
+        .collect()
+}
+
 /// Builds the view.
-pub fn build<'s>(base: &Base<'s>) -> Coll<'s, (Value, ViewRow)> {
+pub fn build<'s>(base: &Base<'s>, _links: &Links<'s>) -> Coll<'s, (Value, ViewRow)> {
     base.with_visit("post_appointment_tasks", "appointment_id").map(|(((task, appointment), patient), provider)| {
         shape(&task, appointment.as_ref(), patient.as_ref(), provider.as_ref())
     })

@@ -9,7 +9,10 @@
 use august_cdc::{Row, Value};
 
 use super::scheduling_ops::patient_contact;
-use super::{list_text, Cols, ViewRow, ViewSpec};
+use std::collections::HashMap;
+
+use super::deepcura_links::Links;
+use super::{get, list_text, Cols, Scratch, View, ViewRow, ViewSpec};
 use crate::base::Base;
 use crate::join::{left_join, Coll, Keyed};
 
@@ -71,8 +74,28 @@ pub fn shape(auth: &Row, patient: Option<&Row>, insurance: Option<&Row>) -> (Val
     (key, row)
 }
 
+/// The view, registered in [`super::VIEWS`].
+pub const VIEW: View = View { spec: SPEC, build, reference };
+
+fn reference(scratch: &Scratch<'_>) -> Vec<(Value, ViewRow)> {
+    let (pa, ins) = (Cols::of("prior_authorizations"), Cols::of("insurance_records"));
+    let patients = scratch.by("patients", "drchrono_id");
+    let insurance: HashMap<Value, &Row> = scratch
+        .rows("insurance_records")
+        .map(|r| (insurance_key(ins.get(r, "patient_id"), ins.get(r, "type")), r))
+        .collect();
+    scratch
+        .rows("prior_authorizations")
+        .map(|auth| {
+            let patient = get(&patients, pa.get(auth, "patient_id"));
+            let coverage = get(&insurance, &insurance_key(pa.get(auth, "patient_id"), pa.get(auth, "insurance_type")));
+            shape(auth, patient, coverage)
+        })
+        .collect()
+}
+
 /// Builds the view.
-pub fn build<'s>(base: &Base<'s>) -> Coll<'s, (Value, ViewRow)> {
+pub fn build<'s>(base: &Base<'s>, _links: &Links<'s>) -> Coll<'s, (Value, ViewRow)> {
     let (pa, ins) = (Cols::of("prior_authorizations"), Cols::of("insurance_records"));
     let insurance =
         base.rows("insurance_records").map(move |r| (insurance_key(ins.get(&r, "patient_id"), ins.get(&r, "type")), r));

@@ -8,8 +8,10 @@
 
 use august_cdc::{Row, Value};
 
-use super::deepcura_links::Link;
-use super::{first_present, person_name, Cols, ViewRow, ViewSpec};
+use std::collections::HashMap;
+
+use super::deepcura_links::Links;
+use super::{first_present, get, person_name, Cols, Scratch, View, ViewRow, ViewSpec};
 use crate::base::Base;
 use crate::join::{left_join, Coll, Keyed};
 
@@ -101,8 +103,38 @@ pub fn shape(appointment: &Row, parts: Parts<'_>) -> (Value, ViewRow) {
     (key, row)
 }
 
+/// The view, registered in [`super::VIEWS`].
+pub const VIEW: View = View { spec: SPEC, build, reference };
+
+fn reference(scratch: &Scratch<'_>) -> Vec<(Value, ViewRow)> {
+    let (ap, ins) = (Cols::of("appointments"), Cols::of("insurance_records"));
+    let (patients, providers) = (scratch.by("patients", "drchrono_id"), scratch.by("providers", "drchrono_id"));
+    let (intakes, clinical_notes) =
+        (scratch.by("intake_checklists", "appointment_id"), scratch.by("clinical_notes", "drchrono_id"));
+    let primary: HashMap<Value, &Row> = scratch
+        .rows("insurance_records")
+        .filter(|r| ins.get(r, "type") == &Value::Text("primary".into()))
+        .map(|r| (ins.get(r, "patient_id").clone(), r))
+        .collect();
+    scratch
+        .rows("appointments")
+        .map(|appointment| {
+            let id = ap.get(appointment, "drchrono_id");
+            let parts = Parts {
+                patient: get(&patients, ap.get(appointment, "patient_id")),
+                provider: get(&providers, ap.get(appointment, "provider_id")),
+                insurance: get(&primary, ap.get(appointment, "patient_id")),
+                intake: get(&intakes, id),
+                clinical_note: get(&clinical_notes, id),
+                linked: scratch.linked_to(id).next().is_some(),
+            };
+            shape(appointment, parts)
+        })
+        .collect()
+}
+
 /// Builds the view.
-pub fn build<'s>(base: &Base<'s>, links: &Coll<'s, (Value, Link)>) -> Coll<'s, (Value, ViewRow)> {
+pub fn build<'s>(base: &Base<'s>, links: &Links<'s>) -> Coll<'s, (Value, ViewRow)> {
     let (ap, ins) = (Cols::of("appointments"), Cols::of("insurance_records"));
     let id = move |a: &Row| ap.get(a, "drchrono_id").clone();
     let primary = base
