@@ -7,7 +7,7 @@
 use std::time::{Instant, SystemTime};
 
 use august_dataflow::tables::{self, TableSpec};
-use august_dataflow::views::{self, ViewSpec};
+use august_dataflow::views;
 use august_schema::audit_report::{self, PatientColumn, Table};
 use serde_json::{Map, Value};
 
@@ -76,27 +76,14 @@ fn patient_columns() -> Vec<PatientColumn<'static>> {
         .collect()
 }
 
-/// The table whose audited key a view's rows are keyed by.
-fn source_of(view: &ViewSpec) -> Option<&'static str> {
-    if let Some(table) = tables::table(view.name) {
-        return Some(table.name);
-    }
-    match view.key {
-        "appointment_id" => Some("appointments"),
-        "clinical_note_id" => Some("clinical_notes"),
-        "prior_auth_id" => Some("prior_authorizations"),
-        "task_id" => Some("post_appointment_tasks"),
-        "note_id" => Some("deepcura_notes"),
-        _ => None,
-    }
-}
-
 /// Every view whose rows belong to a patient, with its source table.
 fn view_sources() -> Vec<(&'static str, &'static str)> {
     views::all()
         .iter()
         .filter_map(|v| {
-            source_of(v).filter(|t| tables::table(t).and_then(patient_column).is_some()).map(|t| (v.name, t))
+            views::source_of(v.name)
+                .filter(|t| tables::table(t).and_then(patient_column).is_some())
+                .map(|t| (v.name, t))
         })
         .collect()
 }

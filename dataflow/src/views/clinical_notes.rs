@@ -82,7 +82,7 @@ pub fn shape(
 }
 
 /// The view, registered in [`super::VIEWS`].
-pub const VIEW: View = View { spec: SPEC, build, reference };
+pub const VIEW: View = View { spec: SPEC, source: "clinical_notes", build, reference };
 
 fn reference(scratch: &Scratch<'_>) -> Vec<(Value, ViewRow)> {
     let (cn, ap) = (Cols::of("clinical_notes"), Cols::of("appointments"));

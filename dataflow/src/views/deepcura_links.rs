@@ -149,7 +149,7 @@ pub fn clinical_note_day(
 pub type Links<'s> = Coll<'s, (Value, Link)>;
 
 /// The view, registered in [`super::VIEWS`].
-pub const VIEW: View = View { spec: SPEC, build, reference };
+pub const VIEW: View = View { spec: SPEC, source: "deepcura_notes", build, reference };
 
 /// Builds the view from the links.
 pub fn build<'s>(_base: &Base<'s>, links: &Links<'s>) -> Coll<'s, (Value, ViewRow)> {

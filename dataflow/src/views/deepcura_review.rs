@@ -41,7 +41,7 @@ pub fn shape(link: &Link, patient: Option<&Row>) -> (Value, ViewRow) {
 }
 
 /// The view, registered in [`super::VIEWS`].
-pub const VIEW: View = View { spec: SPEC, build, reference };
+pub const VIEW: View = View { spec: SPEC, source: "deepcura_notes", build, reference };
 
 fn reference(scratch: &Scratch<'_>) -> Vec<(Value, ViewRow)> {
     let patients = scratch.by("patients", "drchrono_id");

@@ -70,6 +70,9 @@ impl ViewSpec {
 pub struct View {
     /// Name, key, columns and their PHI classes.
     pub spec: ViewSpec,
+    /// The published table whose rows the view's rows are (its key is that table's audited
+    /// key), which the auditor's reports follow from a patient to the rows of theirs Coda got.
+    pub source: &'static str,
     /// The incremental rows.
     pub build: for<'s> fn(&Base<'s>, &Links<'s>) -> Coll<'s, (Value, ViewRow)>,
     /// The same rows from scratch ([`crate::reference`]).
@@ -145,6 +148,12 @@ pub fn all() -> Vec<ViewSpec> {
             classes: t.classes,
         }))
         .collect()
+}
+
+/// The published table a view's rows come from: a named view's [`View::source`], a
+/// pass-through table's own name.
+pub fn source_of(name: &str) -> Option<&'static str> {
+    VIEWS.iter().find(|v| v.spec.name == name).map(|v| v.source).or_else(|| crate::tables::table(name).map(|t| t.name))
 }
 
 /// The view called `name`.
@@ -302,6 +311,16 @@ mod tests {
             );
             assert!(view.columns.contains(&view.key), "{} key {}", view.name, view.key);
         }
+    }
+
+    #[test]
+    fn every_view_comes_from_a_published_table() {
+        for view in all() {
+            let source = source_of(view.name).unwrap_or_else(|| panic!("{} has no source", view.name));
+            assert!(crate::tables::table(source).is_some(), "{}: {source}", view.name);
+        }
+        assert_eq!(source_of("scheduling_ops"), Some("appointments"));
+        assert_eq!(source_of("no_such_view"), None);
     }
 
     #[test]

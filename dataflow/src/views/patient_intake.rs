@@ -74,7 +74,7 @@ pub fn shape(
 }
 
 /// The view, registered in [`super::VIEWS`].
-pub const VIEW: View = View { spec: SPEC, build, reference };
+pub const VIEW: View = View { spec: SPEC, source: "intake_checklists", build, reference };
 
 fn reference(scratch: &Scratch<'_>) -> Vec<(Value, ViewRow)> {
     let (ic, ap) = (Cols::of("intake_checklists"), Cols::of("appointments"));

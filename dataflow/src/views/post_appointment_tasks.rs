@@ -49,7 +49,7 @@ pub fn shape(task: &Row, appointment: Option<&Row>, patient: Option<&Row>, provi
 }
 
 /// The view, registered in [`super::VIEWS`].
-pub const VIEW: View = View { spec: SPEC, build, reference };
+pub const VIEW: View = View { spec: SPEC, source: "post_appointment_tasks", build, reference };
 
 fn reference(scratch: &Scratch<'_>) -> Vec<(Value, ViewRow)> {
     let (t, ap) = (Cols::of("post_appointment_tasks"), Cols::of("appointments"));

@@ -75,7 +75,7 @@ pub fn shape(auth: &Row, patient: Option<&Row>, insurance: Option<&Row>) -> (Val
 }
 
 /// The view, registered in [`super::VIEWS`].
-pub const VIEW: View = View { spec: SPEC, build, reference };
+pub const VIEW: View = View { spec: SPEC, source: "prior_authorizations", build, reference };
 
 fn reference(scratch: &Scratch<'_>) -> Vec<(Value, ViewRow)> {
     let (pa, ins) = (Cols::of("prior_authorizations"), Cols::of("insurance_records"));

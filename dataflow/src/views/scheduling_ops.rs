@@ -104,7 +104,7 @@ pub fn shape(appointment: &Row, parts: Parts<'_>) -> (Value, ViewRow) {
 }
 
 /// The view, registered in [`super::VIEWS`].
-pub const VIEW: View = View { spec: SPEC, build, reference };
+pub const VIEW: View = View { spec: SPEC, source: "appointments", build, reference };
 
 fn reference(scratch: &Scratch<'_>) -> Vec<(Value, ViewRow)> {
     let (ap, ins) = (Cols::of("appointments"), Cols::of("insurance_records"));
