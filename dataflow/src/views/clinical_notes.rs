@@ -85,15 +85,10 @@ pub fn shape(
 pub const VIEW: View = View { spec: SPEC, source: "clinical_notes", build, reference };
 
 fn reference(scratch: &Scratch<'_>) -> Vec<(Value, ViewRow)> {
-    let (cn, ap) = (Cols::of("clinical_notes"), Cols::of("appointments"));
-    let (patients, providers) = (scratch.by("patients", "drchrono_id"), scratch.by("providers", "drchrono_id"));
-    let (appointments, notes) = (scratch.by("appointments", "drchrono_id"), scratch.by("deepcura_notes", "id"));
-    scratch
-        .rows("clinical_notes")
-        .map(|note| {
-            let appointment = get(&appointments, cn.get(note, "drchrono_id"));
-            let patient = get(&patients, &visit_patient("clinical_notes", note, appointment));
-            let provider = appointment.and_then(|a| get(&providers, ap.get(a, "provider_id")));
+    let (cn, notes) = (Cols::of("clinical_notes"), scratch.by("deepcura_notes", "id"));
+    let visits = scratch.with_visit("clinical_notes", "drchrono_id").into_iter();
+    visits
+        .map(|(note, appointment, patient, provider)| {
             let enrichment = pick(scratch.linked_to(cn.get(note, "drchrono_id"))).and_then(|l| get(&notes, &l.note_id));
             shape(note, appointment, patient, provider, enrichment)
         })

@@ -116,11 +116,30 @@ impl<'a> Scratch<'a> {
         self.rows(table).filter(|r| !cols.get(r, column).is_null()).map(|r| (cols.get(r, column).clone(), r)).collect()
     }
 
+    /// The live rows of `table`, each with its visit as [`Base::with_visit`] joins it: the
+    /// appointment its `appointment` column names, its patient ([`visit_patient`]) and the
+    /// appointment's provider.
+    pub fn with_visit(&self, table: &'static str, appointment: &'static str) -> Vec<Visit<'a>> {
+        let (own, ap) = (Cols::of(table), Cols::of("appointments"));
+        let (patients, providers) = (self.by("patients", "drchrono_id"), self.by("providers", "drchrono_id"));
+        let appointments = self.by("appointments", "drchrono_id");
+        self.rows(table)
+            .map(|row| {
+                let appt = get(&appointments, own.get(row, appointment));
+                let patient = get(&patients, &visit_patient(table, row, appt));
+                (row, appt, patient, appt.and_then(|a| get(&providers, ap.get(a, "provider_id"))))
+            })
+            .collect()
+    }
+
     /// The links that link a note to clinical note `id`.
     pub fn linked_to<'l>(&'l self, id: &'l Value) -> impl Iterator<Item = &'l Link> {
         self.links.iter().filter(move |l| l.is_linked() && l.clinical_note_id == *id)
     }
 }
+
+/// A row with its appointment, patient and provider ([`Scratch::with_visit`]).
+pub type Visit<'a> = (&'a Row, Option<&'a Row>, Option<&'a Row>, Option<&'a Row>);
 
 /// The row of `map` at `key`; none for a NULL key.
 pub fn get<'a>(map: &HashMap<Value, &'a Row>, key: &Value) -> Option<&'a Row> {

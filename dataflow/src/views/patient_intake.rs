@@ -10,7 +10,7 @@ use august_cdc::{Row, Value};
 
 use super::deepcura_links::Links;
 use super::scheduling_ops::{patient_contact, provider_name};
-use super::{get, visit_patient, Cols, Scratch, View, ViewRow, ViewSpec};
+use super::{visit_patient, Cols, Scratch, View, ViewRow, ViewSpec};
 use crate::base::Base;
 use crate::join::Coll;
 
@@ -77,17 +77,10 @@ pub fn shape(
 pub const VIEW: View = View { spec: SPEC, source: "intake_checklists", build, reference };
 
 fn reference(scratch: &Scratch<'_>) -> Vec<(Value, ViewRow)> {
-    let (ic, ap) = (Cols::of("intake_checklists"), Cols::of("appointments"));
-    let (patients, providers) = (scratch.by("patients", "drchrono_id"), scratch.by("providers", "drchrono_id"));
-    let appointments = scratch.by("appointments", "drchrono_id");
     scratch
-        .rows("intake_checklists")
-        .map(|intake| {
-            let appointment = get(&appointments, ic.get(intake, "appointment_id"));
-            let patient = get(&patients, &visit_patient("intake_checklists", intake, appointment));
-            let provider = appointment.and_then(|a| get(&providers, ap.get(a, "provider_id")));
-            shape(intake, appointment, patient, provider)
-        })
+        .with_visit("intake_checklists", "appointment_id")
+        .into_iter()
+        .map(|(intake, a, patient, provider)| shape(intake, a, patient, provider))
         .collect()
 }
 

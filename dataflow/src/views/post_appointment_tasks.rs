@@ -8,7 +8,7 @@ use august_cdc::{Row, Value};
 
 use super::deepcura_links::Links;
 use super::scheduling_ops::{patient_contact, provider_name};
-use super::{get, visit_patient, Cols, Scratch, View, ViewRow, ViewSpec};
+use super::{visit_patient, Cols, Scratch, View, ViewRow, ViewSpec};
 use crate::base::Base;
 use crate::join::Coll;
 
@@ -52,17 +52,10 @@ pub fn shape(task: &Row, appointment: Option<&Row>, patient: Option<&Row>, provi
 pub const VIEW: View = View { spec: SPEC, source: "post_appointment_tasks", build, reference };
 
 fn reference(scratch: &Scratch<'_>) -> Vec<(Value, ViewRow)> {
-    let (t, ap) = (Cols::of("post_appointment_tasks"), Cols::of("appointments"));
-    let (patients, providers) = (scratch.by("patients", "drchrono_id"), scratch.by("providers", "drchrono_id"));
-    let appointments = scratch.by("appointments", "drchrono_id");
     scratch
-        .rows("post_appointment_tasks")
-        .map(|task| {
-            let appointment = get(&appointments, t.get(task, "appointment_id"));
-            let patient = get(&patients, &visit_patient("post_appointment_tasks", task, appointment));
-            let provider = appointment.and_then(|a| get(&providers, ap.get(a, "provider_id")));
-            shape(task, appointment, patient, provider)
-        })
+        .with_visit("post_appointment_tasks", "appointment_id")
+        .into_iter()
+        .map(|(task, a, patient, provider)| shape(task, a, patient, provider))
         .collect()
 }
 
