@@ -73,6 +73,10 @@ enum Command {
     /// change_log and access_log. Exit 0 when intact, 1 when broken (positions and ids only).
     #[command(subcommand)]
     Audit(commands::audit::AuditCommand),
+    /// The SQL endpoint's users: add one (password from stdin, only its SCRAM verifier is
+    /// kept) or remove one.
+    #[command(subcommand)]
+    SqlUser(commands::sql::SqlUserCommand),
     /// Serve the in-repo Coda API emulator for the tables of a mapping file.
     CodaEmulator(commands::coda_emulator::EmulatorArgs),
     /// Serve the in-repo DrChrono API emulator with a synthetic clinic.
@@ -138,6 +142,7 @@ fn main() -> ExitCode {
             Command::Sync(args) => commands::sync::run(&sources, args).await,
             Command::DeadLetters(command) => commands::dead_letters::run(&sources, command).await,
             Command::Audit(command) => commands::audit::run(&sources, command).await,
+            Command::SqlUser(command) => commands::sql::run(&sources, command),
             Command::Verify(args) => commands::verify::run(&sources, args).await,
         }
     });

@@ -60,6 +60,8 @@ pub struct PipelineStats {
     pub coda: Option<Arc<WriterStats>>,
     /// The LSN every sink has made durable.
     pub durable: watch::Receiver<Lsn>,
+    /// Where the SQL endpoint listens, when it is on.
+    pub sql_addr: Option<std::net::SocketAddr>,
 }
 
 type SinkTask = JoinHandle<Result<(), SinkError>>;
@@ -83,11 +85,18 @@ pub struct Pipeline {
     coda: Option<SinkTask>,
     /// Cancelled when a sink ends on its own, which only a failure makes it do.
     sink_ended: CancellationToken,
+    sql: Option<crate::commands::sql::Running>,
 }
 
 impl Pipeline {
-    /// Checks the settings (and the mapping against Coda), then starts every stage.
-    pub async fn start(sources: &Sources, dataflow_config: DataflowConfig, resnapshot: bool) -> anyhow::Result<Self> {
+    /// Checks the settings (and the mapping against Coda), then starts every stage, and the SQL
+    /// endpoint over the views (its system tables read `metrics`).
+    pub async fn start(
+        sources: &Sources,
+        dataflow_config: DataflowConfig,
+        resnapshot: bool,
+        metrics: metrics_exporter_prometheus::PrometheusHandle,
+    ) -> anyhow::Result<Self> {
         let (_, pg) = sources.database().map_err(ConfigError)?;
         let transaction_chunk_rows = sources.transaction_chunk_rows().map_err(ConfigError)?;
         let dataflow_config = DataflowConfig { transaction_chunk_rows, ..dataflow_config };
@@ -111,6 +120,7 @@ impl Pipeline {
                 None
             }
         };
+        let sql = crate::commands::sql::start(sources, &pg, metrics, Some(cdc.slot.clone())).await?;
         let sink_ended = CancellationToken::new();
         let watched = |task: JoinHandle<Result<(), SinkError>>| {
             let ended = sink_ended.clone();
@@ -125,6 +135,15 @@ impl Pipeline {
         let (link_durable, link_watch) = watch::channel(Lsn::ZERO);
         let mut durables = vec![link_watch];
         let (mut sink_outputs, mut coda_task, mut coda_stats) = (Vec::new(), None, None);
+        // The SQL endpoint's copy: not a sink, it confirms nothing (see `august_sql::live`).
+        let (sql, sql_addr) = match sql {
+            Some((running, output)) => {
+                sink_outputs.push(output);
+                let addr = running.addr;
+                (Some(running), Some(addr))
+            }
+            None => (None, None),
+        };
         if let Some((mapping, client, writer)) = coda {
             let (coda_durable, coda_watch) = watch::channel(Lsn::ZERO);
             let (coda_tx, coda_output) = mpsc::channel(OUTPUT_BUFFER);
@@ -153,14 +172,14 @@ impl Pipeline {
         sink_outputs.push(link_tx);
         tokio::spawn(fan_out(output, sink_outputs));
         let links = watched(tokio::spawn(write_links(pg, link_output, link_durable, Arc::new(LinkStats::default()))));
-        let stats = PipelineStats { cdc: stream.stats().clone(), coda: coda_stats, durable };
-        Ok(Self { stats, stream, events, dataflow, links, coda: coda_task, sink_ended })
+        let stats = PipelineStats { cdc: stream.stats().clone(), coda: coda_stats, durable, sql_addr };
+        Ok(Self { stats, stream, events, dataflow, links, coda: coda_task, sink_ended, sql })
     }
 
     /// Runs until `stop` resolves (or a stage fails), then stops in the order the module
     /// describes. The first failure, if any, is the result.
     pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-        let Pipeline { stats, mut stream, events, dataflow, links, coda, sink_ended } = self;
+        let Pipeline { stats, mut stream, events, dataflow, links, coda, sink_ended, sql } = self;
         let stop = async {
             tokio::select! {
                 _ = stop => {}
@@ -180,6 +199,9 @@ impl Pipeline {
         let mut durable = stats.durable.clone();
         while durable.changed().await.is_ok() {}
         let streamed = stream.finish().await;
+        if let Some(sql) = sql {
+            sql.stop().await;
+        }
         flowed?.context("the dataflow failed")?;
         linked?.context("the link write-back failed")?;
         if let Some(mirrored) = mirrored {

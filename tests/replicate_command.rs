@@ -24,6 +24,7 @@ async fn replicate_writes_links_on_its_default_slot_serves_metrics_and_stops_cle
         .env_clear()
         .env("DATABASE_URL", db.url())
         .env("AUGUST_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
+        .env("AUGUST_SQL_ADDR", "127.0.0.1:0")
         .env("AUGUST_HEARTBEAT_SECS", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -94,7 +95,12 @@ async fn a_slot_of_another_database_stops_replicate_before_any_copy_naming_augus
         move || {
             crate::august(
                 &["replicate"],
-                &[("DATABASE_URL", &url), ("AUGUST_SLOT", &slot), ("AUGUST_METRICS_ADDR", "127.0.0.1:0")],
+                &[
+                    ("DATABASE_URL", &url),
+                    ("AUGUST_SLOT", &slot),
+                    ("AUGUST_METRICS_ADDR", "127.0.0.1:0"),
+                    ("AUGUST_SQL_ADDR", "127.0.0.1:0"),
+                ],
             )
         }
     })

@@ -82,6 +82,7 @@ async fn a_replicate_killed_mid_stream_restarts_to_an_exact_mirror_without_redun
         ("DATABASE_URL", db.url().to_string()),
         ("AUGUST_SLOT", db.name.clone()),
         ("AUGUST_METRICS_ADDR", "127.0.0.1:0".into()),
+        ("AUGUST_SQL_ADDR", "127.0.0.1:0".into()),
         ("AUGUST_HEARTBEAT_SECS", "1".into()),
         ("AUGUST_CODA_MAPPING", demo_mapping_path().display().to_string()),
         ("CODA_API_BASE", coda.clone()),

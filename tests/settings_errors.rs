@@ -120,6 +120,7 @@ fn a_short_coda_writeback_token_exits_2_naming_it() {
             ("DRCHRONO_WEBHOOK_SECRET", "drchrono-secret-0123456789"),
             ("DEEPCURA_SHARED_SECRET", "deepcura-secret-0123456789"),
             ("AUGUST_METRICS_ADDR", "127.0.0.1:0"),
+            ("AUGUST_SQL_ADDR", "127.0.0.1:0"),
             ("CODA_WRITEBACK_TOKEN", "short-tok"),
         ],
     );

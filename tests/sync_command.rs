@@ -83,6 +83,7 @@ async fn serve_reconciles_a_change_made_in_drchrono_into_coda() {
         ("AUGUST_CODA_WRITES_PER_6S", "6000".into()),
         ("AUGUST_SLOT", db.name.clone()),
         ("AUGUST_METRICS_ADDR", "127.0.0.1:0".into()),
+        ("AUGUST_SQL_ADDR", "127.0.0.1:0".into()),
         ("AUGUST_HEARTBEAT_SECS", "1".into()),
         ("AUGUST_RECONCILE_SECS", "2".into()),
     ]);

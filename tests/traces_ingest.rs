@@ -34,6 +34,7 @@ fn ingest_env(db: &TestDb, port: u16, receiver: Option<&OtlpReceiver>) -> Vec<(&
         ("AUGUST_HTTP_ADDR", "127.0.0.1:0".into()),
         ("PORT", port.to_string()),
         ("AUGUST_METRICS_ADDR", format!("127.0.0.1:{}", free_port())),
+        ("AUGUST_SQL_ADDR", "127.0.0.1:0".into()),
         ("DRCHRONO_WEBHOOK_SECRET", DRCHRONO_SECRET.into()),
         ("DEEPCURA_SHARED_SECRET", DEEPCURA_SECRET.into()),
     ];

@@ -67,6 +67,7 @@ async fn verify_coda_reports_each_differing_row_by_key_and_column() {
         ("DATABASE_URL", db.url().to_string()),
         ("AUGUST_SLOT", db.name.clone()),
         ("AUGUST_METRICS_ADDR", "127.0.0.1:0".into()),
+        ("AUGUST_SQL_ADDR", "127.0.0.1:0".into()),
         ("AUGUST_HEARTBEAT_SECS", "1".into()),
         ("AUGUST_CODA_MAPPING", mapping_file.path().display().to_string()),
         ("CODA_API_BASE", coda.clone()),

@@ -94,6 +94,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_openapi_do
             ("DATABASE_URL", db.url().to_string()),
             ("AUGUST_HTTP_ADDR", format!("127.0.0.1:{port}")),
             ("AUGUST_METRICS_ADDR", format!("127.0.0.1:{}", free_port())),
+            ("AUGUST_SQL_ADDR", "127.0.0.1:0".into()),
             ("DRCHRONO_WEBHOOK_SECRET", "drchrono-secret-0123456789".into()),
             ("DEEPCURA_SHARED_SECRET", "deepcura-secret-0123456789".into()),
             ("CODA_WRITEBACK_TOKEN", TOKEN.into()),

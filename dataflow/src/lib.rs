@@ -23,6 +23,7 @@
 #![forbid(missing_docs)]
 
 pub mod base;
+pub mod column_type;
 pub mod engine;
 pub mod graph;
 pub mod input;
@@ -35,6 +36,7 @@ pub mod tables;
 pub mod trace;
 pub mod views;
 
+pub use column_type::ColumnType;
 pub use engine::{feed, forward, spawn, Dataflow, DataflowConfig, DataflowError, DEFAULT_TRANSACTION_CHUNK_ROWS};
 pub use input::DriverStats;
 pub use output::{Output, ViewUpdate};

@@ -12,20 +12,24 @@ use crate::Actor;
 /// One call.
 #[derive(Debug, Clone)]
 pub struct AccessEntry {
-    /// `GET`, `POST`, …
+    /// `GET`, `POST`, … (for SQL: the statement's kind, `SELECT`).
     pub method: &'static str,
-    /// The path with placeholders (`/docs/{docId}/tables/{tableIdOrName}/rows`).
-    pub path_template: &'static str,
+    /// The path with placeholders (`/docs/{docId}/tables/{tableIdOrName}/rows`; for SQL: the
+    /// tables the query read, comma-separated).
+    pub path_template: std::borrow::Cow<'static, str>,
     /// The HTTP status, or `None` when no response came.
     pub status: Option<u16>,
     /// How long the call took.
     pub duration: Duration,
     /// Rows sent or received.
     pub rows: Option<usize>,
+    /// Why it failed, when it did: a code, never a value (SQL: the SQLSTATE).
+    pub error: Option<&'static str>,
 }
 
 enum Message {
-    Call(AccessEntry),
+    /// A call, and who made it when not the log's own actor.
+    Call(AccessEntry, Option<String>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -53,9 +57,15 @@ impl AccessLog {
 
     /// Records one call.
     pub fn record(&self, entry: AccessEntry) {
-        metrics::histogram!(crate::metrics::EXTERNAL_CALL_SECONDS.name, "service" => self.service, "path" => entry.path_template)
+        metrics::histogram!(crate::metrics::EXTERNAL_CALL_SECONDS.name, "service" => self.service, "path" => entry.path_template.to_string())
             .record(entry.duration.as_secs_f64());
-        let _ = self.tx.send(Message::Call(entry));
+        let _ = self.tx.send(Message::Call(entry, None));
+    }
+
+    /// Records one access made by `who` (a person, such as a SQL user: `sql:<name>`), not by
+    /// the log's actor. No latency metric: its path is not a bounded label.
+    pub fn record_by(&self, who: String, entry: AccessEntry) {
+        let _ = self.tx.send(Message::Call(entry, Some(who)));
     }
 
     /// Waits until every call recorded before this one is stored (or the writer has stopped).
@@ -80,7 +90,7 @@ async fn write_entries(
         let mut next = Some(first);
         while let Some(message) = next.take().or_else(|| rx.try_recv().ok()) {
             match message {
-                Message::Call(entry) => batch.push(entry),
+                Message::Call(entry, who) => batch.push((entry, who)),
                 Message::Flush(done) => flushes.push(done),
             }
         }
@@ -110,18 +120,23 @@ async fn insert(
     client: &tokio_postgres::Client,
     service: &str,
     actor: Actor,
-    batch: &[AccessEntry],
+    batch: &[(AccessEntry, Option<String>)],
 ) -> Result<(), tokio_postgres::Error> {
-    let methods: Vec<&str> = batch.iter().map(|e| e.method).collect();
-    let paths: Vec<&str> = batch.iter().map(|e| e.path_template).collect();
-    let statuses: Vec<Option<i32>> = batch.iter().map(|e| e.status.map(i32::from)).collect();
-    let durations: Vec<i32> = batch.iter().map(|e| i32::try_from(e.duration.as_millis()).unwrap_or(i32::MAX)).collect();
-    let rows: Vec<Option<i32>> = batch.iter().map(|e| e.rows.and_then(|r| i32::try_from(r).ok())).collect();
+    let methods: Vec<&str> = batch.iter().map(|(e, _)| e.method).collect();
+    let paths: Vec<&str> = batch.iter().map(|(e, _)| e.path_template.as_ref()).collect();
+    let statuses: Vec<Option<i32>> = batch.iter().map(|(e, _)| e.status.map(i32::from)).collect();
+    let durations: Vec<i32> =
+        batch.iter().map(|(e, _)| i32::try_from(e.duration.as_millis()).unwrap_or(i32::MAX)).collect();
+    let rows: Vec<Option<i32>> = batch.iter().map(|(e, _)| e.rows.and_then(|r| i32::try_from(r).ok())).collect();
+    let errors: Vec<Option<&str>> = batch.iter().map(|(e, _)| e.error).collect();
+    let actors: Vec<&str> = batch.iter().map(|(_, who)| who.as_deref().unwrap_or(actor.as_str())).collect();
     client
         .execute(
-            "INSERT INTO access_log (service, method, path_template, status_code, duration_ms, row_count, actor)
-             SELECT $1, m, p, s, d, r, $7 FROM unnest($2::text[], $3::text[], $4::int[], $5::int[], $6::int[]) AS t(m, p, s, d, r)",
-            &[&service, &methods, &paths, &statuses, &durations, &rows, &actor.as_str()],
+            "INSERT INTO access_log (service, method, path_template, status_code, duration_ms, row_count, error, actor)
+             SELECT $1, m, p, s, d, r, e, a
+             FROM unnest($2::text[], $3::text[], $4::int[], $5::int[], $6::int[], $7::text[], $8::text[])
+                  AS t(m, p, s, d, r, e, a)",
+            &[&service, &methods, &paths, &statuses, &durations, &rows, &errors, &actors],
         )
         .await
         .map(|_| ())

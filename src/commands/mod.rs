@@ -10,6 +10,7 @@ pub mod migrate;
 pub mod replicate;
 pub mod retention;
 pub mod serve;
+pub mod sql;
 pub mod sync;
 pub mod tail;
 pub mod verify;

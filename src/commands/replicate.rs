@@ -93,8 +93,8 @@ pub async fn run(sources: &Sources, args: ReplicateArgs) -> anyhow::Result<()> {
     sources.coda().map_err(ConfigError)?;
     let stop = CancellationToken::new();
     let recorder = crate::metrics::install()?;
-    let (_, metrics) = crate::metrics::serve_from(sources, recorder, stop.clone().cancelled_owned()).await?;
-    let started = Pipeline::start(sources, dataflow_config, args.resnapshot).await;
+    let (_, metrics) = crate::metrics::serve_from(sources, recorder.clone(), stop.clone().cancelled_owned()).await?;
+    let started = Pipeline::start(sources, dataflow_config, args.resnapshot, recorder).await;
     let housekeeping = super::retention::spawn_housekeeping(sources)?;
     let result = match started {
         Ok(pipeline) => {

@@ -44,8 +44,8 @@ impl Serving {
         let addr = webhooks.addr;
         let (stop_http, http_ended) = (CancellationToken::new(), CancellationToken::new());
         let (metrics_addr, metrics) =
-            crate::metrics::serve_from(sources, recorder, stop_http.clone().cancelled_owned()).await?;
-        let pipeline = Pipeline::start(sources, args.dataflow()?, args.resnapshot).await?;
+            crate::metrics::serve_from(sources, recorder.clone(), stop_http.clone().cancelled_owned()).await?;
+        let pipeline = Pipeline::start(sources, args.dataflow()?, args.resnapshot, recorder).await?;
         let webhooks = webhooks.spawn(stop_http.clone(), http_ended.clone());
         let housekeeping = super::retention::spawn_housekeeping(sources)?;
         Ok(Self {

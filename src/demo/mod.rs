@@ -104,6 +104,9 @@ async fn run_on(args: &DemoArgs, metrics: SocketAddr, mut env: Vec<(String, Stri
     let secret = || -> String { hex(rand::rng().random::<[u8; 16]>()) };
     let (token, drchrono_secret, deepcura_secret, writeback) = (secret(), secret(), secret(), secret());
     let http = free_or_any(args.http_port, 8080);
+    // The SQL endpoint with one login of the demo's own (demo data only: its password is shown).
+    let (sql, sql_password, sql_users) = (free_or_any(6875, 6875), secret(), args.dir.join("demo-sql-users.toml"));
+    august_sql::Users::add(&sql_users, "demo", august_sql::Role::Admin, &sql_password)?;
     // The API token's owner is no staff member: an automation fired by August's own writes is
     // refused (and the row refreshed from Postgres), never taken for a staff edit.
     let emulator = EmulatorConfig {
@@ -133,6 +136,8 @@ async fn run_on(args: &DemoArgs, metrics: SocketAddr, mut env: Vec<(String, Stri
         ("AUGUST_RECONCILE_SECS", "60".into()),
         ("AUGUST_HTTP_ADDR", http.to_string()),
         ("AUGUST_METRICS_ADDR", metrics.to_string()),
+        ("AUGUST_SQL_ADDR", sql.to_string()),
+        ("AUGUST_SQL_USERS_FILE", sql_users.display().to_string()),
         ("DRCHRONO_WEBHOOK_SECRET", drchrono_secret.clone()),
         ("DEEPCURA_SHARED_SECRET", deepcura_secret.clone()),
         ("AUGUST_CODA_MAPPING", mapping_file.display().to_string()),
@@ -162,10 +167,14 @@ async fn run_on(args: &DemoArgs, metrics: SocketAddr, mut env: Vec<(String, Stri
          August health:                       {base}/health\n  \
          August status page:                  {status}\n  \
          August metrics:                      {metrics}\n  \
+         August SQL (the live views):         psql \"host={sql_host} port={sql_port} user=demo dbname=august\" \
+         (password {sql_password})\n  \
          PostgreSQL:                          {database}",
         args.rate,
         emulator.base_url(),
         drchrono.base_url(),
+        sql_host = serving.stats.sql_addr.map_or("-".into(), |a| a.ip().to_string()),
+        sql_port = serving.stats.sql_addr.map_or(0, |a| a.port()),
     );
 
     let stop = CancellationToken::new();

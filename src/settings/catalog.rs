@@ -237,6 +237,25 @@ pub const SETTINGS: &[Setting] = &[
         "Address `serve`, `ingest` and `replicate` serve Prometheus `GET /metrics` on (never on the webhook port)."
     ),
     setting!(
+        "AUGUST_SQL_ADDR",
+        "sql.addr",
+        Some("127.0.0.1:6875"),
+        "Address `serve` and `replicate` answer SQL on (the Postgres wire protocol: the live views and the system tables). Set it empty to turn the endpoint off."
+    ),
+    setting!(
+        "AUGUST_SQL_USERS_FILE",
+        "sql.users_file",
+        Some("august-sql-users.toml"),
+        "The SQL endpoint's users: TOML with each user's name, role and SCRAM-SHA-256 verifier, written by `august sql-user add`. Missing: nobody can log in."
+    ),
+    setting!(
+        "AUGUST_SQL_SSLCERT",
+        "sql.sslcert",
+        None,
+        "PEM file of the SQL endpoint's certificate chain, for TLS (with `AUGUST_SQL_SSLKEY`)."
+    ),
+    setting!("AUGUST_SQL_SSLKEY", "sql.sslkey", None, "PEM file of the SQL endpoint's private key."),
+    setting!(
         "AUGUST_DB_CAPACITY_BYTES",
         "database.capacity_bytes",
         None,

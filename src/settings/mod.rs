@@ -304,6 +304,35 @@ impl Sources {
             .ok_or_else(|| SettingError::new("AUGUST_METRICS_ADDR", "is not set"))
     }
 
+    /// The SQL endpoint's settings, or `None` when `AUGUST_SQL_ADDR` is set empty.
+    pub fn sql(&self) -> Result<Option<august_sql::SqlConfig>, SettingError> {
+        let explicitly_empty = self.env.get("AUGUST_SQL_ADDR").is_some_and(|v| v.trim().is_empty())
+            || self.file.get("sql.addr").is_some_and(|v| v.trim().is_empty());
+        if explicitly_empty {
+            return Ok(None);
+        }
+        let addr = self
+            .parse("AUGUST_SQL_ADDR", "host:port, e.g. 127.0.0.1:6875 (empty: off)")?
+            .ok_or_else(|| SettingError::new("AUGUST_SQL_ADDR", "is not set"))?;
+        let users_file = self.get("AUGUST_SQL_USERS_FILE").map(|(v, _)| v.into()).unwrap_or_default();
+        let tls = match (self.get("AUGUST_SQL_SSLCERT"), self.get("AUGUST_SQL_SSLKEY")) {
+            (Some((cert, _)), Some((key, _))) => Some((cert.into(), key.into())),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(SettingError::new("AUGUST_SQL_SSLKEY", "must be set with AUGUST_SQL_SSLCERT"))
+            }
+            (None, Some(_)) => {
+                return Err(SettingError::new("AUGUST_SQL_SSLCERT", "must be set with AUGUST_SQL_SSLKEY"))
+            }
+        };
+        Ok(Some(august_sql::SqlConfig { addr, users_file, tls }))
+    }
+
+    /// The users file `august sql-user` edits.
+    pub fn sql_users_file(&self) -> std::path::PathBuf {
+        self.get("AUGUST_SQL_USERS_FILE").map(|(v, _)| v.into()).unwrap_or_default()
+    }
+
     /// `AUGUST_DB_CAPACITY_BYTES`: the storage the database may use, when set.
     pub fn db_capacity_bytes(&self) -> Result<Option<u64>, SettingError> {
         match self.parse::<u64>("AUGUST_DB_CAPACITY_BYTES", "a whole number of bytes")? {

@@ -21,6 +21,7 @@ mod history;
 mod recent_errors;
 mod scrape;
 mod snapshot;
+pub mod sql_status;
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -69,6 +69,7 @@ impl Rig {
             ("AUGUST_SLOT", db.name.clone()),
             ("AUGUST_HEARTBEAT_SECS", "1".into()),
             ("AUGUST_METRICS_ADDR", "127.0.0.1:0".into()),
+            ("AUGUST_SQL_ADDR", "127.0.0.1:0".into()),
             ("AUGUST_CODA_MAPPING", demo_mapping_path().display().to_string()),
             ("CODA_API_BASE", format!("http://{}", coda_proxy.addr())),
             ("CODA_API_TOKEN", TOKEN.into()),

@@ -261,6 +261,7 @@ pub fn serve_env(
         ("CODA_API_TOKEN", token.to_string()),
         ("AUGUST_SLOT", db.name.clone()),
         ("AUGUST_METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
+        ("AUGUST_SQL_ADDR", "127.0.0.1:0".into()),
         ("AUGUST_HEARTBEAT_SECS", "1".into()),
     ];
     env.extend(extra.iter().cloned());

@@ -74,6 +74,7 @@ async fn main() {
         .env("AUGUST_CODA_READS_PER_6S", "6000000")
         .env("AUGUST_HEARTBEAT_SECS", "1")
         .env("AUGUST_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
+        .env("AUGUST_SQL_ADDR", "127.0.0.1:0")
         .env("AUGUST_LOG", "warn")
         .spawn()
         .unwrap();

@@ -125,6 +125,7 @@ async fn ingest(db: &BenchDb, clients: usize) -> (std::process::Child, String) {
         .env("DB_POOL_MAX_SIZE", clients.to_string())
         .env("AUGUST_HTTP_ADDR", format!("127.0.0.1:{port}"))
         .env("AUGUST_METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("AUGUST_SQL_ADDR", "127.0.0.1:0")
         .env("DRCHRONO_WEBHOOK_SECRET", "bench-drchrono-secret-0123")
         .env("DEEPCURA_SHARED_SECRET", "bench-deepcura-secret-0123")
         .env("CODA_WRITEBACK_TOKEN", TOKEN)

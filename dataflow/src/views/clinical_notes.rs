@@ -17,13 +17,13 @@ use crate::join::{left_join, Coll, Keyed};
 /// The view's name, key and columns.
 pub const SPEC: ViewSpec = view_spec!("clinical_notes", key "clinical_note_id", [
     "clinical_note_id" Identifier,
-    "appointment_time" Operational,
-    "patient_id" Identifier,
+    "appointment_time" Operational Timestamp,
+    "patient_id" Identifier Int,
     "patient_name" Direct,
-    "provider_id" Identifier,
+    "provider_id" Identifier Int,
     "provider_name" Direct,
-    "locked" Operational,
-    "archived" Operational,
+    "locked" Operational Bool,
+    "archived" Operational Bool,
     "deepcura_note_id" Identifier,
     "soap_subjective" Clinical,
     "soap_objective" Clinical,

@@ -20,15 +20,15 @@ use crate::join::{left_join, Coll};
 /// The view's name, key and columns.
 pub const SPEC: ViewSpec = view_spec!("deepcura_links", key "note_id", [
     "note_id" Identifier,
-    "patient_id" Identifier,
+    "patient_id" Identifier Int,
     "drchrono_appt_id" Identifier,
-    "session_date" Operational,
+    "session_date" Operational Date,
     "provider_npi" Identifier,
     "clinical_note_id" Identifier,
     "link_method" Operational,
     "link_status" Operational,
-    "candidate_count" Operational,
-    "needs_review" Operational,
+    "candidate_count" Operational Int,
+    "needs_review" Operational Bool,
 ]);
 
 /// A note's link.

@@ -15,13 +15,13 @@ use crate::join::{left_join, Coll};
 /// The view's name, key and columns.
 pub const SPEC: ViewSpec = view_spec!("deepcura_review", key "note_id", [
     "note_id" Identifier,
-    "patient_id" Identifier,
+    "patient_id" Identifier Int,
     "patient_name" Direct,
-    "session_date" Operational,
+    "session_date" Operational Date,
     "drchrono_appt_id" Identifier,
     "provider_npi" Identifier,
     "reason" Operational,
-    "candidate_count" Operational,
+    "candidate_count" Operational Int,
 ]);
 
 /// One row of the view, for an unlinked note.

@@ -14,20 +14,24 @@ use chrono::NaiveDateTime;
 use serde_json::value::RawValue;
 
 use crate::base::Base;
+use crate::column_type::ColumnType;
 use crate::join::Coll;
 use crate::phi::PhiClass;
 use crate::tables::{LiveRows, TableSpec, TABLES};
 use deepcura_links::{Link, Links};
 
-/// A named view's spec: its name, key column and every column with its PHI class
-/// (`"name" Class`), key first.
+/// A named view's spec: its name, key column and every column with its PHI class and, unless
+/// it is text, its SQL type (`"name" Class [Type]`), key first.
 macro_rules! view_spec {
-    ($name:literal, key $key:literal, [$($column:literal $class:ident),+ $(,)?]) => {
+    (@type) => { $crate::column_type::ColumnType::Text };
+    (@type $ty:ident) => { $crate::column_type::ColumnType::$ty };
+    ($name:literal, key $key:literal, [$($column:literal $class:ident $($ty:ident)?),+ $(,)?]) => {
         $crate::views::ViewSpec {
             name: $name,
             key: $key,
             columns: &[$($column),+],
             classes: &[$($crate::phi::PhiClass::$class),+],
+            types: Some(&[$(view_spec!(@type $($ty)?)),+]),
         }
     };
 }
@@ -55,6 +59,10 @@ pub struct ViewSpec {
     pub columns: &'static [&'static str],
     /// The PHI class of each column, in the same order (see [`crate::phi`]).
     pub classes: &'static [PhiClass],
+    /// The SQL type of each column, in the same order; `None` for a pass-through view, whose
+    /// columns are typed as its table's (see [`crate::column_type`]).
+    #[serde(skip)]
+    pub types: Option<&'static [ColumnType]>,
 }
 
 impl ViewSpec {
@@ -165,6 +173,7 @@ pub fn all() -> Vec<ViewSpec> {
             key: t.view_key,
             columns: t.columns,
             classes: t.classes,
+            types: None,
         }))
         .collect()
 }

@@ -16,8 +16,8 @@ use crate::join::Coll;
 pub const SPEC: ViewSpec = view_spec!("post_appointment_tasks", key "task_id", [
     "task_id" Identifier,
     "appointment_id" Identifier,
-    "scheduled_time" Operational,
-    "patient_id" Identifier,
+    "scheduled_time" Operational Timestamp,
+    "patient_id" Identifier Int,
     "patient_name" Direct,
     "provider_name" Direct,
     "task_type" Operational,
@@ -25,8 +25,8 @@ pub const SPEC: ViewSpec = view_spec!("post_appointment_tasks", key "task_id", [
     "status" Operational,
     "priority" Operational,
     "assigned_to" Operational,
-    "due_date" Operational,
-    "completed_at" Operational,
+    "due_date" Operational Date,
+    "completed_at" Operational TimestampTz,
 ]);
 
 /// One row of the view.

@@ -19,9 +19,9 @@ use crate::join::{left_join, Coll, Keyed};
 /// The view's name, key and columns.
 pub const SPEC: ViewSpec = view_spec!("prior_auths", key "prior_auth_id", [
     "prior_auth_id" Identifier,
-    "patient_id" Identifier,
+    "patient_id" Identifier Int,
     "patient_name" Direct,
-    "date_of_birth" Direct,
+    "date_of_birth" Direct Date,
     "insurance_type" Operational,
     "payer" Operational,
     "member_id" Direct,
@@ -31,11 +31,11 @@ pub const SPEC: ViewSpec = view_spec!("prior_auths", key "prior_auth_id", [
     "icd10_codes" Clinical,
     "status" Operational,
     "auth_number" Identifier,
-    "submitted_at" Operational,
-    "decided_at" Operational,
-    "valid_from" Operational,
-    "valid_until" Operational,
-    "units_approved" Clinical,
+    "submitted_at" Operational TimestampTz,
+    "decided_at" Operational TimestampTz,
+    "valid_from" Operational Date,
+    "valid_until" Operational Date,
+    "units_approved" Clinical Int,
     "assigned_to" Operational,
 ]);
 

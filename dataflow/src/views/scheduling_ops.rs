@@ -18,21 +18,21 @@ use crate::join::{left_join, Coll, Keyed};
 /// The view's name, key and columns.
 pub const SPEC: ViewSpec = view_spec!("scheduling_ops", key "appointment_id", [
     "appointment_id" Identifier,
-    "scheduled_time" Operational,
-    "duration" Operational,
+    "scheduled_time" Operational Timestamp,
+    "duration" Operational Int,
     "status" Operational,
     "reason" Direct,
-    "patient_id" Identifier,
+    "patient_id" Identifier Int,
     "patient_name" Direct,
-    "date_of_birth" Direct,
+    "date_of_birth" Direct Date,
     "phone" Direct,
     "email" Direct,
-    "provider_id" Identifier,
+    "provider_id" Identifier Int,
     "provider_name" Direct,
     "primary_insurance_payer" Operational,
     "intake_status" Operational,
-    "clinical_note_locked" Operational,
-    "deepcura_linked" Operational,
+    "clinical_note_locked" Operational Bool,
+    "deepcura_linked" Operational Bool,
 ]);
 
 /// What one appointment's row is made of.

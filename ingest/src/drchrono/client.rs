@@ -248,10 +248,11 @@ impl DrChronoClient {
         metrics::counter!(name, "path" => path, "status" => status_class).increment(1);
         self.inner.log.record(AccessEntry {
             method: "GET",
-            path_template: path,
+            path_template: path.into(),
             status,
             duration: started.elapsed(),
             rows,
+            error: None,
         });
     }
 }

@@ -218,10 +218,11 @@ impl TokenStore {
         let status = sent.as_ref().ok().map(|r| r.status().as_u16());
         self.log.record(AccessEntry {
             method: "POST",
-            path_template: PATH,
+            path_template: PATH.into(),
             status,
             duration: started.elapsed(),
             rows: None,
+            error: None,
         });
         let response =
             sent.map_err(|e| DrChronoError::Unavailable { path: PATH, reason: super::client::transport_kind(&e) })?;

@@ -192,10 +192,11 @@ impl CodaClient {
         super::traced::answered(&span, status);
         self.log.record(AccessEntry {
             method: method_name(&method),
-            path_template: template,
+            path_template: template.into(),
             status,
             duration: started.elapsed(),
             rows,
+            error: None,
         });
         let response = result.map_err(|e| {
             CodaError::Unavailable(if e.is_timeout() { "timed out".into() } else { "connection failed".into() })
