@@ -14,6 +14,7 @@ mod replicate_command;
 mod replicate_kill;
 mod serve_end_to_end;
 mod settings_errors;
+mod sql_endpoint;
 mod status_page;
 mod support;
 mod sync_command;
