@@ -39,22 +39,25 @@ struct Endpoint {
 
 impl Endpoint {
     async fn start(db: &august_testkit::TestDb) -> Endpoint {
+        Endpoint::start_with(db, &[]).await
+    }
+
+    async fn start_with(db: &august_testkit::TestDb, extra: &[(&'static str, String)]) -> Endpoint {
         let users = tempfile::tempdir().unwrap();
         let file = users.path().join("users.toml");
         add_user(&file, "ops_admin", "admin", ADMIN_PASSWORD);
         add_user(&file, "auditor1", "auditor", AUDITOR_PASSWORD);
         add_user(&file, "ops1", "operations", OPS_PASSWORD);
         let port = free_port();
-        let august = August::spawn(
-            &["replicate"],
-            &[
-                ("DATABASE_URL", db.url().to_string()),
-                ("AUGUST_METRICS_ADDR", "127.0.0.1:0".into()),
-                ("AUGUST_SQL_ADDR", format!("127.0.0.1:{port}")),
-                ("AUGUST_SQL_USERS_FILE", file.display().to_string()),
-                ("AUGUST_HEARTBEAT_SECS", "1".into()),
-            ],
-        );
+        let mut env = vec![
+            ("DATABASE_URL", db.url().to_string()),
+            ("AUGUST_METRICS_ADDR", "127.0.0.1:0".into()),
+            ("AUGUST_SQL_ADDR", format!("127.0.0.1:{port}")),
+            ("AUGUST_SQL_USERS_FILE", file.display().to_string()),
+            ("AUGUST_HEARTBEAT_SECS", "1".into()),
+        ];
+        env.extend(extra.iter().cloned());
+        let august = August::spawn(&["replicate"], &env);
         august.line_with("SQL endpoint listening", Duration::from_secs(60)).await;
         Endpoint { _august: august, port, users }
     }
@@ -221,6 +224,57 @@ async fn psql_describes_and_queries_the_views_each_role_sees_its_columns_and_wri
     assert!(logged.iter().any(|(a, _, p, _, _)| a == "sql:auditor1 (auditor)" && p == "august_status"), "{logged:?}");
     let text = format!("{logged:?}");
     assert!(!text.contains("Ada") && !text.contains("Lovelace") && !text.contains("555-0100"), "no values: {text}");
+
+    // The Grafana dashboard's panels run as its provisioned user's role would run them.
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("dashboards/grafana/august-sql.json").unwrap()).unwrap();
+    let grafana = sql.client("ops1", OPS_PASSWORD).await;
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(
+        panels.iter().any(|p| p["title"] == "Per-view lag")
+            && panels.iter().any(|p| p["title"] == "Deep Cura review queue")
+    );
+    for panel in panels {
+        for target in panel["targets"].as_array().unwrap() {
+            let sql_text = target["rawSql"].as_str().unwrap();
+            assert_eq!(target["datasource"]["uid"], "${datasource}");
+            let rows = grafana.query(sql_text, &[]).await.unwrap_or_else(|e| panic!("{}: {e:?}", panel["title"]));
+            if panel["title"] == "Per-view lag" {
+                let views: Vec<String> = rows.iter().map(|r| r.get("view")).collect();
+                assert!(views.contains(&"scheduling_ops".to_string()), "{views:?}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_a_certificate_the_endpoint_speaks_tls_and_refuses_plaintext() {
+    let db = august_testkit::fresh_db("sql_tls").await;
+    let certs = august_testkit::test_certs();
+    let sql = Endpoint::start_with(
+        &db,
+        &[
+            ("AUGUST_SQL_SSLCERT", certs.join("server.crt").display().to_string()),
+            ("AUGUST_SQL_SSLKEY", certs.join("server.key").display().to_string()),
+        ],
+    )
+    .await;
+    let ca = certs.join("ca.crt").display().to_string();
+    let url = |mode: &str| format!("{} sslmode={mode} sslrootcert={ca}", sql.url("ops_admin", ADMIN_PASSWORD));
+    let out = Command::new("psql")
+        .args([&url("verify-ca"), "-X", "-At", "-c", "SELECT state FROM august_status"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "running");
+    // Plaintext: psql itself will not take channel binding without TLS; a driver that logs in
+    // anyway is refused at its first statement.
+    let out = Command::new("psql").args([&url("disable"), "-X", "-At", "-c", "SELECT 1"]).output().unwrap();
+    assert!(!out.status.success(), "plaintext psql got in");
+    let plain = sql.client("ops_admin", ADMIN_PASSWORD).await;
+    let err = plain.simple_query("SELECT state FROM august_status").await.unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("28000"), "{err:?}");
+    assert!(format!("{err:?}").contains("requires TLS"), "{err:?}");
 }
 
 #[tokio::test]

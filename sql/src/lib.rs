@@ -88,13 +88,16 @@ pub struct SqlConfig {
 /// A bound endpoint; [`Endpoint::run`] serves it.
 pub struct Endpoint {
     listener: TcpListener,
-    handlers: Arc<server::Handlers>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    engine: Arc<query::Engine>,
+    users: Arc<server::UserSource>,
+    tls: Option<(tokio_rustls::TlsAcceptor, Vec<u8>)>,
+    live: Arc<LiveViews>,
+    status: PipelineStatus,
+    pg: tokio_postgres::Config,
 }
 
 impl Endpoint {
-    /// Reads the users file and the column types, builds every role's catalog and binds.
+    /// Reads the users file and the certificate and binds: every setting's error comes here,
+    /// before anything starts.
     pub async fn bind(
         config: &SqlConfig,
         live: Arc<LiveViews>,
@@ -102,22 +105,13 @@ impl Endpoint {
         pg: tokio_postgres::Config,
     ) -> Result<Endpoint, SqlError> {
         let users = Arc::new(server::UserSource::new(config.users_file.clone())?);
-        let client = august_schema::connect(&pg).await.map_err(|e| SqlError::Postgres(format!("connect: {e}")))?;
-        let tables = catalog::Tables::load(&client).await?;
-        drop(client);
-        let log = AccessLog::start("sql", august_schema::Actor::Auditor, pg.clone());
-        let engine = Arc::new(query::Engine::new(tables, live, status, pg, log)?);
-        let (tls, cert) = match &config.tls {
-            Some((cert, key)) => {
-                let (acceptor, pem) = tls(cert, key)?;
-                (Some(acceptor), Some(pem))
-            }
-            None => (None, None),
+        let tls = match &config.tls {
+            Some((cert, key)) => Some(tls(cert, key)?),
+            None => None,
         };
         let listener =
             TcpListener::bind(config.addr).await.map_err(|e| SqlError::Bind(format!("{}: {e}", config.addr)))?;
-        let handlers = Arc::new(server::Handlers::new(engine.clone(), users, cert));
-        Ok(Endpoint { listener, handlers, tls, engine })
+        Ok(Endpoint { listener, users, tls, live, status, pg })
     }
 
     /// Where it listens.
@@ -125,9 +119,21 @@ impl Endpoint {
         self.listener.local_addr()
     }
 
-    /// Serves connections until `stop`, then waits for the access log to be stored.
-    pub async fn run(self, stop: CancellationToken) {
-        tracing::info!(addr = %self.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = self.tls.is_some(), "SQL endpoint listening");
+    /// Reads the column types and builds every role's catalog (connections wait in the
+    /// listen queue meanwhile), then serves connections until `stop`, and waits for the access
+    /// log to be stored.
+    pub async fn run(self, stop: CancellationToken) -> Result<(), SqlError> {
+        let client = august_schema::connect(&self.pg).await.map_err(|e| SqlError::Postgres(format!("connect: {e}")))?;
+        let tables = catalog::Tables::load(&client).await?;
+        drop(client);
+        let log = AccessLog::start("sql", august_schema::Actor::Auditor, self.pg.clone());
+        let engine = Arc::new(query::Engine::new(tables, self.live, self.status, self.pg, log)?);
+        let (acceptor, cert) = match self.tls {
+            Some((acceptor, pem)) => (Some(acceptor), Some(pem)),
+            None => (None, None),
+        };
+        let handlers = Arc::new(server::Handlers::new(engine.clone(), self.users, cert));
+        tracing::info!(addr = %self.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = acceptor.is_some(), "SQL endpoint listening");
         loop {
             let accepted = tokio::select! {
                 _ = stop.cancelled() => break,
@@ -135,7 +141,7 @@ impl Endpoint {
             };
             match accepted {
                 Ok((socket, _)) => {
-                    let (handlers, tls) = (self.handlers.clone(), self.tls.clone());
+                    let (handlers, tls) = (handlers.clone(), acceptor.clone());
                     tokio::spawn(async move {
                         if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                             tracing::debug!(error = %e, "SQL connection ended with an error");
@@ -148,7 +154,8 @@ impl Endpoint {
                 }
             }
         }
-        self.engine.flush_log().await;
+        engine.flush_log().await;
+        Ok(())
     }
 }
 

@@ -109,15 +109,25 @@ impl Handlers {
         Self { engine, users, tls_cert }
     }
 
-    /// The connection's user and role, or an error when the user is gone from the file.
+    /// The connection's user and role; see [`who`].
     fn who<C: ClientInfo>(&self, client: &C) -> PgWireResult<(String, Role)> {
-        let user = client.metadata().get(METADATA_USER).cloned().unwrap_or_default();
-        match self.users.role(&user) {
-            Some(role) => Ok((user, role)),
-            None => {
-                Err(user_error(QueryError { code: "28000", message: format!("role \"{user}\" is no longer allowed") }))
-            }
-        }
+        who(&self.users, self.tls_cert.is_some(), client)
+    }
+}
+
+/// The connection's user and role, or an error when the user is gone from the file or the
+/// connection is not encrypted where TLS is configured.
+fn who<C: ClientInfo>(users: &UserSource, tls: bool, client: &C) -> PgWireResult<(String, Role)> {
+    let user = client.metadata().get(METADATA_USER).cloned().unwrap_or_default();
+    if tls && !client.is_secure() {
+        return Err(user_error(QueryError {
+            code: "28000",
+            message: "this endpoint requires TLS (sslmode=require)".into(),
+        }));
+    }
+    match users.role(&user) {
+        Some(role) => Ok((user, role)),
+        None => Err(user_error(QueryError { code: "28000", message: format!("role \"{user}\" is no longer allowed") })),
     }
 }
 
@@ -180,6 +190,7 @@ impl SimpleQueryHandler for Handlers {
 pub struct Parser {
     engine: Arc<Engine>,
     users: Arc<UserSource>,
+    tls: bool,
 }
 
 #[async_trait]
@@ -190,10 +201,7 @@ impl QueryParser for Parser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let user = client.metadata().get(METADATA_USER).cloned().unwrap_or_default();
-        let role = self.users.role(&user).ok_or_else(|| {
-            user_error(QueryError { code: "28000", message: format!("role \"{user}\" is no longer allowed") })
-        })?;
+        let (_, role) = who(&self.users, self.tls, client)?;
         let mut statements = self.engine.parse(sql).map_err(user_error)?;
         if statements.len() > 1 {
             return Err(user_error(QueryError {
@@ -240,7 +248,7 @@ impl ExtendedQueryHandler for Handlers {
     type QueryParser = Parser;
 
     fn query_parser(&self) -> Arc<Parser> {
-        Arc::new(Parser { engine: self.engine.clone(), users: self.users.clone() })
+        Arc::new(Parser { engine: self.engine.clone(), users: self.users.clone(), tls: self.tls_cert.is_some() })
     }
 
     async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>

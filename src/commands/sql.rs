@@ -106,6 +106,11 @@ pub async fn start(
     let (tx, rx) = mpsc::channel(crate::pipeline::OUTPUT_BUFFER);
     tokio::spawn(live.follow(rx));
     let stop = CancellationToken::new();
-    let task = tokio::spawn(endpoint.run(stop.clone()));
+    let run = endpoint.run(stop.clone());
+    let task = tokio::spawn(async move {
+        if let Err(e) = run.await {
+            tracing::error!(error = %e, "the SQL endpoint could not start: queries to it wait unanswered");
+        }
+    });
     Ok(Some((Running { addr, stop, task }, tx)))
 }

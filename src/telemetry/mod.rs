@@ -58,8 +58,23 @@ type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 /// client logs each statement's parameters at debug, the HTTP stacks headers and bodies at
 /// trace. They are held at INFO whatever `AUGUST_LOG` says (their `tracing` events here, their
 /// `log` records by [`LOG_CRATE_LEVEL`]); August's own events name ids only.
-const VALUE_CARRYING: &[&str] =
-    &["tokio_postgres", "postgres_protocol", "hyper", "hyper_util", "h2", "reqwest", "rustls", "tower_http", "axum"];
+const VALUE_CARRYING: &[&str] = &[
+    "tokio_postgres",
+    "postgres_protocol",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "rustls",
+    "tower_http",
+    "axum",
+    // the SQL endpoint's engine and wire: their debug output quotes queries and plans
+    "datafusion",
+    "datafusion_pg_catalog",
+    "sqlparser",
+    "pgwire",
+    "arrow",
+];
 
 /// The most verbose level of records logged through the `log` crate that August hears.
 const LOG_CRATE_LEVEL: tracing_log::log::LevelFilter = tracing_log::log::LevelFilter::Info;
