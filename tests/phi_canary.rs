@@ -22,9 +22,14 @@ async fn no_phi_reaches_a_log_line_a_metric_a_span_or_an_error_body_even_at_trac
     let db = august_testkit::fresh_db("phi_canary").await;
     let receiver = OtlpReceiver::start().await.unwrap();
     let (_coda_process, coda) = emulator(TOKEN, &[]).await;
-    let (port, metrics_port) = (free_port(), free_port());
+    let (port, metrics_port, sql_port) = (free_port(), free_port(), free_port());
+    let users = tempfile::tempdir().unwrap();
+    let users_file = users.path().join("users.toml");
+    crate::sql_endpoint::add_user(&users_file, "canary", "admin", "canary sql password");
     let extra = [
         ("AUGUST_HTTP_ADDR", "127.0.0.1:0".to_string()),
+        ("AUGUST_SQL_ADDR", format!("127.0.0.1:{sql_port}")),
+        ("AUGUST_SQL_USERS_FILE", users_file.display().to_string()),
         ("AUGUST_LOG", "trace".to_string()),
         ("AUGUST_LOG_FORMAT", "json".to_string()),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint().to_string()),
@@ -48,6 +53,26 @@ async fn no_phi_reaches_a_log_line_a_metric_a_span_or_an_error_body_even_at_trac
     assert!(refused.status().is_client_error(), "{}", refused.status());
     let body = refused.text().await.unwrap();
     assert!(body.contains("\"error\""), "{body}");
+
+    // SQL whose literals are PHI: a query that finds the patient, one that fails on a value, a
+    // refused write. The client gets its own values back; no log line, span or metric may.
+    let url = format!("host=127.0.0.1 port={sql_port} user=canary password='canary sql password' dbname=august");
+    let (sql, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let query = "SELECT drchrono_id FROM patients WHERE first_name = 'Zephyrine' AND last_name <> 'Marrowby'";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !sql
+        .simple_query(query)
+        .await
+        .unwrap()
+        .iter()
+        .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+    {
+        assert!(std::time::Instant::now() < deadline, "the patient never showed over SQL");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sql.simple_query("SELECT CAST('Quillfeather' AS int)").await.is_err());
+    assert!(sql.simple_query("INSERT INTO patients (first_name) VALUES ('Zephyrine')").await.is_err());
 
     let scrape = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics")).await.unwrap().text().await.unwrap();
     let status =

@@ -14,7 +14,7 @@ const AUDITOR_PASSWORD: &str = "auditor pass phrase 2";
 const OPS_PASSWORD: &str = "ops pass phrase 3";
 
 /// `august sql-user add NAME --role ROLE` with `password` on stdin.
-fn add_user(users: &std::path::Path, name: &str, role: &str, password: &str) {
+pub fn add_user(users: &std::path::Path, name: &str, role: &str, password: &str) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_august"))
         .args(["sql-user", "add", name, "--role", role])
         .env_clear()
